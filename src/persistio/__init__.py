@@ -1,0 +1,63 @@
+"""persistio: declare why each piece of data is stored; persistio routes every save to the store
+that fits it (transitory streams, volatile caches, ACID tables, amorphous documents).
+
+Importing this package does no I/O and imports no database driver.
+"""
+
+from .aio import AsyncPersistio, AsyncTransaction
+from .errors import (
+    BackendUnavailable,
+    ConfigError,
+    DrainTimeout,
+    IntentError,
+    NotFound,
+    PersistioError,
+    ValidationError,
+)
+from .intents import (
+    HIGH,
+    LOW,
+    NORMAL,
+    REALTIME,
+    Acid,
+    Amorphous,
+    Intent,
+    Priority,
+    Tier,
+    Transitory,
+    Volatile,
+)
+from .model import persist
+from .router import Receipt
+from .store import Persistio
+from .transaction import Transaction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HIGH",
+    "LOW",
+    "NORMAL",
+    "REALTIME",
+    "Acid",
+    "Amorphous",
+    "AsyncPersistio",
+    "AsyncTransaction",
+    "BackendUnavailable",
+    "ConfigError",
+    "DrainTimeout",
+    "Intent",
+    "IntentError",
+    "NotFound",
+    "Persistio",
+    "PersistioError",
+    "Priority",
+    "Receipt",
+    "Tier",
+    "Transaction",
+    "Transitory",
+    "ValidationError",
+    "Volatile",
+    "__version__",
+    "persist",
+]

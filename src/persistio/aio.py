@@ -1,0 +1,124 @@
+"""``AsyncPersistio``: the same API, awaitable, as a thin facade over the one sync core.
+
+Every blocking call runs on a worker thread (``asyncio.to_thread``), so the event loop never waits
+on a driver. ``async def`` consumers run on the loop that called ``drain``/``run_worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from .router import Receipt
+from .store import Persistio
+from .transaction import Transaction
+from .worker import Handler
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Handler)
+
+
+class AsyncTransaction:
+    """``async with aio.transaction() as tx: tx.save(a)``: commits on a clean exit."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    def save(self, obj: Any) -> str:
+        return self._tx.save(obj)  # validation and planning only: no I/O
+
+    @property
+    def receipts(self) -> list[Receipt]:
+        return self._tx.receipts
+
+    async def __aenter__(self) -> AsyncTransaction:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self._tx.__exit__, exc_type, exc, tb)
+
+
+class AsyncPersistio:
+    """Awaitable ``Persistio``: ``aio = AsyncPersistio(...); await aio.save(obj)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.sync = Persistio(*args, **kwargs)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> AsyncPersistio:
+        aio = cls.__new__(cls)
+        aio.sync = Persistio.from_env(**overrides)
+        return aio
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+    async def setup(self) -> None:
+        await self._run(self.sync.setup)
+
+    async def save(self, obj: Any) -> Receipt:
+        return await self._run(self.sync.save, obj)
+
+    async def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
+        return await self._run(self.sync.save_many, list(objs))
+
+    async def get(self, model: type[T], intent: str, **key: Any) -> T | None:
+        return await self._run(self.sync.get, model, intent, **key)
+
+    async def query(
+        self, model: type[T], intent: str, *, limit: int = 20, **partition: Any
+    ) -> list[T]:
+        return await self._run(self.sync.query, model, intent, limit=limit, **partition)
+
+    def transaction(self) -> AsyncTransaction:
+        return AsyncTransaction(self.sync.transaction())
+
+    def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
+        return self.sync.consumer(intent, batch=batch)
+
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def run_on_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        self.sync._worker.run_coroutine = run_on_loop
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        self._bind_loop()
+        await self._run(self.sync.drain, timeout)
+
+    async def run_worker(self, *, poll_interval: float = 0.05) -> None:
+        self._bind_loop()
+        await self._run(self.sync.run_worker, poll_interval=poll_interval)
+
+    def stop_worker(self) -> None:
+        self.sync.stop_worker()
+
+    async def status(self) -> dict[str, Any]:
+        return await self._run(self.sync.status)
+
+    async def close(self) -> None:
+        await self._run(self.sync.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,56 @@
+"""Volatile tier, embedded: an in-process map with absolute expiry and last-write-wins."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from .base import VolatileEntry
+
+
+class MemoryVolatile:
+    """Values live in this process only; they can be lost and rebuilt, as volatile data may."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[tuple[str, str], VolatileEntry] = {}
+        self._writes = 0
+
+    def put(self, intent: str, entries: Sequence[VolatileEntry]) -> None:
+        now_us = time.time_ns() // 1000
+        with self._lock:
+            for entry in entries:
+                slot = (intent, entry.key)
+                current = self._data.get(slot)
+                if current is not None and current.ts >= entry.ts:
+                    continue  # an older or replayed write never wins
+                if entry.expires_at_us <= now_us:
+                    # Written late (a replay): already expired, and an expired value never
+                    # resurrects; a newer stored one expires later, so nothing is lost.
+                    continue
+                self._data[slot] = entry
+            self._writes += len(entries)
+            if self._writes > 10_000:
+                self._sweep(now_us)
+
+    def get(self, intent: str, key: str) -> bytes | None:
+        now_us = time.time_ns() // 1000
+        with self._lock:
+            entry = self._data.get((intent, key))
+            if entry is None or entry.expires_at_us <= now_us:
+                return None
+            return entry.payload
+
+    def _sweep(self, now_us: int) -> None:
+        self._writes = 0
+        expired = [k for k, e in self._data.items() if e.expires_at_us <= now_us]
+        for k in expired:
+            del self._data[k]
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._data.clear()

@@ -1,0 +1,87 @@
+"""Amorphous tier, embedded: a SQLite table per intent with typed partition and order columns.
+
+The object is stored whole as a msgpack blob; ``retain`` becomes an absolute expiry (write time +
+retain), as with Cassandra's TTL; writes resolve by write timestamp like ``USING TIMESTAMP``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from .base import AmorphousRow, TableSpec
+from .sql import SQLTables, add_missing_columns, latest_per_key, make_engine, upsert_statement
+from .sql_errors import mapped_errors
+from .sql_types import WRITE_TS
+
+BLOB = "_pio_object"
+EXPIRES = "_pio_expires_at"
+_EXTRA = (
+    sa.Column(BLOB, sa.LargeBinary, nullable=False),
+    sa.Column(EXPIRES, sa.Double, nullable=True),
+)
+
+
+class SQLiteDocuments:
+    """Query-shaped tables in one SQLite file."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self._tables = SQLTables()
+
+    def _table(self, spec: TableSpec) -> sa.Table:
+        return self._tables.table(spec, _EXTRA)
+
+    def setup(self, tables: Sequence[TableSpec]) -> None:
+        with mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
+            for spec in tables:
+                table = self._table(spec)
+                table.create(conn, checkfirst=True)
+                add_missing_columns(conn, table)
+
+    def write(self, table: TableSpec, rows: Sequence[AmorphousRow]) -> None:
+        t = self._table(table)
+        names = (*table.key, *table.order)
+        values = []
+        for row in rows:
+            expires = None if table.ttl_seconds is None else row.ts / 1e6 + table.ttl_seconds
+            values.append(
+                {
+                    **dict(zip(names, row.key, strict=True)),
+                    BLOB: row.payload,
+                    WRITE_TS: row.ts,
+                    EXPIRES: expires,
+                }
+            )
+        with mapped_errors("amorphous", f"write to {table.name}"), self.engine.begin() as conn:
+            conn.execute(upsert_statement(conn, t), latest_per_key(t, values))
+
+    def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
+        t = self._table(table)
+        names = (*table.key, *table.order)
+        where = [t.c[n] == v for n, v in zip(names, key, strict=True)]
+        return next(iter(self._select(t, where, 1)), None)
+
+    def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
+        t = self._table(table)
+        where = [t.c[n] == v for n, v in zip(table.key, partition, strict=True)]
+        order = [t.c[n].desc() for n in table.order]
+        return self._select(t, where, limit, order)
+
+    def _select(
+        self, t: sa.Table, where: list[Any], limit: int, order: Sequence[Any] = ()
+    ) -> list[bytes]:
+        live = sa.or_(t.c[EXPIRES].is_(None), t.c[EXPIRES] > time.time())
+        query = sa.select(t.c[BLOB]).where(*where, live).order_by(*order).limit(limit)
+        with mapped_errors("amorphous", f"read from {t.name}"), self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+    def ping(self) -> None:
+        with mapped_errors("amorphous", "ping"), self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()

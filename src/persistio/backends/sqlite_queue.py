@@ -1,0 +1,187 @@
+"""Transitory tier, embedded: a durable SQLite queue with consumer ack, redelivery, dead letters.
+
+The same semantics as Redis Streams with a consumer group: a claimed item is invisible for the
+stream's visibility timeout, then handed out again; an acknowledged item is deleted (expunged);
+enqueue is deduplicated by write id within a window; items past ``max_age`` are dead-lettered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import BackendUnavailable
+from .base import Delivery, QueueItem, StreamSpec, StreamStats
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    dedup TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    enqueued_at REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 0
+);
+-- (stream, rowid) order: a claim walks the oldest items first and stops at its LIMIT
+CREATE INDEX IF NOT EXISTS items_by_stream ON items (stream);
+CREATE TABLE IF NOT EXISTS seen (
+    stream TEXT NOT NULL, dedup TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (stream, dedup)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_by_age ON seen (at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    dedup TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    deliveries INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_stream ON dead_letters (stream);
+"""
+
+
+class SQLiteQueue:
+    """One SQLite file holds every stream; safe across threads and across processes."""
+
+    def __init__(self, path: Path, *, dedup_window_seconds: float = 86_400.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.dedup_window_seconds = dedup_window_seconds
+        self._lock = threading.Lock()
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write lock
+        # up front, so two processes claiming never both read the same items).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives an application crash; FULL would fsync every enqueue.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._enqueues_since_purge = 0
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                yield cur
+                cur.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback(cur)
+                raise BackendUnavailable(f"transitory queue {self.path}: {exc}") from exc
+            except BaseException:
+                self._rollback(cur)
+                raise
+
+    @staticmethod
+    def _rollback(cur: sqlite3.Cursor) -> None:
+        if cur.connection.in_transaction:
+            cur.execute("ROLLBACK")
+
+    def setup(self, streams: Sequence[StreamSpec]) -> None:
+        return None  # one schema serves every stream
+
+    def enqueue(self, stream: StreamSpec, items: Sequence[QueueItem]) -> int:
+        now = time.time()
+        added = 0
+        with self._write() as cur:
+            for item in items:
+                cur.execute(
+                    "INSERT OR IGNORE INTO seen (stream, dedup, at) VALUES (?, ?, ?)",
+                    (stream.name, item.dedup, now),
+                )
+                if cur.rowcount:
+                    cur.execute(
+                        "INSERT INTO items (stream, dedup, payload, enqueued_at, visible_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (stream.name, item.dedup, item.payload, now, now),
+                    )
+                    added += 1
+            self._enqueues_since_purge += len(items)
+            if self._enqueues_since_purge > 50_000:
+                self._enqueues_since_purge = 0
+                cur.execute("DELETE FROM seen WHERE at < ?", (now - self.dedup_window_seconds,))
+        return added
+
+    def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]:
+        now = time.time()
+        with self._write() as cur:
+            if stream.max_age_seconds is not None:
+                self._expire(cur, stream, now - stream.max_age_seconds, now)
+            rows = cur.execute(
+                "SELECT id, dedup, payload, deliveries, enqueued_at FROM items"
+                " WHERE stream = ? AND visible_at <= ? ORDER BY id LIMIT ?",
+                (stream.name, now, count),
+            ).fetchall()
+            if not rows:
+                return []
+            cur.executemany(
+                "UPDATE items SET visible_at = ?, deliveries = deliveries + 1 WHERE id = ?",
+                [(now + stream.visibility_seconds, r[0]) for r in rows],
+            )
+        return [Delivery(str(r[0]), r[1], r[2], r[3] + 1, r[4]) for r in rows]
+
+    def _expire(self, cur: sqlite3.Cursor, stream: StreamSpec, before: float, now: float) -> None:
+        cur.execute(
+            "INSERT INTO dead_letters (stream, dedup, payload, deliveries, reason, at)"
+            " SELECT stream, dedup, payload, deliveries, 'expired: older than max_age', ?"
+            " FROM items WHERE stream = ? AND enqueued_at < ?",
+            (now, stream.name, before),
+        )
+        cur.execute("DELETE FROM items WHERE stream = ? AND enqueued_at < ?", (stream.name, before))
+
+    def ack(self, stream: StreamSpec, ids: Sequence[str]) -> None:
+        with self._write() as cur:
+            cur.executemany(
+                "DELETE FROM items WHERE id = ? AND stream = ?",
+                [(int(i), stream.name) for i in ids],
+            )
+
+    def release(self, stream: StreamSpec, delivery: Delivery, delay_seconds: float) -> None:
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE items SET visible_at = ? WHERE id = ? AND stream = ?",
+                (time.time() + delay_seconds, int(delivery.id), stream.name),
+            )
+
+    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None:
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO dead_letters (stream, dedup, payload, deliveries, reason, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    stream.name,
+                    delivery.dedup,
+                    delivery.payload,
+                    delivery.deliveries,
+                    reason,
+                    time.time(),
+                ),
+            )
+            cur.execute(
+                "DELETE FROM items WHERE id = ? AND stream = ?", (int(delivery.id), stream.name)
+            )
+
+    def stats(self, stream: StreamSpec) -> StreamStats:
+        with self._lock:
+            pending, oldest = self._db.execute(
+                "SELECT count(*), min(enqueued_at) FROM items WHERE stream = ?", (stream.name,)
+            ).fetchone()
+            (dead,) = self._db.execute(
+                "SELECT count(*) FROM dead_letters WHERE stream = ?", (stream.name,)
+            ).fetchone()
+        age = None if oldest is None else max(0.0, time.time() - oldest)
+        return StreamStats(pending, age, dead)
+
+    def ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,152 @@
+"""msgspec encoding, validation, and the mapping from a model's fields to typed columns.
+
+Backends never see model types: they get ``Column`` specs with a logical ``kind`` and plain
+Python values, and map both to their own engine's types.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+import msgspec.inspect as mi
+
+from .errors import ValidationError
+
+Kind = Literal[
+    "int", "str", "float", "bool", "datetime", "date", "uuid", "decimal", "bytes", "json"
+]
+KEY_KINDS: frozenset[Kind] = frozenset(
+    {"int", "str", "bool", "datetime", "date", "uuid", "decimal", "bytes"}
+)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+_SCALARS: dict[type[mi.Type], Kind] = {
+    mi.IntType: "int",
+    mi.StrType: "str",
+    mi.FloatType: "float",
+    mi.BoolType: "bool",
+    mi.DateTimeType: "datetime",
+    mi.DateType: "date",
+    mi.UUIDType: "uuid",
+    mi.DecimalType: "decimal",
+    mi.BytesType: "bytes",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One stored field: its name, its logical kind, and whether it may be None."""
+
+    name: str
+    kind: Kind
+    nullable: bool
+
+
+def _kind_of(t: mi.Type) -> tuple[Kind, bool]:
+    if isinstance(t, mi.UnionType):
+        rest = [u for u in t.types if not isinstance(u, mi.NoneType)]
+        nullable = len(rest) != len(t.types)
+        if len(rest) == 1:
+            return _kind_of(rest[0])[0], nullable
+        return "json", nullable
+    return _SCALARS.get(type(t), "json"), False
+
+
+def fields_of(model: type) -> list[mi.Field] | None:
+    """The model's fields, or None when msgspec cannot treat it as a record type."""
+    try:
+        info = mi.type_info(model)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(info, mi.StructType | mi.DataclassType):
+        return list(info.fields)
+    return None
+
+
+def columns_of(model: type) -> list[Column]:
+    """One ``Column`` per field of ``model`` (a msgspec Struct or a dataclass)."""
+    found = fields_of(model)
+    if found is None:
+        raise TypeError(f"{model!r} is not a msgspec.Struct or dataclass")
+    return [Column(f.name, *_kind_of(f.type)) for f in found]
+
+
+class Codec:
+    """Encodes, decodes and validates one model type; built once per stored type."""
+
+    def __init__(self, model: type) -> None:
+        self.model = model
+        self.columns = columns_of(model)
+        self._by_name = {c.name: c for c in self.columns}
+        fields = fields_of(model) or []
+        self._encode_names = {f.name: f.encode_name for f in fields}
+        self._hints = typing.get_type_hints(model)
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(model)
+        self._int_columns = tuple(c.name for c in self.columns if c.kind == "int")
+        self._json_columns = tuple(c.name for c in self.columns if c.kind == "json")
+
+    def encode(self, obj: Any) -> bytes:
+        return self._encoder.encode(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return self._decoder.decode(data)
+
+    def validate(self, obj: Any, where: str) -> bytes:
+        """Check ``obj`` against its annotations; return its msgpack encoding.
+
+        msgspec does not validate on construction, so the object is checked by decoding its own
+        encoding with the type: that is the one check that covers nested fields too.
+        """
+        if not isinstance(obj, self.model):
+            raise ValidationError(
+                f"{where}: expected a {self.model.__qualname__}, got {type(obj).__qualname__}"
+            )
+        try:
+            data = self._encoder.encode(obj)
+            self._decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.EncodeError, TypeError, OverflowError) as exc:
+            raise ValidationError(f"{where}: {exc}") from exc
+        return data
+
+    def check_int64(self, obj: Any, where: str) -> None:
+        """SQL integer columns are 64-bit: refuse a larger int before anything is written."""
+        for name in self._int_columns:
+            value = getattr(obj, name)
+            if value is not None and not INT64_MIN <= value <= INT64_MAX:
+                raise ValidationError(
+                    f"{where}: field {name!r} = {value} does not fit a 64-bit integer column"
+                )
+
+    def to_row(self, obj: Any) -> dict[str, Any]:
+        """Column name -> value; nested values become JSON-ready builtins."""
+        row = {c.name: getattr(obj, c.name) for c in self.columns}
+        for name in self._json_columns:
+            row[name] = msgspec.to_builtins(row[name])
+        return row
+
+    def from_row(self, row: dict[str, Any]) -> Any:
+        encoded = {self._encode_names[k]: v for k, v in row.items() if k in self._by_name}
+        return msgspec.convert(encoded, self.model, strict=False)
+
+    def key_values(self, obj: Any, fields: tuple[str, ...]) -> tuple[Any, ...]:
+        return tuple(getattr(obj, f) for f in fields)
+
+    def check_key(
+        self, given: dict[str, Any], fields: tuple[str, ...], where: str
+    ) -> tuple[Any, ...]:
+        """Validate keyword key values given to get()/query(); return them in field order."""
+        if set(given) != set(fields):
+            raise ValidationError(
+                f"{where} takes exactly the key fields {fields}; got {tuple(sorted(given))}"
+            )
+        out = []
+        for name in fields:
+            try:
+                out.append(msgspec.convert(given[name], self._hints[name], strict=False))
+            except msgspec.ValidationError as exc:
+                raise ValidationError(f"{where}: key field {name!r}: {exc}") from exc
+        return tuple(out)

@@ -1,0 +1,177 @@
+"""URLs and environment -> backends, chosen by URL scheme through a registry.
+
+A driver is imported only when its scheme is used; a missing one says which extra to install.
+Passwords never appear in errors, logs, ``repr`` or ``status()``: see ``masked``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+from .intents import Tier
+
+ENV = {
+    Tier.TRANSITORY: "PERSISTIO_TRANSITORY_URL",
+    Tier.VOLATILE: "PERSISTIO_VOLATILE_URL",
+    Tier.ACID: "PERSISTIO_ACID_URL",
+    Tier.AMORPHOUS: "PERSISTIO_AMORPHOUS_URL",
+}
+SPOOL_ENV = "PERSISTIO_SPOOL"
+DATA_DIR_ENV = "PERSISTIO_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Tuning shared by the backends."""
+
+    data_dir: Path
+    pool_size: int = 5
+    connect_timeout: float = 5.0
+    request_timeout: float = 10.0
+    dedup_window_seconds: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class Factory:
+    target: str  # "module:attribute", imported on first use
+    extra: str | None  # the pip extra that brings its driver
+
+
+# scheme -> factory, per tier; backends register here and nowhere else
+REGISTRY: dict[Tier, dict[str, Factory]] = {
+    Tier.TRANSITORY: {
+        "sqlite": Factory("persistio.config:_sqlite_queue", None),
+        "redis": Factory("persistio.backends.redis_streams:from_url", "redis"),
+        "rediss": Factory("persistio.backends.redis_streams:from_url", "redis"),
+    },
+    Tier.VOLATILE: {
+        "memory": Factory("persistio.config:_memory", None),
+        "redis": Factory("persistio.backends.redis_cache:from_url", "redis"),
+        "rediss": Factory("persistio.backends.redis_cache:from_url", "redis"),
+    },
+    Tier.ACID: {
+        "sqlite": Factory("persistio.config:_sql_acid", None),
+        "postgresql": Factory("persistio.config:_sql_acid", "postgres"),
+        "postgresql+psycopg": Factory("persistio.config:_sql_acid", "postgres"),
+    },
+    Tier.AMORPHOUS: {
+        "sqlite": Factory("persistio.config:_sqlite_documents", None),
+        "cassandra": Factory("persistio.backends.cassandra:from_url", "cassandra"),
+    },
+}
+
+
+def masked(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def default_urls(data_dir: Path) -> dict[Tier, str]:
+    return {
+        Tier.TRANSITORY: f"sqlite:///{data_dir / 'transitory.db'}",
+        Tier.VOLATILE: "memory://",
+        Tier.ACID: f"sqlite:///{data_dir / 'acid.db'}",
+        Tier.AMORPHOUS: f"sqlite:///{data_dir / 'amorphous.db'}",
+    }
+
+
+def env_urls(environ: Mapping[str, str]) -> dict[Tier, str]:
+    return {tier: environ[name] for tier, name in ENV.items() if environ.get(name)}
+
+
+def open_backend(tier: Tier, url: object, options: Options, setting: str) -> Any:
+    """Build the backend for ``url``; ConfigError names ``setting`` when the URL is wrong."""
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"{setting}: expected a URL string, got {url!r}")
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {masked(url)} is not a valid URL ({exc})") from exc
+    factory = REGISTRY[tier].get(scheme)
+    if factory is None:
+        known = ", ".join(f"{s}://" for s in REGISTRY[tier])
+        raise ConfigError(
+            f"{setting}: scheme {scheme + '://' if scheme else '(none)'} in {masked(url)} "
+            f"is not a {tier} backend; use one of {known}"
+        )
+    module_name, attribute = factory.target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"pip install 'persistio[{factory.extra}]'" if factory.extra else "reinstall"
+        raise ConfigError(
+            f"{setting}: {masked(url)} needs a driver that is not installed ({exc.name}): {hint}"
+        ) from exc
+    build: Callable[[str, Options, str], Any] = getattr(module, attribute)
+    return build(url, options, setting)
+
+
+def sqlite_path(url: str, setting: str) -> Path:
+    parts = urlsplit(url)
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc or not path:
+        raise ConfigError(
+            f"{setting}: {masked(url)}: use sqlite:///relative/path.db or sqlite:////abs/path.db"
+        )
+    return Path(path)
+
+
+def _sqlite_queue(url: str, options: Options, setting: str) -> Any:
+    from .backends.sqlite_queue import SQLiteQueue
+
+    return SQLiteQueue(sqlite_path(url, setting), dedup_window_seconds=options.dedup_window_seconds)
+
+
+def _memory(url: str, options: Options, setting: str) -> Any:
+    from .backends.memory import MemoryVolatile
+
+    return MemoryVolatile()
+
+
+def _sql_acid(url: str, options: Options, setting: str) -> Any:
+    from .backends.sql import SQLAcid
+
+    if url.startswith("sqlite"):
+        sqlite_path(url, setting).parent.mkdir(parents=True, exist_ok=True)
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        return SQLAcid(url, pool_size=options.pool_size, connect_timeout=options.connect_timeout)
+    except ImportError:
+        raise
+    except Exception as exc:  # SQLAlchemy's ArgumentError and friends: a malformed URL
+        raise ConfigError(f"{setting}: {masked(url)}: {exc}") from exc
+
+
+def _sqlite_documents(url: str, options: Options, setting: str) -> Any:
+    from .backends.sqlite_documents import SQLiteDocuments
+
+    sqlite_path(url, setting).parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteDocuments(url)
+
+
+def environ_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Persistio keyword arguments from the PERSISTIO_* environment variables."""
+    env = os.environ if environ is None else environ
+    kwargs: dict[str, Any] = {tier.value: url for tier, url in env_urls(env).items()}
+    if env.get(SPOOL_ENV):
+        kwargs["spool"] = env[SPOOL_ENV]
+    if env.get(DATA_DIR_ENV):
+        kwargs["data_dir"] = env[DATA_DIR_ENV]
+    return kwargs

@@ -1,0 +1,59 @@
+"""Every exception persistio raises.
+
+The tree::
+
+    PersistioError                 base of everything below
+    ├── IntentError                a bad @persist declaration (raised when the decorator is applied)
+    ├── ValidationError            a bad object or argument (raised before anything is written)
+    ├── ConfigError                a bad URL or option (names the setting)
+    ├── BackendUnavailable         a store could not be reached, or its circuit is open
+    ├── DrainTimeout               drain() did not finish in time
+    └── NotFound                   a value an API promised is absent
+
+Driver exceptions never escape: each backend maps them here with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class PersistioError(Exception):
+    """Base class of every persistio error."""
+
+
+class IntentError(PersistioError):
+    """A persistence intent was declared wrongly; the message names the model and the intent."""
+
+
+class ValidationError(PersistioError):
+    """An object or argument does not fit its declaration; nothing was written."""
+
+
+class ConfigError(PersistioError):
+    """A URL or option is wrong; the message names the setting."""
+
+
+class BackendUnavailable(PersistioError):
+    """A backend could not be reached (or its circuit breaker is open)."""
+
+    def __init__(self, message: str, *, tier: str = "") -> None:
+        super().__init__(message)
+        self.tier = tier
+
+
+class DrainTimeout(PersistioError):
+    """``drain(timeout)`` gave up while work was still pending."""
+
+
+class NotFound(PersistioError):
+    """A value an API promises to return is absent."""
+
+
+__all__ = [
+    "BackendUnavailable",
+    "ConfigError",
+    "DrainTimeout",
+    "IntentError",
+    "NotFound",
+    "PersistioError",
+    "ValidationError",
+]

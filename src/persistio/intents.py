@@ -1,0 +1,339 @@
+"""The four persistence intents a model can declare, and their priorities.
+
+An intent says *why* a piece of data is stored and for how long it matters. Constructing one only
+records the declaration; ``@persist`` checks it against the model (see ``model.py``), so that every
+error can name both the model and the intent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import IntEnum, StrEnum
+from typing import Any, ClassVar, Literal
+
+OnOutage = Literal["buffer", "drop", "fail"]
+ON_OUTAGE_CHOICES: tuple[OnOutage, ...] = ("buffer", "drop", "fail")
+
+# Intent names become table, stream and key names: nothing else is ever interpolated into SQL,
+# CQL or Redis key names, so this pattern is the whole injection defence for identifiers.
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+class Priority(IntEnum):
+    """When a task runs: REALTIME before ``save`` returns, the others by workers, highest first."""
+
+    REALTIME = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+
+REALTIME = Priority.REALTIME
+HIGH = Priority.HIGH
+NORMAL = Priority.NORMAL
+LOW = Priority.LOW
+
+
+class Tier(StrEnum):
+    """The persistence types, one backend each."""
+
+    TRANSITORY = "transitory"
+    VOLATILE = "volatile"
+    ACID = "acid"
+    AMORPHOUS = "amorphous"
+
+
+def is_safe_name(name: object) -> bool:
+    """True when ``name`` may be used as a table, stream or key name."""
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
+
+def _as_fields(value: object) -> tuple[str, ...] | None:
+    """Accept ``"a"`` or ``("a", "b")``; None when it is neither."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class Intent:
+    """Options shared by every tier."""
+
+    tier: ClassVar[Tier]
+    default_priority: ClassVar[Priority]
+    default_on_outage: ClassVar[OnOutage]
+
+    name: str
+    priority: Priority
+    on_outage: OnOutage
+    project: Callable[[Any], Any] | None
+    when: Callable[[Any], bool] | None
+    unknown_options: tuple[str, ...] = field(repr=False)
+
+    def key_fields(self) -> tuple[str, ...]:
+        """The stored object's fields that identify one stored value (empty for streams)."""
+        return ()
+
+    def problems(self) -> list[str]:
+        """What is wrong with the declaration on its own (model-independent checks)."""
+        found: list[str] = []
+        if not is_safe_name(self.name):
+            found.append(
+                f"name {self.name!r} is not a safe identifier: use 1-48 characters of "
+                "[a-z0-9_], starting with a letter (it becomes a table/stream/key name)"
+            )
+        # declarations arrive untyped at run time: check what the annotations only promise
+        priority: object = self.priority
+        project: object = self.project
+        when: object = self.when
+        if not isinstance(priority, Priority):
+            found.append(f"priority={priority!r}: use pio.REALTIME, HIGH, NORMAL or LOW")
+        if self.on_outage not in ON_OUTAGE_CHOICES:
+            found.append(f"on_outage={self.on_outage!r}: use one of {ON_OUTAGE_CHOICES}")
+        if project is not None and not callable(project):
+            found.append("project= must be a callable that returns the object to store")
+        if when is not None and not callable(when):
+            found.append("when= must be a callable predicate taking the object")
+        found.extend(
+            f"option {opt!r} does not fit a {type(self).__name__} intent "
+            f"(it takes: {', '.join(self.option_names())})"
+            for opt in self.unknown_options
+        )
+        return found
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        shared = ("priority", "on_outage", "project", "when")
+        own = tuple(
+            f for f in cls.__dataclass_fields__ if f not in (*shared, "name", "unknown_options")
+        )
+        return (*own, *shared)
+
+
+def _shared(
+    priority: Priority | None,
+    on_outage: OnOutage | None,
+    cls: type[Intent],
+) -> tuple[Priority, OnOutage]:
+    return (
+        cls.default_priority if priority is None else priority,
+        cls.default_on_outage if on_outage is None else on_outage,
+    )
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class Transitory(Intent):
+    """Kept until a consumer acknowledges it, then expunged (a stream with consumer groups)."""
+
+    tier = Tier.TRANSITORY
+    default_priority = Priority.REALTIME
+    default_on_outage = "buffer"
+
+    max_age: timedelta | None
+    max_deliveries: int
+    visibility: timedelta
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_age: timedelta | None = None,
+        max_deliveries: int = 5,
+        visibility: timedelta = timedelta(seconds=30),
+        priority: Priority | None = None,
+        on_outage: OnOutage | None = None,
+        project: Callable[[Any], Any] | None = None,
+        when: Callable[[Any], bool] | None = None,
+        **other: object,
+    ) -> None:
+        prio, outage = _shared(priority, on_outage, Transitory)
+        _init(self, name, prio, outage, project, when, tuple(other))
+        object.__setattr__(self, "max_age", max_age)
+        object.__setattr__(self, "max_deliveries", max_deliveries)
+        object.__setattr__(self, "visibility", visibility)
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.max_age is not None and not _positive(self.max_age):
+            found.append(f"max_age={self.max_age!r}: use a positive timedelta, or None")
+        if not isinstance(self.max_deliveries, int) or self.max_deliveries < 1:
+            found.append(f"max_deliveries={self.max_deliveries!r}: use an int >= 1")
+        if not _positive(self.visibility):
+            found.append(f"visibility={self.visibility!r}: use a positive timedelta")
+        return found
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class Volatile(Intent):
+    """Useful but rebuildable data with a time to live (a Redis key with an absolute expiry)."""
+
+    tier = Tier.VOLATILE
+    default_priority = Priority.REALTIME
+    default_on_outage = "drop"
+
+    key: tuple[str, ...]
+    ttl: timedelta | None  # required: None only until problems() reports it
+    rebuild_from: str | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        key: tuple[str, ...] | str = (),
+        ttl: timedelta | None = None,
+        rebuild_from: str | None = None,
+        priority: Priority | None = None,
+        on_outage: OnOutage | None = None,
+        project: Callable[[Any], Any] | None = None,
+        when: Callable[[Any], bool] | None = None,
+        **other: object,
+    ) -> None:
+        prio, outage = _shared(priority, on_outage, Volatile)
+        _init(self, name, prio, outage, project, when, tuple(other))
+        object.__setattr__(self, "key", _as_fields(key) or key)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "rebuild_from", rebuild_from)
+
+    def key_fields(self) -> tuple[str, ...]:
+        return self.key
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        found.extend(_key_problems("key", self.key))
+        if self.ttl is None:
+            found.append("a Volatile intent needs ttl=timedelta(...): its data must expire")
+        elif not _positive(self.ttl):
+            found.append(f"ttl={self.ttl!r}: use a positive timedelta")
+        if self.rebuild_from is not None and not is_safe_name(self.rebuild_from):
+            found.append(f"rebuild_from={self.rebuild_from!r}: name another intent of the model")
+        return found
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class Acid(Intent):
+    """Committed as a whole or not at all: a table with one typed column per field."""
+
+    tier = Tier.ACID
+    default_priority = Priority.REALTIME
+    default_on_outage = "fail"
+
+    key: tuple[str, ...]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        key: tuple[str, ...] | str = (),
+        priority: Priority | None = None,
+        on_outage: OnOutage | None = None,
+        project: Callable[[Any], Any] | None = None,
+        when: Callable[[Any], bool] | None = None,
+        **other: object,
+    ) -> None:
+        prio, outage = _shared(priority, on_outage, Acid)
+        _init(self, name, prio, outage, project, when, tuple(other))
+        object.__setattr__(self, "key", _as_fields(key) or key)
+
+    def key_fields(self) -> tuple[str, ...]:
+        return self.key
+
+    def problems(self) -> list[str]:
+        return [*super().problems(), *_key_problems("key", self.key)]
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class Amorphous(Intent):
+    """Schemaless, high-volume objects in query-shaped tables (partition + order keys)."""
+
+    tier = Tier.AMORPHOUS
+    default_priority = Priority.NORMAL
+    default_on_outage = "buffer"
+
+    partition: tuple[str, ...]
+    order: tuple[str, ...]
+    retain: timedelta | None
+    consistency: str | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        partition: tuple[str, ...] | str = (),
+        order: tuple[str, ...] | str = (),
+        retain: timedelta | None = None,
+        consistency: str | None = None,
+        priority: Priority | None = None,
+        on_outage: OnOutage | None = None,
+        project: Callable[[Any], Any] | None = None,
+        when: Callable[[Any], bool] | None = None,
+        **other: object,
+    ) -> None:
+        prio, outage = _shared(priority, on_outage, Amorphous)
+        _init(self, name, prio, outage, project, when, tuple(other))
+        object.__setattr__(self, "partition", _as_fields(partition) or partition)
+        object.__setattr__(self, "order", _as_fields(order) or order)
+        object.__setattr__(self, "retain", retain)
+        object.__setattr__(self, "consistency", consistency)
+
+    def key_fields(self) -> tuple[str, ...]:
+        return (*self.partition, *self.order)
+
+    def problems(self) -> list[str]:
+        found = [*super().problems(), *_key_problems("partition", self.partition)]
+        order: object = self.order
+        if not isinstance(order, tuple) or not all(isinstance(f, str) for f in order):
+            found.append("order= must name fields of the object, e.g. order=('at',)")
+        if self.retain is not None and (
+            not _positive(self.retain) or self.retain.total_seconds() < 1
+        ):
+            found.append(f"retain={self.retain!r}: use a timedelta of at least one second")
+        if self.consistency is not None and self.consistency not in CONSISTENCY_LEVELS:
+            found.append(f"consistency={self.consistency!r}: use one of {CONSISTENCY_LEVELS}")
+        return found
+
+
+CONSISTENCY_LEVELS = (
+    "ONE",
+    "TWO",
+    "THREE",
+    "QUORUM",
+    "ALL",
+    "LOCAL_QUORUM",
+    "EACH_QUORUM",
+    "LOCAL_ONE",
+    "ANY",
+)
+
+
+def _init(
+    intent: Intent,
+    name: str,
+    priority: Priority,
+    on_outage: OnOutage,
+    project: Callable[[Any], Any] | None,
+    when: Callable[[Any], bool] | None,
+    unknown: tuple[str, ...],
+) -> None:
+    object.__setattr__(intent, "name", name)
+    object.__setattr__(intent, "priority", priority)
+    object.__setattr__(intent, "on_outage", on_outage)
+    object.__setattr__(intent, "project", project)
+    object.__setattr__(intent, "when", when)
+    object.__setattr__(intent, "unknown_options", unknown)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, timedelta) and value > timedelta(0)
+
+
+def _key_problems(option: str, fields: object) -> list[str]:
+    if not isinstance(fields, tuple) or not fields:
+        return [f"{option}= must name one or more fields of the object, e.g. {option}=('id',)"]
+    if len(set(fields)) != len(fields):
+        return [f"{option}={fields!r} names a field twice"]
+    return []

@@ -1,0 +1,233 @@
+"""``@persist``: validates a model's intents and attaches its plan; the registry of models.
+
+The decorator only declares. It does no I/O; a store picks new models up on its next ``setup()``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .codec import KEY_KINDS, Codec, fields_of
+from .errors import IntentError
+from .intents import Intent, Priority, Tier, Volatile
+
+T = TypeVar("T")
+
+PLAN_ATTRIBUTE = "__persistio_plan__"
+# Column names are quoted by every backend, but users read these tables with plain SQL and CQL.
+FIELD_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True, eq=False)
+class BoundIntent:
+    """An intent checked against its model: what it stores and how that is keyed."""
+
+    intent: Intent
+    model: type
+    stored: type
+    codec: Codec
+
+    @property
+    def name(self) -> str:
+        return self.intent.name
+
+    @property
+    def tier(self) -> Tier:
+        return self.intent.tier
+
+    @property
+    def priority(self) -> Priority:
+        return self.intent.priority
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.intent.key_fields()
+
+    def derive(self, obj: Any) -> Any | None:
+        """The object this intent stores for ``obj``, or None when ``when`` says skip."""
+        if self.intent.when is not None and not self.intent.when(obj):
+            return None
+        if self.intent.project is not None:
+            return self.intent.project(obj)
+        return obj
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A model's validated intents, in declaration order."""
+
+    model: type
+    model_name: str
+    codec: Codec
+    intents: tuple[BoundIntent, ...]
+    by_name: dict[str, BoundIntent] = field(repr=False)
+
+    def intent(self, name: str) -> BoundIntent:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise IntentError(
+                f"{self.model.__qualname__} declares no intent {name!r}; "
+                f"it has {tuple(self.by_name)}"
+            ) from None
+
+
+class Registry:
+    """Every model decorated in this process; intents looked up by tier and name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: dict[str, Plan] = {}
+        self._by_tier_name: dict[tuple[Tier, str], BoundIntent] = {}
+
+    def add(self, plan: Plan) -> None:
+        with self._lock:
+            for bound in plan.intents:
+                other = self._by_tier_name.get((bound.tier, bound.name))
+                if other is not None and _name(other.model) != plan.model_name:
+                    raise IntentError(
+                        f"@persist on {plan.model.__qualname__}: intent {bound.name!r}: "
+                        f"{_name(other.model)} already declares a {bound.tier} intent with "
+                        "this name, and both would share one table/stream: rename one"
+                    )
+            old = self._plans.get(plan.model_name)
+            if old is not None:  # re-decoration (a module reload) replaces the old plan
+                for bound in old.intents:
+                    self._by_tier_name.pop((bound.tier, bound.name), None)
+            self._plans[plan.model_name] = plan
+            for bound in plan.intents:
+                self._by_tier_name[(bound.tier, bound.name)] = bound
+
+    def plans(self) -> list[Plan]:
+        with self._lock:
+            return list(self._plans.values())
+
+    def plan_named(self, model_name: str) -> Plan | None:
+        return self._plans.get(model_name)
+
+    def intent(self, tier: Tier, name: str) -> BoundIntent | None:
+        return self._by_tier_name.get((tier, name))
+
+
+REGISTRY = Registry()
+
+
+def _name(model: type) -> str:
+    return f"{model.__module__}:{model.__qualname__}"
+
+
+def plan_of(model: type) -> Plan:
+    """The plan ``@persist`` attached to ``model``."""
+    plan = model.__dict__.get(PLAN_ATTRIBUTE)
+    if not isinstance(plan, Plan):
+        raise IntentError(
+            f"{getattr(model, '__qualname__', model)!r} is not a persisted model: "
+            "decorate it with @persistio.persist(...)"
+        )
+    return plan
+
+
+def persist(*intents: Intent) -> Callable[[type[T]], type[T]]:
+    """Declare why each piece of a model is stored; attach the checked plan to the class.
+
+    Raises:
+        IntentError: at decoration time, naming the model, the intent and the fix.
+    """
+
+    def decorate(model: type[T]) -> type[T]:
+        plan = _build_plan(model, intents)
+        REGISTRY.add(plan)
+        setattr(model, PLAN_ATTRIBUTE, plan)
+        return model
+
+    return decorate
+
+
+def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
+    where = f"@persist on {getattr(model, '__qualname__', model)!r}"
+    if not isinstance(model, type) or fields_of(model) is None:
+        raise IntentError(f"{where}: decorate a msgspec.Struct (or a dataclass)")
+    if not intents:
+        raise IntentError(f"{where}: declare at least one intent, e.g. pio.Acid('name', key=...)")
+    bound: list[BoundIntent] = []
+    seen: set[str] = set()
+    for intent in intents:
+        if not isinstance(intent, Intent):
+            raise IntentError(f"{where}: {intent!r} is not an intent (Transitory, Volatile, ...)")
+        label = f"{where}, intent {intent.name!r}"
+        problems = intent.problems()
+        if problems:
+            raise IntentError(f"{label}: " + "; ".join(problems))
+        if intent.name in seen:
+            raise IntentError(f"{label}: the model declares this name twice; names are unique")
+        seen.add(intent.name)
+        stored = _stored_type(model, intent, label)
+        codec = Codec(stored)
+        _check_fields(codec, intent, label)
+        bound.append(BoundIntent(intent, model, stored, codec))
+    by_name = {b.name: b for b in bound}
+    for b in bound:
+        if isinstance(b.intent, Volatile) and b.intent.rebuild_from is not None:
+            _check_rebuild(b, by_name, f"{where}, intent {b.name!r}")
+    return Plan(model, _name(model), Codec(model), tuple(bound), by_name)
+
+
+def _stored_type(model: type, intent: Intent, label: str) -> type:
+    if intent.project is None:
+        return model
+    try:
+        hints = typing.get_type_hints(intent.project)
+    except Exception as exc:
+        raise IntentError(f"{label}: cannot read project='s annotations: {exc}") from exc
+    stored = hints.get("return")
+    if not isinstance(stored, type) or fields_of(stored) is None:
+        raise IntentError(
+            f"{label}: project= must be annotated to return a msgspec.Struct or dataclass "
+            f"(got {stored!r}), e.g. def to_feed(c: Checkin) -> FeedItem"
+        )
+    return stored
+
+
+def _check_fields(codec: Codec, intent: Intent, label: str) -> None:
+    by_name = {c.name: c for c in codec.columns}
+    stored = codec.model.__qualname__
+    if intent.tier in (Tier.ACID, Tier.AMORPHOUS):
+        for column in codec.columns:
+            if not FIELD_PATTERN.fullmatch(column.name):
+                raise IntentError(
+                    f"{label}: field {column.name!r} of {stored} cannot be a column name: "
+                    "use letters, digits and _ (starting with a letter)"
+                )
+    for name in intent.key_fields():
+        found = by_name.get(name)
+        if found is None:
+            raise IntentError(
+                f"{label}: key field {name!r} is not a field of {stored}; "
+                f"its fields are {tuple(by_name)}"
+            )
+        if found.kind not in KEY_KINDS or found.nullable:
+            raise IntentError(
+                f"{label}: key field {name!r} must be a non-optional int, str, bool, datetime, "
+                f"date, UUID, Decimal or bytes (it is {found.kind}"
+                f"{', optional' if found.nullable else ''})"
+            )
+
+
+def _check_rebuild(b: BoundIntent, by_name: dict[str, BoundIntent], label: str) -> None:
+    assert isinstance(b.intent, Volatile)
+    source = by_name.get(b.intent.rebuild_from or "")
+    if source is None or source.tier not in (Tier.ACID, Tier.AMORPHOUS):
+        raise IntentError(
+            f"{label}: rebuild_from={b.intent.rebuild_from!r} must name an Acid or Amorphous "
+            "intent of the same model"
+        )
+    if source.stored is not b.stored or not set(source.key) <= set(b.key):
+        raise IntentError(
+            f"{label}: rebuild_from={source.name!r} must store the same type, keyed by fields "
+            f"that the volatile key {b.key} contains"
+        )

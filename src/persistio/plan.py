@@ -1,0 +1,124 @@
+"""A save becomes tasks: one per intent, stamped with a write id and a write timestamp."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .intents import Tier
+from .model import REGISTRY, BoundIntent, Plan
+
+
+class Task(msgspec.Struct, array_like=True, frozen=True):
+    """What a deferred, spooled or outboxed write carries: enough to run it in any process."""
+
+    write_id: str
+    model: str
+    intent: str
+    tier: str
+    priority: int
+    ts: int  # microseconds since the epoch; last write wins by this
+    payload: bytes  # msgpack of the stored (projected) object
+
+
+TASK_ENCODER = msgspec.msgpack.Encoder()
+TASK_DECODER = msgspec.msgpack.Decoder(Task)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Work:
+    """A task together with its intent and decoded object, ready for a backend."""
+
+    task: Task
+    bound: BoundIntent
+    obj: Any
+
+    @property
+    def dedup_key(self) -> str:
+        """One save writes once per intent: the unit that replay and redelivery deduplicate."""
+        return f"{self.task.write_id}:{self.task.intent}"
+
+
+class WriteClock:
+    """Microsecond write timestamps, strictly increasing within the process, and UUIDv7 ids."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def next(self) -> int:
+        now = time.time_ns() // 1000
+        with self._lock:
+            self._last = now if now > self._last else self._last + 1
+            return self._last
+
+    @staticmethod
+    def write_id(ts_us: int) -> str:
+        """A UUIDv7 (RFC 9562) whose 12 sub-millisecond bits come from ``ts_us``: time-ordered."""
+        ms, sub_us = divmod(ts_us, 1000)
+        rand_a = (sub_us * 4096) // 1000
+        rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+        value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+        return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True, slots=True)
+class SavePlan:
+    write_id: str
+    ts: int
+    work: list[Work]
+    skipped: list[str]
+
+
+def plan_save(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
+    """Validate ``obj`` and turn it into one task per intent; nothing is written here."""
+    model_payload = plan.codec.validate(obj, where)
+    ts = clock.next()
+    write_id = clock.write_id(ts)
+    work: list[Work] = []
+    skipped: list[str] = []
+    for bound in plan.intents:
+        stored = bound.derive(obj)
+        if stored is None:
+            skipped.append(bound.name)
+            continue
+        label = f"{where}, intent {bound.name!r}"
+        if bound.stored is plan.model and stored is obj:
+            payload = model_payload
+        else:
+            payload = bound.codec.validate(stored, label)
+        if bound.tier is Tier.ACID:
+            bound.codec.check_int64(stored, label)
+        task = Task(
+            write_id,
+            plan.model_name,
+            bound.name,
+            bound.tier.value,
+            int(bound.priority),
+            ts,
+            payload,
+        )
+        work.append(Work(task, bound, stored))
+    return SavePlan(write_id, ts, work, skipped)
+
+
+class UnknownModel(LookupError):
+    """A task names a model this process has not imported."""
+
+
+def work_from_task(task: Task) -> Work:
+    """Rebuild a Work from its encoded task (in a worker, a replay, or an outbox dispatch)."""
+    plan = REGISTRY.plan_named(task.model)
+    if plan is None or task.intent not in plan.by_name:
+        raise UnknownModel(
+            f"task for {task.model} intent {task.intent!r}: import the module that declares "
+            "the model in the worker process"
+        )
+    bound = plan.by_name[task.intent]
+    return Work(task, bound, bound.codec.decode(task.payload))

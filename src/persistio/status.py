@@ -1,0 +1,90 @@
+"""What ``status()`` reports: backends' health, queues, streams, spool and every counter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .config import masked
+from .errors import PersistioError
+from .intents import Tier
+from .model import BoundIntent
+from .router import Router
+from .writes import TASK_QUEUES, stream_spec
+
+
+def _health(backend: Any) -> dict[str, Any]:
+    try:
+        backend.ping()
+    except PersistioError as exc:
+        return {"healthy": False, "error": str(exc)}
+    return {"healthy": True, "error": None}
+
+
+def _stream(backend: Any, spec: Any) -> dict[str, Any]:
+    try:
+        stats = backend.stats(spec)
+    except PersistioError as exc:
+        return {"error": str(exc)}
+    return {
+        "pending": stats.pending,
+        "oldest_age_s": stats.oldest_age_seconds,
+        "dead_letters": stats.dead_letters,
+    }
+
+
+def collect_status(
+    router: Router, urls: dict[Tier, str], streams: Sequence[BoundIntent]
+) -> dict[str, Any]:
+    backends = router.backends
+    by_tier = {
+        Tier.TRANSITORY: backends.transitory,
+        Tier.VOLATILE: backends.volatile,
+        Tier.ACID: backends.acid,
+        Tier.AMORPHOUS: backends.amorphous,
+    }
+    counters = router.spool.counters()
+    spool = router.spool.depth()
+    queues = {p.name.lower(): _stream(backends.transitory, s) for p, s in TASK_QUEUES.items()}
+    intent_streams = {b.name: _stream(backends.transitory, stream_spec(b)) for b in streams}
+    dead = sum(int(s.get("dead_letters", 0)) for s in (*queues.values(), *intent_streams.values()))
+    return {
+        "backends": {
+            tier.value: {"url": masked(urls[tier]), "circuit": "closed", **_health(b)}
+            for tier, b in by_tier.items()
+        },
+        "queues": queues,
+        "streams": intent_streams,
+        "spool": {
+            "depth": sum(n for n, _ in spool.values()),
+            "by_tier": {t: {"items": n, "oldest_age_s": age} for t, (n, age) in spool.items()},
+        },
+        "dead_letters": dead,
+        "dropped": _prefixed(counters, "dropped:"),
+        "retries": _prefixed(counters, "retries:"),
+        "buffered": counters.get("buffered", 0),
+        "replayed": counters.get("replayed", 0),
+    }
+
+
+def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    return {k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)}
+
+
+def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dict[str, int]:
+    """Work ``drain()`` still waits for, by place; empty when everything is done."""
+    backends = router.backends
+    found: dict[str, int] = {}
+    for priority, spec in TASK_QUEUES.items():
+        n = backends.transitory.stats(spec).pending
+        if n:
+            found[f"queue:{priority.name.lower()}"] = n
+    for bound in consumer_streams:
+        n = backends.transitory.stats(stream_spec(bound)).pending
+        if n:
+            found[f"stream:{bound.name}"] = n
+    for tier, (n, _age) in router.spool.depth().items():
+        found[f"spool:{tier}"] = n
+    if backends.acid.take_outbox(1, 0.0):
+        found["outbox"] = 1
+    return found

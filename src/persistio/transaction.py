@@ -1,0 +1,62 @@
+"""``store.transaction()``: acid intents of every save inside commit together, with an outbox.
+
+The other intents of those saves are written into an outbox table in the same database
+transaction, and dispatched only after the commit; if the process dies in between, a worker finds
+the outbox rows and dispatches them, so nothing committed is ever lost.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .intents import Tier
+from .plan import TASK_ENCODER, SavePlan
+from .router import Receipt
+from .writes import apply_in_transaction, group_by_intent
+
+if TYPE_CHECKING:
+    from .store import Persistio
+
+
+class Transaction:
+    """Collects saves; commits them on a clean exit, discards them when the block raises."""
+
+    def __init__(self, store: Persistio) -> None:
+        self._store = store
+        self._plans: list[SavePlan] = []
+        self.receipts: list[Receipt] = []  # filled in after the commit
+
+    def save(self, obj: Any) -> str:
+        """Validate and plan ``obj`` now (raising before any write); return its write id."""
+        plan = self._store._plan(obj, "transaction().save")
+        self._plans.append(plan)
+        return plan.write_id
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and self._plans:
+            self._commit()
+
+    def _commit(self) -> None:
+        works = [w for p in self._plans for w in p.work]
+        acid = [w for w in works if w.bound.tier is Tier.ACID]
+        others = [w for w in works if w.bound.tier is not Tier.ACID]
+        backends = self._store._router.backends
+        with backends.acid.transaction() as tx:
+            for bound, group in group_by_intent(acid).items():
+                apply_in_transaction(tx, bound, group)
+            if others:
+                tx.add_outbox([(w.dedup_key, TASK_ENCODER.encode(w.task)) for w in others])
+        outcome = self._store._router.dispatch_works(others)
+        outcome.mark(acid, "done")
+        if others:
+            backends.acid.finish_outbox([w.dedup_key for w in others])
+        self.receipts = [outcome.receipt(p) for p in self._plans]

@@ -1,0 +1,222 @@
+"""Runs deferred tasks (highest priority first), registered consumers, spool replay and the outbox.
+
+One ``step()`` takes at most one batch from the highest non-empty priority queue, so a backlog of
+LOW work never delays HIGH work by more than one poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .backends.base import Delivery, StreamSpec
+from .errors import BackendUnavailable
+from .model import BoundIntent
+from .plan import TASK_DECODER, UnknownModel, Work, work_from_task
+from .router import Router
+from .writes import TASK_QUEUES, apply, group_by_intent
+
+log = logging.getLogger("persistio.worker")
+
+Handler = Callable[[Any], Any]
+CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    bound: BoundIntent
+    stream: StreamSpec
+    handler: Handler
+    batch: int
+
+
+def backoff(deliveries: int, base: float = 0.2, cap: float = 30.0) -> float:
+    """Seconds before a failed item is handed out again: exponential in its delivery count."""
+    return float(min(cap, base * 2 ** max(0, deliveries - 1)))
+
+
+class Worker:
+    """The deferred half of persistio, run by ``drain()``, ``run_worker()`` and the CLI."""
+
+    def __init__(self, router: Router, *, batch: int = 256, retry_base: float = 0.2) -> None:
+        self.router = router
+        self.batch = batch
+        self.retry_base = retry_base
+        self.consumers: dict[str, Consumer] = {}
+        self.run_coroutine: CoroutineRunner = asyncio.run
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self._lock = threading.Lock()
+
+    @property
+    def _backends(self) -> Any:
+        return self.router.backends
+
+    def consumer_name(self) -> str:
+        return f"{self.name}-{threading.get_ident()}"
+
+    def step(self, outbox_age: float = 5.0) -> bool:
+        """One round of every kind of work; True when anything was done."""
+        progressed = self.replay_outbox(outbox_age)
+        progressed = self.replay_spool() or progressed
+        progressed = self.run_deferred() or progressed
+        for consumer in list(self.consumers.values()):
+            progressed = self.run_consumer(consumer) or progressed
+        return progressed
+
+    # -- deferred tasks -------------------------------------------------------------------------
+
+    def run_deferred(self) -> bool:
+        for stream in TASK_QUEUES.values():
+            deliveries = self._backends.transitory.claim(stream, self.consumer_name(), self.batch)
+            if deliveries:
+                self._run_tasks(stream, deliveries)
+                return True
+        return False
+
+    def _run_tasks(self, stream: StreamSpec, deliveries: Sequence[Delivery]) -> None:
+        by_delivery: dict[int, Delivery] = {}
+        works: list[Work] = []
+        for d in deliveries:
+            try:
+                work = work_from_task(TASK_DECODER.decode(d.payload))
+            except (UnknownModel, ValueError) as exc:
+                self._failed(stream, d, exc)
+                continue
+            works.append(work)
+            by_delivery[id(work)] = d
+        done: list[str] = []
+        for bound, group in group_by_intent(works).items():
+            done.extend(self._run_group(stream, bound, group, by_delivery))
+        if done:
+            self._backends.transitory.ack(stream, done)
+
+    def _run_group(
+        self,
+        stream: StreamSpec,
+        bound: BoundIntent,
+        group: list[Work],
+        by_delivery: dict[int, Delivery],
+    ) -> list[str]:
+        """Apply one intent's tasks; return the ids to acknowledge."""
+        ids = [by_delivery[id(w)].id for w in group]
+        try:
+            apply(self._backends, bound, group)
+        except BackendUnavailable:
+            if bound.intent.on_outage == "fail":
+                for w in group:
+                    self._retry(stream, by_delivery[id(w)], "backend unavailable")
+                return []
+            self.router.on_outage(bound, group)  # buffered or dropped: off the queue either way
+            return ids
+        except Exception as exc:
+            if len(group) == 1:
+                self._failed(stream, by_delivery[id(group[0])], exc)
+                return []
+            # isolate the poison task: one bad item must not hold back its batch
+            return [i for w in group for i in self._run_group(stream, bound, [w], by_delivery)]
+        return ids
+
+    # -- consumers ------------------------------------------------------------------------------
+
+    def run_consumer(self, consumer: Consumer) -> bool:
+        transitory = self._backends.transitory
+        deliveries = transitory.claim(consumer.stream, self.consumer_name(), consumer.batch)
+        if not deliveries:
+            return False
+        acked: list[str] = []
+        for d in deliveries:
+            try:
+                obj = consumer.bound.codec.decode(d.payload)
+                result = consumer.handler(obj)
+                if inspect.iscoroutine(result):
+                    self.run_coroutine(result)
+            except Exception as exc:
+                self._failed(consumer.stream, d, exc)
+            else:
+                acked.append(d.id)
+        if acked:
+            transitory.ack(consumer.stream, acked)
+        return True
+
+    # -- failures -------------------------------------------------------------------------------
+
+    def _failed(self, stream: StreamSpec, delivery: Delivery, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if delivery.deliveries >= stream.max_deliveries:
+            log.error(
+                "dead-lettering %s item %s after %d deliveries: %s",
+                stream.name,
+                delivery.dedup,
+                delivery.deliveries,
+                reason,
+            )
+            self._backends.transitory.dead_letter(stream, delivery, reason[:1000])
+            self.router.spool.bump(f"dead_letters:{stream.name}")
+        else:
+            log.warning(
+                "retrying %s item %s (delivery %d): %s",
+                stream.name,
+                delivery.dedup,
+                delivery.deliveries,
+                reason,
+            )
+            self._retry(stream, delivery, reason)
+
+    def _retry(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None:
+        delay = backoff(delivery.deliveries, self.retry_base)
+        self._backends.transitory.release(stream, delivery, delay)
+        self.router.spool.bump(f"retries:{stream.name}")
+
+    # -- spool and outbox -----------------------------------------------------------------------
+
+    def replay_spool(self) -> bool:
+        """Replay spooled tasks oldest first, per tier, until that tier's backend refuses."""
+        spool = self.router.spool
+        progressed = False
+        for tier in spool.depth():
+            entries = spool.peek(tier, self.batch)
+            works: list[tuple[int, Work]] = []
+            for seq, data in entries:
+                try:
+                    works.append((seq, work_from_task(TASK_DECODER.decode(data))))
+                except UnknownModel:
+                    continue  # stays spooled until a process that knows the model replays it
+            try:
+                for bound, group in group_by_intent(w for _, w in works).items():
+                    apply(self._backends, bound, group)
+            except BackendUnavailable:
+                continue
+            if works:
+                spool.remove([seq for seq, _ in works])
+                progressed = True
+        return progressed
+
+    def replay_outbox(self, older_than: float) -> bool:
+        """Dispatch outbox rows a committed transaction left behind (e.g. its process died)."""
+        acid = self._backends.acid
+        try:
+            rows = acid.take_outbox(self.batch, older_than)
+        except BackendUnavailable:
+            return False
+        if not rows:
+            return False
+        works: list[Work] = []
+        keys: list[str] = []
+        for key, data in rows:
+            try:
+                works.append(work_from_task(TASK_DECODER.decode(data)))
+            except UnknownModel:
+                continue  # left for a process that knows the model
+            keys.append(key)
+        if not works:
+            return False
+        self.router.dispatch_works(works)
+        acid.finish_outbox(keys)
+        return True
