@@ -180,17 +180,28 @@ def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
 def _stored_type(model: type, intent: Intent, label: str) -> type:
     if intent.project is None:
         return model
-    try:
-        hints = typing.get_type_hints(intent.project)
-    except Exception as exc:
-        raise IntentError(f"{label}: cannot read project='s annotations: {exc}") from exc
-    stored = hints.get("return")
+    stored = _return_annotation(intent.project, label)
     if not isinstance(stored, type) or fields_of(stored) is None:
         raise IntentError(
             f"{label}: project= must be annotated to return a msgspec.Struct or dataclass "
             f"(got {stored!r}), e.g. def to_feed(c: Checkin) -> FeedItem"
         )
     return stored
+
+
+def _return_annotation(project: Callable[..., Any], label: str) -> Any:
+    # Only the return annotation is resolved: the parameter usually names the model being
+    # decorated, which does not exist yet under its name while the decorator runs.
+    annotation = getattr(project, "__annotations__", {}).get("return")
+    if not isinstance(annotation, str):
+        return annotation
+    def probe() -> None: ...
+
+    probe.__annotations__ = {"return": annotation}
+    try:
+        return typing.get_type_hints(probe, globalns=getattr(project, "__globals__", {}))["return"]
+    except Exception as exc:
+        raise IntentError(f"{label}: cannot resolve project='s return type: {exc}") from exc
 
 
 def _check_fields(codec: Codec, intent: Intent, label: str) -> None:

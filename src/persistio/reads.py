@@ -23,6 +23,10 @@ class Reader:
 
     def get(self, bound: BoundIntent, given: dict[str, Any]) -> Any:
         where = f"get({bound.model.__qualname__}, {bound.name!r})"
+        if bound.tier is Tier.TRANSITORY:
+            raise ValidationError(
+                f"{where}: transitory data is read by consumers (@store.consumer), not get()"
+            )
         key = bound.codec.check_key(given, bound.key, where)
         match bound.tier:
             case Tier.ACID:
@@ -31,12 +35,8 @@ class Reader:
             case Tier.AMORPHOUS:
                 data = self._backends.amorphous.get(table_spec(bound), key)
                 return None if data is None else bound.codec.decode(data)
-            case Tier.VOLATILE:
+            case _:
                 return self._get_volatile(bound, key)
-            case Tier.TRANSITORY:
-                raise ValidationError(
-                    f"{where}: transitory data is read by consumers (@store.consumer), not get()"
-                )
 
     def _get_volatile(self, bound: BoundIntent, key: tuple[Any, ...]) -> Any:
         text = key_text(key)

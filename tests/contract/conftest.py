@@ -1,0 +1,74 @@
+"""The contract suite runs every test against each backend set: embedded and real servers.
+
+Only the backend set under test is built (``request.getfixturevalue``), so the embedded half runs
+on a laptop with no server, and the real half needs PostgreSQL, Redis and Cassandra (a skip on a
+laptop, a failure in CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import persistio as pio
+
+BACKEND_SETS = ["embedded", "real"]
+REAL_REDIS_DB = 1  # the contract suite's own database; flushed before each test
+
+
+@pytest.fixture(scope="session")
+def real_urls(redis_url: str, pg_database_url: str, cassandra_url: str,
+              cassandra_keyspace: str) -> dict[str, str]:
+    redis_base = redis_url.rsplit("/", 1)[0]
+    hosts = cassandra_url.split("://", 1)[1].split("/", 1)[0]
+    return {
+        "transitory": f"{redis_base}/{REAL_REDIS_DB}",
+        "volatile": f"{redis_base}/{REAL_REDIS_DB}",
+        "acid": pg_database_url,
+        "amorphous": f"cassandra://{hosts}/{cassandra_keyspace}",
+    }
+
+
+def store_urls(request: pytest.FixtureRequest, kind: str) -> dict[str, Any]:
+    if kind == "embedded":
+        return {}
+    urls: dict[str, str] = request.getfixturevalue("real_urls")
+    import redis
+
+    client = redis.Redis.from_url(urls["volatile"])
+    client.flushdb()
+    client.close()
+    return dict(urls)
+
+
+@pytest.fixture(params=BACKEND_SETS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(
+    request: pytest.FixtureRequest, backend_kind: str, tmp_path: Path
+) -> Iterator[Any]:
+    """Build stores on the backend set under test (several may share one data dir)."""
+    urls = store_urls(request, backend_kind)
+    made: list[pio.Persistio] = []
+
+    def make(**options: Any) -> pio.Persistio:
+        store = pio.Persistio(**{**urls, "data_dir": tmp_path, **options})
+        store.setup()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: Any) -> pio.Persistio:
+    result: pio.Persistio = make_store()
+    return result

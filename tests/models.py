@@ -1,0 +1,102 @@
+"""Models shared by the test suites (intent names are global per tier, so they live here once)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import msgspec
+
+import persistio as pio
+
+
+@pio.persist(
+    pio.Transitory("notify_friends"),
+    pio.Volatile("here_now", key=("venue_id", "user_id"), ttl=timedelta(hours=3)),
+    pio.Acid("checkins", key=("id",)),
+    pio.Amorphous("activity", partition=("user_id",), order=("at",), retain=timedelta(days=365)),
+)
+class Checkin(msgspec.Struct, frozen=True):
+    """The DESIGN.md section 2 example, as written."""
+
+    id: uuid.UUID
+    user_id: int
+    venue_id: int
+    at: datetime
+
+
+class Address(msgspec.Struct, frozen=True):
+    city: str
+    tags: list[str]
+    since: datetime | None = None
+
+
+class FeedItem(msgspec.Struct, frozen=True):
+    user_id: int
+    at: datetime
+    text: str
+
+
+def to_feed(p: Profile) -> FeedItem:
+    return FeedItem(p.user_id, p.updated, f"{p.name} updated their profile")
+
+
+@pio.persist(
+    pio.Acid("profiles", key=("user_id",)),
+    pio.Volatile("profile_cache", key=("user_id",), ttl=timedelta(minutes=5),
+                 rebuild_from="profiles"),
+    pio.Amorphous("profile_feed", partition=("user_id",), order=("at",), project=to_feed),
+    pio.Transitory("profile_audit", priority=pio.LOW, when=lambda p: p.balance > 100),
+)
+class Profile(msgspec.Struct, frozen=True):
+    """Every column kind: exact round trips of UUIDs, aware datetimes, Decimals, nested structs."""
+
+    user_id: int
+    name: str
+    updated: datetime
+    balance: Decimal
+    score: float
+    active: bool
+    born: date
+    token: uuid.UUID
+    avatar: bytes
+    address: Address
+    nickname: str | None = None
+
+
+@pio.persist(pio.Amorphous("low_backlog", partition=("bucket",), order=("seq",),
+                           priority=pio.LOW))
+class LowWork(msgspec.Struct, frozen=True):
+    bucket: int
+    seq: int
+
+
+@pio.persist(pio.Acid("urgent", key=("id",), priority=pio.HIGH))
+class HighWork(msgspec.Struct, frozen=True):
+    id: int
+    note: str
+
+
+@pio.persist(pio.Transitory("jobs", max_deliveries=3))
+class Job(msgspec.Struct, frozen=True):
+    id: int
+    poison: bool = False
+
+
+@pio.persist(pio.Acid("accounts", key=("id",)), pio.Transitory("account_events"))
+class Account(msgspec.Struct, frozen=True):
+    id: int
+    owner: str
+    balance: int
+
+
+@pio.persist(
+    pio.Acid("lww_rows", key=("k",)),
+    pio.Volatile("lww_cache", key=("k",), ttl=timedelta(hours=1)),
+    pio.Amorphous("lww_docs", partition=("k",), order=()),
+    pio.Transitory("lww_events"),
+)
+class Versioned(msgspec.Struct, frozen=True):
+    k: str
+    v: int
