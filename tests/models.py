@@ -44,8 +44,9 @@ def to_feed(p: Profile) -> FeedItem:
 
 @pio.persist(
     pio.Acid("profiles", key=("user_id",)),
-    pio.Volatile("profile_cache", key=("user_id",), ttl=timedelta(minutes=5),
-                 rebuild_from="profiles"),
+    pio.Volatile(
+        "profile_cache", key=("user_id",), ttl=timedelta(minutes=5), rebuild_from="profiles"
+    ),
     pio.Amorphous("profile_feed", partition=("user_id",), order=("at",), project=to_feed),
     pio.Transitory("profile_audit", priority=pio.LOW, when=lambda p: p.balance > 100),
 )
@@ -65,8 +66,7 @@ class Profile(msgspec.Struct, frozen=True):
     nickname: str | None = None
 
 
-@pio.persist(pio.Amorphous("low_backlog", partition=("bucket",), order=("seq",),
-                           priority=pio.LOW))
+@pio.persist(pio.Amorphous("low_backlog", partition=("bucket",), order=("seq",), priority=pio.LOW))
 class LowWork(msgspec.Struct, frozen=True):
     bucket: int
     seq: int

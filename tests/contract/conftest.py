@@ -20,8 +20,9 @@ REAL_REDIS_DB = 1  # the contract suite's own database; flushed before each test
 
 
 @pytest.fixture(scope="session")
-def real_urls(redis_url: str, pg_database_url: str, cassandra_url: str,
-              cassandra_keyspace: str) -> dict[str, str]:
+def real_urls(
+    redis_url: str, pg_database_url: str, cassandra_url: str, cassandra_keyspace: str
+) -> dict[str, str]:
     redis_base = redis_url.rsplit("/", 1)[0]
     hosts = cassandra_url.split("://", 1)[1].split("/", 1)[0]
     return {
@@ -50,9 +51,7 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_store(
-    request: pytest.FixtureRequest, backend_kind: str, tmp_path: Path
-) -> Iterator[Any]:
+def make_store(request: pytest.FixtureRequest, backend_kind: str, tmp_path: Path) -> Iterator[Any]:
     """Build stores on the backend set under test (several may share one data dir)."""
     urls = store_urls(request, backend_kind)
     made: list[pio.Persistio] = []

@@ -12,11 +12,14 @@ import persistio as pio
 from persistio.writes import apply
 from tests.models import Versioned
 
-saves = st.lists(st.tuples(st.integers(0, 3), st.integers(-(2**63), 2**63 - 1)),
-                 min_size=1, max_size=12)
+saves = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=12
+)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(saves=saves, seed=st.integers(0, 2**32), repeats=st.integers(1, 3))
 def test_any_order_any_repeats_converges_to_last_write(
     store: pio.Persistio, saves: list[tuple[int, int]], seed: int, repeats: int

@@ -42,8 +42,9 @@ def test_design_example_runs_as_written(store: pio.Persistio) -> None:
     def notify(c: Checkin) -> None:
         delivered.append(c)
 
-    checkin = Checkin(uuid.uuid4(), user_id=uuid.uuid4().int % 10**9, venue_id=7,
-                      at=datetime.now(UTC))
+    checkin = Checkin(
+        uuid.uuid4(), user_id=uuid.uuid4().int % 10**9, venue_id=7, at=datetime.now(UTC)
+    )
 
     # When it is saved
     receipt = store.save(checkin)
@@ -79,7 +80,9 @@ def test_every_field_kind_round_trips_exactly(store: pio.Persistio) -> None:
     assert store.get(Profile, "profiles", user_id=profile.user_id) == profile
     assert store.get(Profile, "profile_cache", user_id=profile.user_id) == profile
     feed = store.query(Profile, "profile_feed", user_id=profile.user_id)
-    assert feed == [FeedItem(profile.user_id, profile.updated, f"{profile.name} updated their profile")]
+    assert feed == [
+        FeedItem(profile.user_id, profile.updated, f"{profile.name} updated their profile")
+    ]
 
 
 def test_get_returns_none_when_absent(store: pio.Persistio) -> None:

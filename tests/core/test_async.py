@@ -1,0 +1,39 @@
+"""Given AsyncPersistio, the same API is awaitable and async consumers run on the caller's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import persistio as pio
+from tests.models import Account, Checkin
+
+
+def test_async_api_mirrors_the_sync_one(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with pio.AsyncPersistio(data_dir=tmp_path) as aio:
+            await aio.setup()
+            loop = asyncio.get_running_loop()
+            seen: list[tuple[Checkin, bool]] = []
+
+            @aio.consumer("notify_friends")
+            async def notify(c: Checkin) -> None:
+                seen.append((c, asyncio.get_running_loop() is loop))
+
+            c = Checkin(uuid.uuid4(), 11, 4, datetime.now(UTC))
+            receipt = await aio.save(c)
+            assert "checkins" in receipt.done
+            assert await aio.get(Checkin, "checkins", id=c.id) == c
+            await aio.save_many([Checkin(uuid.uuid4(), 11, 4, datetime.now(UTC))])
+            await aio.drain(timeout=10)
+            assert seen[0] == (c, True)
+            assert len(await aio.query(Checkin, "activity", user_id=11)) == 2
+
+            async with aio.transaction() as tx:
+                tx.save(Account(5, "eve", 3))
+            assert await aio.get(Account, "accounts", id=5) == Account(5, "eve", 3)
+            assert (await aio.status())["backends"]["acid"]["healthy"]
+
+    asyncio.run(main())
