@@ -1,0 +1,131 @@
+"""``persistio worker|status|setup module:store`` — run and inspect a store from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from .aio import AsyncPersistio
+from .errors import PersistioError
+from .store import Persistio
+
+
+def load_store(target: str) -> Persistio:
+    """Import ``module:attribute`` (a Persistio, an AsyncPersistio, or a function returning one)."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise PersistioError(f"{target!r}: name the store as module:attribute, e.g. app.db:store")
+    sys.path.insert(0, ".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PersistioError(f"{target!r}: cannot import {module_name!r}: {exc}") from exc
+    found: Any = getattr(module, attribute, None)
+    if found is None:
+        raise PersistioError(f"{target!r}: module {module_name!r} has no {attribute!r}")
+    if callable(found) and not isinstance(found, Persistio | AsyncPersistio):
+        found = found()
+    if isinstance(found, AsyncPersistio):
+        found = found.sync
+    if not isinstance(found, Persistio):
+        raise PersistioError(f"{target!r} is a {type(found).__name__}, not a Persistio store")
+    return found
+
+
+def _worker(store: Persistio, args: argparse.Namespace) -> int:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # finish the step in progress (its tasks are acked), then return
+        logging.getLogger("persistio.worker").info("signal %d: stopping after this step", signum)
+        store.stop_worker()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    store.setup()
+    store.run_worker(poll_interval=args.poll_interval)
+    return 0
+
+
+def _status(store: Persistio, args: argparse.Namespace) -> int:
+    status = store.status()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(format_status(status))
+    return 0 if all(b["healthy"] for b in status["backends"].values()) else 1
+
+
+def format_status(status: dict[str, Any]) -> str:
+    lines = [f"{'tier':<11} {'healthy':<8} {'circuit':<9} url"]
+    for tier, b in status["backends"].items():
+        lines.append(
+            f"{tier:<11} {'yes' if b['healthy'] else 'NO':<8} {b['circuit']:<9} {b['url']}"
+        )
+        if b["error"]:
+            lines.append(f"{'':<11} error: {b['error']}")
+    lines += ["", f"{'queue':<22} {'pending':>8} {'oldest_s':>9} {'dead':>6}"]
+    rows = [(f"tasks.{n}", q) for n, q in status["queues"].items()]
+    rows += [(f"stream {n}", s) for n, s in status["streams"].items()]
+    for name, q in rows:
+        if "error" in q:
+            lines.append(f"{name:<22} error: {q['error']}")
+            continue
+        age = "-" if q["oldest_age_s"] is None else f"{q['oldest_age_s']:.1f}"
+        lines.append(f"{name:<22} {q['pending']:>8} {age:>9} {q['dead_letters']:>6}")
+    spool = status["spool"]
+    lines += [
+        "",
+        f"spool depth {spool['depth']}, buffered {status['buffered']}, "
+        f"replayed {status['replayed']}, dead letters {status['dead_letters']}",
+    ]
+    for label in ("dropped", "retries"):
+        for name, n in sorted(status[label].items()):
+            lines.append(f"{label} {name}: {n}")
+    return "\n".join(lines)
+
+
+def _setup(store: Persistio, args: argparse.Namespace) -> int:
+    store.setup()
+    print("setup done")
+    return 0
+
+
+COMMANDS = {"worker": _worker, "status": _status, "setup": _setup}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="persistio", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    worker = sub.add_parser("worker", help="run deferred tasks and consumers until SIGTERM")
+    worker.add_argument("store", help="module:attribute of the store")
+    worker.add_argument("--poll-interval", type=float, default=0.05)
+    status = sub.add_parser("status", help="backends' health, queues, spool and counters")
+    status.add_argument("store")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    setup = sub.add_parser("setup", help="create tables, keyspace and consumer groups")
+    setup.add_argument("store")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        store = load_store(args.store)
+    except PersistioError as exc:
+        print(f"persistio: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](store, args)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
