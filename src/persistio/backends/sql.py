@@ -54,6 +54,7 @@ class SQLTables:
         self.metadata = sa.MetaData()
         self._lock = threading.Lock()
         self._tables: dict[str, sa.Table] = {}
+        self._upserts: dict[tuple[str, str], Any] = {}
 
     def table(self, spec: TableSpec, extra: Sequence[sa.Column[Any]] = ()) -> sa.Table:
         with self._lock:
@@ -79,6 +80,15 @@ class SQLTables:
                 )
                 self._tables[spec.name] = found
             return found
+
+
+    def upsert(self, conn: sa.Connection, table: sa.Table) -> Any:
+        """The table's upsert statement, built once per dialect (building it is not cheap)."""
+        slot = (table.name, conn.dialect.name)
+        stmt = self._upserts.get(slot)
+        if stmt is None:
+            stmt = self._upserts[slot] = upsert_statement(conn, table)
+        return stmt
 
 
 def add_missing_columns(conn: sa.Connection, table: sa.Table) -> None:
@@ -151,7 +161,7 @@ class SQLAcid:
     def _upsert(self, conn: sa.Connection, spec: TableSpec, rows: Sequence[AcidRow]) -> None:
         table = self._tables.table(spec)
         values = latest_per_key(table, [{**r.values, WRITE_TS: r.ts} for r in rows])
-        conn.execute(upsert_statement(conn, table), values)
+        conn.execute(self._tables.upsert(conn, table), values)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> dict[str, Any] | None:
         t = self._tables.table(table)

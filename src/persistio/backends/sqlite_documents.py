@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .base import AmorphousRow, TableSpec
-from .sql import SQLTables, add_missing_columns, latest_per_key, make_engine, upsert_statement
+from .sql import SQLTables, add_missing_columns, latest_per_key, make_engine
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_TS
 
@@ -57,7 +57,7 @@ class SQLiteDocuments:
                 }
             )
         with mapped_errors("amorphous", f"write to {table.name}"), self.engine.begin() as conn:
-            conn.execute(upsert_statement(conn, t), latest_per_key(t, values))
+            conn.execute(self._tables.upsert(conn, t), latest_per_key(t, values))
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
         t = self._table(table)
