@@ -195,6 +195,7 @@ def _return_annotation(project: Callable[..., Any], label: str) -> Any:
     annotation = getattr(project, "__annotations__", {}).get("return")
     if not isinstance(annotation, str):
         return annotation
+
     def probe() -> None: ...
 
     probe.__annotations__ = {"return": annotation}
