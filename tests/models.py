@@ -100,3 +100,19 @@ class Account(msgspec.Struct, frozen=True):
 class Versioned(msgspec.Struct, frozen=True):
     k: str
     v: int
+
+
+@pio.persist(
+    pio.Acid("odd_rows", key=("name", "n")),
+    pio.Volatile("odd_cache", key=("name", "n"), ttl=timedelta(hours=1)),
+    pio.Amorphous("odd_docs", partition=("name",), order=("n",)),
+    pio.Transitory("odd_events"),
+)
+class Oddity(msgspec.Struct, frozen=True):
+    """Hostile values as data: keys and fields full of quotes, semicolons, unicode, braces."""
+
+    name: str
+    n: int
+    text: str
+    blob: bytes
+    extra: dict[str, list[int]]

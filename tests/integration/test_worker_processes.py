@@ -1,0 +1,104 @@
+"""Given 20,000 deferred tasks and 3 worker processes, every effect lands exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import persistio as pio
+
+REPO = Path(__file__).resolve().parents[2]
+TASKS = 20_000
+
+
+@pytest.mark.slow
+def test_three_workers_apply_every_effect_once(
+    redis_url: str,
+    pg_database_url: str,
+    cassandra_url: str,
+    cassandra_keyspace: str,
+    raw_cassandra: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hosts = cassandra_url.split("://", 1)[1].split("/", 1)[0]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PERSISTIO_TRANSITORY_URL": redis_url.rsplit("/", 1)[0] + "/4",
+        "PERSISTIO_VOLATILE_URL": redis_url.rsplit("/", 1)[0] + "/4",
+        "PERSISTIO_ACID_URL": pg_database_url,
+        "PERSISTIO_AMORPHOUS_URL": f"cassandra://{hosts}/{cassandra_keyspace}",
+        "PERSISTIO_DATA_DIR": str(tmp_path),
+    }
+    import redis as redis_lib
+
+    effects = redis_lib.Redis.from_url(env["PERSISTIO_VOLATILE_URL"])
+    effects.flushdb()
+    for name, value in env.items():
+        if name.startswith("PERSISTIO_"):
+            monkeypatch.setenv(name, value)
+    from tests.integration import worker_app
+
+    run = uuid.uuid4().hex[:8]
+    # Given 20,000 saves whose three intents are all deferred (HIGH, NORMAL, LOW)
+    store = worker_app.store
+    store.setup()
+    for start in range(0, TASKS, 1000):
+        store.save_many(worker_app.Fanout(n, n % 64, run) for n in range(start, start + 1000))
+    assert store.status()["queues"]["low"]["pending"] == TASKS
+
+    # When three worker processes share the queues
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "persistio.cli", "worker", "tests.integration.worker_app:store"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        deadline = time.monotonic() + 300
+        key = f"{worker_app.EFFECTS_KEY}:{run}"
+        while effects.llen(key) < TASKS or _pending(store):
+            assert time.monotonic() < deadline, f"workers too slow: {store.status()['queues']}"
+            assert all(w.poll() is None for w in workers), "a worker died"
+            time.sleep(0.5)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        outputs = [w.communicate(timeout=60)[1] for w in workers]
+
+    # Then every worker exited cleanly on SIGTERM
+    assert [w.returncode for w in workers] == [0, 0, 0], outputs
+    # And each effect happened exactly once: consumer deliveries, acid rows, Cassandra rows
+    seen = Counter(int(n) for n in effects.lrange(key, 0, -1))
+    assert len(seen) == TASKS
+    assert max(seen.values()) == 1
+    with store._router.backends.acid.engine.connect() as conn:  # type: ignore[attr-defined]
+        import sqlalchemy as sa
+
+        rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT n) FROM fanout_rows")).one()
+    assert tuple(rows) == (TASKS, TASKS)
+    raw_cassandra.set_keyspace(cassandra_keyspace)
+    docs = raw_cassandra.execute("SELECT count(*) FROM fanout_docs").one()[0]
+    assert docs == TASKS
+    assert store.status()["dead_letters"] == 0
+    store.close()
+
+
+def _pending(store: pio.Persistio) -> bool:
+    status = store.status()
+    return any(q["pending"] for q in status["queues"].values())
