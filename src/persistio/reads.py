@@ -10,7 +10,7 @@ from .errors import ValidationError
 from .intents import Tier, Volatile
 from .model import BoundIntent
 from .singleflight import SingleFlight
-from .writes import Backends, table_spec
+from .writes import Backends, prepare, table_spec
 
 MAX_QUERY_LIMIT = 10_000
 
@@ -28,6 +28,11 @@ class Reader:
                 f"{where}: transitory data is read by consumers (@store.consumer), not get()"
             )
         key = bound.codec.check_key(given, bound.key, where)
+        with self._backends.guard(bound.tier):
+            prepare(self._backends, bound)
+            return self._read(bound, key)
+
+    def _read(self, bound: BoundIntent, key: tuple[Any, ...]) -> Any:
         match bound.tier:
             case Tier.ACID:
                 row = self._backends.acid.get(table_spec(bound), key)
@@ -59,7 +64,7 @@ class Reader:
                 ts = self._clock()
                 ttl_us = int(ttl.total_seconds() * 1_000_000)
                 entry = VolatileEntry(text, ts, ts + ttl_us, bound.codec.encode(found))
-                self._backends.volatile.put(bound.name, [entry])
+                self._backends.volatile.put(bound.name, [entry])  # already inside the guard
             return found
 
         # a storm of misses on one key runs one rebuild; the others wait for its result

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import msgspec
 
 from .backends.base import QueueItem
 from .errors import BackendUnavailable
-from .intents import Priority
+from .intents import Priority, Tier
 from .model import BoundIntent
 from .plan import TASK_ENCODER, SavePlan, Work
 from .spool import Spool
@@ -53,9 +53,12 @@ class Outcome:
 class Router:
     """Dispatches planned saves; shared by every thread of a store."""
 
-    def __init__(self, backends: Backends, spool: Spool, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, backends: Backends, spool: Spool, pool: ThreadPoolExecutor, deadline: float
+    ) -> None:
         self.backends = backends
         self.spool = spool
+        self.deadline = deadline  # seconds a save waits for its REALTIME writes
         self._pool = pool
 
     def dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:
@@ -70,32 +73,48 @@ class Router:
         return outcome
 
     def run_now(self, works: Sequence[Work], outcome: Outcome) -> None:
-        """Write now, concurrently per intent. Intents that fail the save on an outage go first,
-        so a save that raises BackendUnavailable has written nothing else."""
+        """Write now, concurrently per intent, each bounded by the REALTIME deadline.
+
+        Intents that fail the save on an outage go first, so a save that raises
+        BackendUnavailable has written nothing else.
+        """
         groups = group_by_intent(works)
         failing = {b: ws for b, ws in groups.items() if b.intent.on_outage == "fail"}
-        if failing:
-            self._concurrently([self._strict(b, ws) for b, ws in failing.items()])
-            for ws in failing.values():
-                outcome.mark(ws, "done")
-        rest = [self._tolerant(b, ws, outcome) for b, ws in groups.items() if b not in failing]
-        self._concurrently(rest)
-
-    def _strict(self, bound: BoundIntent, works: list[Work]) -> Callable[[], None]:
-        return lambda: apply(self.backends, bound, works)
-
-    def _tolerant(
-        self, bound: BoundIntent, works: list[Work], outcome: Outcome
-    ) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                apply(self.backends, bound, works)
-            except BackendUnavailable:
-                outcome.mark(works, self.on_outage(bound, works))
+        for bound, error in self._run_groups(failing).items():
+            if error is not None:
+                raise error
+            outcome.mark(failing[bound], "done")
+        rest = {b: ws for b, ws in groups.items() if b not in failing}
+        for bound, error in self._run_groups(rest).items():
+            if error is None:
+                outcome.mark(rest[bound], "done")
+            elif isinstance(error, BackendUnavailable):
+                outcome.mark(rest[bound], self.on_outage(bound, rest[bound]))
             else:
-                outcome.mark(works, "done")
+                raise error
 
-        return run
+    def _run_groups(
+        self, groups: dict[BoundIntent, list[Work]]
+    ) -> dict[BoundIntent, BaseException | None]:
+        """Apply each intent's batch on the pool; one that misses the deadline counts as down.
+
+        A write that missed the deadline may still land later: harmless, since every write is
+        idempotent and resolved by its write timestamp.
+        """
+        if not groups:
+            return {}
+        futures = {b: self._pool.submit(apply, self.backends, b, ws) for b, ws in groups.items()}
+        wait(futures.values(), timeout=self.deadline)
+        results: dict[BoundIntent, BaseException | None] = {}
+        for bound, future in futures.items():
+            if future.done():
+                results[bound] = future.exception()
+                continue
+            self.backends.breakers[bound.tier].failure()
+            results[bound] = BackendUnavailable(
+                f"{bound.tier} backend did not answer within {self.deadline}s", tier=bound.tier
+            )
+        return results
 
     def on_outage(self, bound: BoundIntent, works: Sequence[Work]) -> str:
         """Buffer or drop writes whose backend is down; return the state they ended in."""
@@ -118,7 +137,8 @@ class Router:
         for priority, group in by_priority.items():
             items = [QueueItem(w.dedup_key, TASK_ENCODER.encode(w.task)) for w in group]
             try:
-                self.backends.transitory.enqueue(TASK_QUEUES[priority], items)
+                with self.backends.guard(Tier.TRANSITORY):
+                    self.backends.transitory.enqueue(TASK_QUEUES[priority], items)
             except BackendUnavailable:
                 self.spool.add(
                     [
@@ -129,19 +149,3 @@ class Router:
                 outcome.mark(group, "buffered")
             else:
                 outcome.mark(group, "deferred")
-
-    def _concurrently(self, calls: Sequence[Callable[[], None]]) -> None:
-        if not calls:
-            return
-        futures = [self._pool.submit(c) for c in calls[1:]]
-        first_error: BaseException | None = None
-        try:
-            calls[0]()
-        except BaseException as exc:
-            first_error = exc
-        for f in futures:
-            error = f.exception()
-            if error is not None and first_error is None:
-                first_error = error
-        if first_error is not None:
-            raise first_error

@@ -50,7 +50,13 @@ def collect_status(
     dead = sum(int(s.get("dead_letters", 0)) for s in (*queues.values(), *intent_streams.values()))
     return {
         "backends": {
-            tier.value: {"url": masked(urls[tier]), "circuit": "closed", **_health(b)}
+            tier.value: {
+                "url": masked(urls[tier]),
+                "circuit": backends.breakers[tier].state,
+                "circuit_opened": backends.breakers[tier].opened,
+                "circuit_rejected": backends.breakers[tier].rejected,
+                **_health(b),
+            }
             for tier, b in by_tier.items()
         },
         "queues": queues,

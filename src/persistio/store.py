@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .config import ENV, Options, default_urls, environ_settings, masked, open_backend
-from .errors import DrainTimeout, PersistioError, ValidationError
+from .errors import BackendUnavailable, DrainTimeout, PersistioError, ValidationError
 from .intents import Tier, Transitory
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, WriteClock, plan_save
@@ -22,7 +22,7 @@ from .spool import Spool
 from .status import collect_status, pending_work
 from .transaction import Transaction
 from .worker import Consumer, Handler, Worker
-from .writes import TASK_QUEUES, Backends, stream_spec, table_spec
+from .writes import TASK_QUEUES, Backends, prepare, stream_spec
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Handler)
@@ -49,11 +49,15 @@ class Persistio:
         pool_size: int = 5,
         connect_timeout: float = 5.0,
         realtime_threads: int = 8,
+        realtime_deadline: float = 5.0,
+        breaker_threshold: int = 3,
+        breaker_reset: float = 0.5,
         worker_batch: int = 256,
         dedup_window: timedelta = timedelta(hours=24),
         spool_max_items: int = 1_000_000,
     ) -> None:
         _check_options(pool_size, connect_timeout, realtime_threads, worker_batch, dedup_window)
+        _check_seconds(realtime_deadline=realtime_deadline, breaker_reset=breaker_reset)
         data = Path(data_dir)
         options = Options(
             data, pool_size, connect_timeout, dedup_window_seconds=dedup_window.total_seconds()
@@ -85,7 +89,7 @@ class Persistio:
             opened[Tier.AMORPHOUS],
         )
         self._pool = ThreadPoolExecutor(realtime_threads, thread_name_prefix="persistio")
-        self._router = Router(backends, self._spool, self._pool)
+        self._router = Router(backends, self._spool, self._pool, realtime_deadline)
         self._worker = Worker(self._router, batch=worker_batch)
         self._clock = WriteClock()
         self._reader = Reader(backends, self._clock.next)
@@ -109,26 +113,36 @@ class Persistio:
         """Create what is missing for every model declared so far: tables, keyspace, groups.
 
         Idempotent; adds new columns to existing tables and never drops anything.
+
+        Raises:
+            BackendUnavailable: a backend could not be reached.
         """
-        self._setup_plans(REGISTRY.plans(), force=True)
+        self._check_open()
+        backends = self._router.backends
+        with self._setup_lock:
+            backends.transitory.setup(list(TASK_QUEUES.values()))
+            plans = REGISTRY.plans()
+            for tier in Tier:
+                bounds = [b for p in plans for b in p.intents if b.tier is tier]
+                backends.ready.difference_update((tier, b.name) for b in bounds)
+                with backends.guard(tier):
+                    for bound in bounds:
+                        prepare(backends, bound)
+            self._set_up.update(p.model_name for p in plans)
 
     def _ensure(self, plan: Plan) -> None:
-        if plan.model_name not in self._set_up:
-            self._setup_plans([plan], force=False)
-
-    def _setup_plans(self, plans: list[Plan], *, force: bool) -> None:
-        self._check_open()
+        """Set a model up on first use; a tier that is down is set up by its first write."""
+        if plan.model_name in self._set_up:
+            return
+        backends = self._router.backends
         with self._setup_lock:
-            todo = [p for p in plans if force or p.model_name not in self._set_up]
-            if not todo:
-                return
-            bounds = [b for p in todo for b in p.intents]
-            backends = self._router.backends
-            streams = [stream_spec(b) for b in bounds if b.tier is Tier.TRANSITORY]
-            backends.transitory.setup([*TASK_QUEUES.values(), *streams])
-            backends.acid.setup([table_spec(b) for b in bounds if b.tier is Tier.ACID])
-            backends.amorphous.setup([table_spec(b) for b in bounds if b.tier is Tier.AMORPHOUS])
-            self._set_up.update(p.model_name for p in todo)
+            for bound in plan.intents:
+                try:
+                    with backends.guard(bound.tier):
+                        prepare(backends, bound)
+                except BackendUnavailable:
+                    continue
+            self._set_up.add(plan.model_name)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -263,6 +277,14 @@ class Persistio:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _check_seconds(**values: float) -> None:
+    from .errors import ConfigError
+
+    for name, value in values.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"Persistio({name}={value!r}): use seconds > 0")
 
 
 def _check_options(

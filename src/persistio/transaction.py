@@ -50,9 +50,9 @@ class Transaction:
         acid = [w for w in works if w.bound.tier is Tier.ACID]
         others = [w for w in works if w.bound.tier is not Tier.ACID]
         backends = self._store._router.backends
-        with backends.acid.transaction() as tx:
+        with backends.guard(Tier.ACID), backends.acid.transaction() as tx:
             for bound, group in group_by_intent(acid).items():
-                apply_in_transaction(tx, bound, group)
+                apply_in_transaction(backends, tx, bound, group)
             if others:
                 tx.add_outbox([(w.dedup_key, TASK_ENCODER.encode(w.task)) for w in others])
         outcome = self._store._router.dispatch_works(others)

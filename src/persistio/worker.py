@@ -18,6 +18,7 @@ from typing import Any
 
 from .backends.base import Delivery, StreamSpec
 from .errors import BackendUnavailable
+from .intents import Tier
 from .model import BoundIntent
 from .plan import TASK_DECODER, UnknownModel, Work, work_from_task
 from .router import Router
@@ -63,18 +64,28 @@ class Worker:
 
     def step(self, outbox_age: float = 5.0) -> bool:
         """One round of every kind of work; True when anything was done."""
-        progressed = self.replay_outbox(outbox_age)
-        progressed = self.replay_spool() or progressed
-        progressed = self.run_deferred() or progressed
-        for consumer in list(self.consumers.values()):
-            progressed = self.run_consumer(consumer) or progressed
+        progressed = False
+        for part in (
+            lambda: self.replay_outbox(outbox_age),
+            self.replay_spool,
+            self.run_deferred,
+            *(lambda c=c: self.run_consumer(c) for c in list(self.consumers.values())),
+        ):
+            try:
+                progressed = part() or progressed
+            except BackendUnavailable as exc:
+                # a backend is down: the other parts go on; this one is retried next poll
+                log.debug("worker step skipped a part: %s", exc)
         return progressed
 
     # -- deferred tasks -------------------------------------------------------------------------
 
     def run_deferred(self) -> bool:
         for stream in TASK_QUEUES.values():
-            deliveries = self._backends.transitory.claim(stream, self.consumer_name(), self.batch)
+            with self._backends.guard(Tier.TRANSITORY):
+                deliveries = self._backends.transitory.claim(
+                    stream, self.consumer_name(), self.batch
+                )
             if deliveries:
                 self._run_tasks(stream, deliveries)
                 return True
@@ -95,7 +106,8 @@ class Worker:
         for bound, group in group_by_intent(works).items():
             done.extend(self._run_group(stream, bound, group, by_delivery))
         if done:
-            self._backends.transitory.ack(stream, done)
+            with self._backends.guard(Tier.TRANSITORY):
+                self._backends.transitory.ack(stream, done)
 
     def _run_group(
         self,
@@ -127,7 +139,8 @@ class Worker:
 
     def run_consumer(self, consumer: Consumer) -> bool:
         transitory = self._backends.transitory
-        deliveries = transitory.claim(consumer.stream, self.consumer_name(), consumer.batch)
+        with self._backends.guard(Tier.TRANSITORY):
+            deliveries = transitory.claim(consumer.stream, self.consumer_name(), consumer.batch)
         if not deliveries:
             return False
         acked: list[str] = []
@@ -142,7 +155,8 @@ class Worker:
             else:
                 acked.append(d.id)
         if acked:
-            transitory.ack(consumer.stream, acked)
+            with self._backends.guard(Tier.TRANSITORY):
+                transitory.ack(consumer.stream, acked)
         return True
 
     # -- failures -------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ which is what makes every path idempotent in the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from .backends.base import (
     VolatileEntry,
     key_text,
 )
+from .breaker import CircuitBreaker
 from .intents import Acid, Amorphous, Priority, Tier, Transitory, Volatile
 from .model import BoundIntent
 from .plan import Work
@@ -41,6 +43,15 @@ class Backends:
     volatile: VolatileBackend
     acid: AcidBackend
     amorphous: AmorphousBackend
+    breakers: dict[Tier, CircuitBreaker] = field(
+        default_factory=lambda: {t: CircuitBreaker(t.value) for t in Tier}
+    )
+    # intents whose table/stream this process has created (or found): see prepare()
+    ready: set[tuple[Tier, str]] = field(default_factory=set)
+
+    def guard(self, tier: Tier) -> AbstractContextManager[None]:
+        """Every backend call goes through its tier's circuit breaker."""
+        return self.breakers[tier].guard()
 
     def close(self) -> None:
         for backend in (self.transitory, self.volatile, self.acid, self.amorphous):
@@ -89,6 +100,32 @@ def group_by_intent(works: Iterable[Work]) -> dict[BoundIntent, list[Work]]:
 
 def apply(backends: Backends, bound: BoundIntent, works: Sequence[Work]) -> None:
     """Write ``works`` (all of one intent) to that intent's backend, as one batch."""
+    with backends.guard(bound.tier):
+        prepare(backends, bound)
+        _apply(backends, bound, works)
+
+
+def prepare(backends: Backends, bound: BoundIntent) -> None:
+    """Create the intent's table or stream the first time this process touches it.
+
+    This is what lets a save, a worker or a spool replay succeed on a backend that was down when
+    the model was first seen: setup happens with the first write that reaches it.
+    """
+    if (bound.tier, bound.name) in backends.ready:
+        return
+    match bound.tier:
+        case Tier.TRANSITORY:
+            backends.transitory.setup([stream_spec(bound)])
+        case Tier.ACID:
+            backends.acid.setup([table_spec(bound)])
+        case Tier.AMORPHOUS:
+            backends.amorphous.setup([table_spec(bound)])
+        case Tier.VOLATILE:
+            pass  # keys need no schema
+    backends.ready.add((bound.tier, bound.name))
+
+
+def _apply(backends: Backends, bound: BoundIntent, works: Sequence[Work]) -> None:
     match bound.tier:
         case Tier.TRANSITORY:
             items = [QueueItem(w.task.write_id, w.task.payload) for w in works]
@@ -101,7 +138,10 @@ def apply(backends: Backends, bound: BoundIntent, works: Sequence[Work]) -> None
             backends.amorphous.write(table_spec(bound), amorphous_rows(bound, works))
 
 
-def apply_in_transaction(tx: AcidTransaction, bound: BoundIntent, works: Sequence[Work]) -> None:
+def apply_in_transaction(
+    backends: Backends, tx: AcidTransaction, bound: BoundIntent, works: Sequence[Work]
+) -> None:
+    prepare(backends, bound)
     tx.upsert(table_spec(bound), acid_rows(bound, works))
 
 

@@ -1,0 +1,112 @@
+"""A circuit breaker per backend: closed -> open -> half-open -> closed.
+
+After ``failure_threshold`` consecutive failures the circuit opens and calls fail fast with
+``BackendUnavailable`` (so a dead server costs a save microseconds, not a timeout). After a
+cool-down, growing exponentially through tenacity's wait strategy while failures continue, one
+probe call is let through (half-open); its success closes the circuit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import tenacity
+
+from .errors import BackendUnavailable
+
+State = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        tier: str,
+        *,
+        failure_threshold: int = 3,
+        reset_timeout: float = 0.5,
+        max_reset_timeout: float = 15.0,
+    ) -> None:
+        self.tier = tier
+        self.failure_threshold = failure_threshold
+        self._cooldown = tenacity.wait_exponential(multiplier=reset_timeout, max=max_reset_timeout)
+        self._lock = threading.Lock()
+        self._state: State = "closed"
+        self._failures = 0  # consecutive
+        self._opens = 0  # consecutive openings without a success: drives the cool-down
+        self._retry_at = 0.0
+        self._probing = False
+        self._forced = False
+        self.rejected = 0
+        self.opened = 0
+
+    @property
+    def state(self) -> State:
+        with self._lock:
+            return self._state
+
+    def allow(self) -> bool:
+        """May a call go to the backend now? Lets one probe through once the cool-down is over."""
+        with self._lock:
+            if self._state == "closed":
+                return True
+            if self._forced or self._probing or time.monotonic() < self._retry_at:
+                self.rejected += 1
+                return False
+            self._state = "half_open"
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        with self._lock:
+            if self._forced:
+                return
+            self._state = "closed"
+            self._failures = 0
+            self._opens = 0
+            self._probing = False
+
+    def failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            self._probing = False
+            if self._state == "half_open" or self._failures >= self.failure_threshold:
+                self._open()
+
+    def _open(self) -> None:
+        self._opens += 1
+        self.opened += 1
+        self._state = "open"
+        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+        state.attempt_number = self._opens
+        self._retry_at = time.monotonic() + float(self._cooldown(state))
+
+    def force_open(self) -> None:
+        """Open the circuit on purpose and keep it open (an outage drill)."""
+        with self._lock:
+            self._forced = True
+            self._open()
+
+    def force_close(self) -> None:
+        """End a drill: let the next call through as a probe."""
+        with self._lock:
+            self._forced = False
+            self._retry_at = 0.0
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Run a backend call through the breaker; BackendUnavailable counts as a failure."""
+        if not self.allow():
+            raise BackendUnavailable(
+                f"{self.tier} backend: circuit open after repeated failures; retrying later",
+                tier=self.tier,
+            )
+        try:
+            yield
+        except BackendUnavailable:
+            self.failure()
+            raise
+        self.success()
