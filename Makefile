@@ -1,0 +1,96 @@
+# persistio developer tasks. The one command is `make test`: it builds the venv, starts the real
+# servers (scripts/services), then runs ruff, mypy and the whole pytest suite against them.
+#
+#   make test        everything below, in that order; the steps after the servers all run, and
+#                    the target fails at the end if one of them failed
+#   make venv        .venv with the package (editable, [all]) and the dev group; redone only
+#                    when pyproject.toml changes
+#   make services    scripts/services start (skipped when all four PERSISTIO_*_URL are set)
+#   make lint | typecheck | pytest      one step alone (pytest: PYTEST_ARGS="-k redis -x")
+#   make status | services-stop         scripts/services status / stop
+#   make clean       caches;  make distclean: also stop the servers, remove .venv and .services
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.persistio-installed
+SERVICES := bash scripts/services
+PYTEST_ARGS ?=
+
+URLS := PERSISTIO_TRANSITORY_URL PERSISTIO_VOLATILE_URL PERSISTIO_ACID_URL PERSISTIO_AMORPHOUS_URL
+ALL_URLS_SET := $(if $(strip $(foreach v,$(URLS),$(if $($(v)),,$(v)))),,yes)
+
+# Puts the running servers' PERSISTIO_*_URL into the recipe's shell, keeping those already set.
+define service_env
+if [ "$(ALL_URLS_SET)" != yes ]; then
+  service_env=$$($(SERVICES) env)
+  while IFS= read -r line; do
+    var=$${line#export }; var=$${var%%=*}
+    [ -n "$${!var:-}" ] || eval "$$line"
+  done <<<"$$service_env"
+fi
+endef
+
+.PHONY: test venv services lint typecheck pytest status services-stop clean distclean
+
+test: venv services
+	@$(service_env)
+	failed=()
+	step() { local name=$$1; shift; echo "==> $$name: $$*"; "$$@" || failed+=("$$name"); }
+	step "ruff check" $(BIN)/ruff check .
+	step "ruff format" $(BIN)/ruff format --check .
+	step mypy $(BIN)/mypy
+	step pytest $(BIN)/python -m pytest $(PYTEST_ARGS)
+	if [ "$${#failed[@]}" -gt 0 ]; then echo "make test FAILED: $${failed[*]}" >&2; exit 1; fi
+	echo "make test passed"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "persistio needs Python >= 3.11; try: make PYTHON=python3.12" >&2; exit 1; }
+	if [ ! -x $(BIN)/python ]; then
+	  echo "==> creating $(VENV)"
+	  $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
+	fi
+	echo "==> installing persistio[all] and the dev group into $(VENV)"
+	# pip >= 25.1 reads [dependency-groups] (--group)
+	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install -q -e '.[all]' --group dev
+	touch $@
+
+services:
+ifeq ($(ALL_URLS_SET),yes)
+	@echo "==> all PERSISTIO_*_URL are set: using those servers, starting none"
+else
+	@$(SERVICES) start
+endif
+
+lint: venv
+	@$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	@$(BIN)/mypy
+
+pytest: venv services
+	@$(service_env)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+status:
+	@$(SERVICES) status
+
+services-stop:
+	@$(SERVICES) stop
+
+clean:
+	@rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	@$(SERVICES) stop
+	rm -rf $(VENV) .services

@@ -1,0 +1,296 @@
+"""Fixtures for the real servers: PostgreSQL, Redis and Cassandra.
+
+Each server comes from its environment variable (``make test`` sets them all from
+``scripts/services env``):
+
+- Redis: ``PERSISTIO_VOLATILE_URL`` (or ``PERSISTIO_TRANSITORY_URL``), ``redis://host:port/db``
+- PostgreSQL: ``PERSISTIO_ACID_URL``, ``postgresql+psycopg://user@host:port/db`` (the role must
+  be allowed to create databases: the tests make their own)
+- Cassandra: ``PERSISTIO_AMORPHOUS_URL``, ``cassandra://host[,host...]:port/keyspace``
+
+When a variable is unset and a Docker engine answers, testcontainers starts that server for the
+session. Otherwise every test that needs it is skipped, naming the server; with ``CI=true`` it
+fails instead, because CI must never pass by skipping. Tests that use these fixtures get the
+``services`` marker, so ``pytest -m "not services"`` runs without any server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
+
+import pytest
+
+if TYPE_CHECKING:
+    import psycopg
+    import redis
+    from cassandra.cluster import Session
+
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+CASSANDRA_TEST_KEYSPACE = "persistio_test"
+
+
+@dataclass(frozen=True)
+class Server:
+    """One kind of server the tests need, and where its URL comes from."""
+
+    name: str
+    env: tuple[str, ...]
+    default_port: int
+
+
+REDIS = Server("Redis", ("PERSISTIO_VOLATILE_URL", "PERSISTIO_TRANSITORY_URL"), 6379)
+POSTGRES = Server("PostgreSQL", ("PERSISTIO_ACID_URL",), 5432)
+CASSANDRA = Server("Cassandra", ("PERSISTIO_AMORPHOUS_URL",), 9042)
+
+SERVICE_FIXTURES = frozenset(
+    {
+        "redis_url",
+        "postgres_url",
+        "cassandra_url",
+        "raw_redis",
+        "raw_pg",
+        "pg_database_url",
+        "pg_conninfo",
+        "raw_cassandra",
+        "cassandra_keyspace",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+# ------------------------------------------------------------------ URLs ----
+
+
+def cassandra_contact(url: str) -> tuple[list[str], int, str]:
+    """Split ``cassandra://h1[,h2]:port/keyspace`` into hosts, port and keyspace."""
+    parts = urlsplit(url)
+    hosts, _, port = parts.netloc.rpartition(":")
+    if not hosts or not port.isdigit():
+        hosts, port = parts.netloc, str(CASSANDRA.default_port)
+    return hosts.split(","), int(port), parts.path.strip("/")
+
+
+def psycopg_conninfo(url: str) -> str:
+    """``postgresql+psycopg://...`` (SQLAlchemy's form) -> ``postgresql://...`` (libpq's)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
+def with_database(url: str, database: str) -> str:
+    """The same PostgreSQL URL, pointing at another database."""
+    parts = urlsplit(url)
+    return parts._replace(path=f"/{database}").geturl()
+
+
+def _endpoint(server: Server, url: str) -> tuple[str, int]:
+    if server is CASSANDRA:
+        hosts, port, _ = cassandra_contact(url)
+        return hosts[0], port
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or server.default_port
+
+
+def _missing(server: Server, why: str, hint: str = "") -> NoReturn:
+    hint = hint or (
+        f"set {' or '.join(server.env)}, or run `make test` (it starts the servers with "
+        "scripts/services), or run a Docker engine"
+    )
+    if IN_CI:
+        pytest.fail(f"{server.name} is missing (CI=true): {why}; {hint}", pytrace=False)
+    pytest.skip(f"{server.name} is missing: {why}; {hint}")
+
+
+# ---------------------------------------------------------- docker/testcontainers ----
+
+
+@functools.cache
+def _docker_answers() -> bool:
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def _container_class(name: str, cls: str) -> Any:
+    # testcontainers >= 4.10 moved the modules to testcontainers.community.*
+    for module in (f"testcontainers.community.{name}", f"testcontainers.{name}"):
+        with contextlib.suppress(ImportError):
+            return getattr(importlib.import_module(module), cls)
+    raise ImportError(f"testcontainers has no {cls}")
+
+
+def _start_container(server: Server, stack: contextlib.ExitStack) -> str:
+    if server is REDIS:
+        redis_c = stack.enter_context(_container_class("redis", "RedisContainer")("redis:7"))
+        return f"redis://{redis_c.get_container_host_ip()}:{redis_c.get_exposed_port(6379)}/0"
+    if server is POSTGRES:
+        pg_c = stack.enter_context(
+            _container_class("postgres", "PostgresContainer")("postgres:16", driver="psycopg")
+        )
+        return str(pg_c.get_connection_url())
+    cs_c = stack.enter_context(_container_class("cassandra", "CassandraContainer")("cassandra:5.0"))
+    host, port = cs_c.get_contact_points()[0]
+    url = f"cassandra://{host}:{port}/{CASSANDRA_TEST_KEYSPACE}"
+    with _cassandra_session(url) as session:
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {CASSANDRA_TEST_KEYSPACE} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def _containers() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
+def _server_url(server: Server, request: pytest.FixtureRequest) -> str:
+    url = next((os.environ[v] for v in server.env if os.environ.get(v)), None)
+    if url is None:
+        if not _docker_answers():
+            _missing(server, f"{server.env[0]} is not set and no Docker engine answers")
+        url = _start_container(server, request.getfixturevalue("_containers"))
+    host, port = _endpoint(server, url)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        _missing(
+            server,
+            f"nothing answers on {host}:{port} ({exc})",
+            "start it (scripts/services start) or fix the URL",
+        )
+    return url
+
+
+# --------------------------------------------------------------- fixtures ----
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    return _server_url(REDIS, request)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> str:
+    return _server_url(POSTGRES, request)
+
+
+@pytest.fixture(scope="session")
+def cassandra_url(request: pytest.FixtureRequest) -> str:
+    return _server_url(CASSANDRA, request)
+
+
+@pytest.fixture
+def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(postgres_url: str) -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end; its URL."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"persistio_test_{secrets.token_hex(4)}"
+    admin = psycopg_conninfo(postgres_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(postgres_url, name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def pg_conninfo(pg_database_url: str) -> str:
+    """The session's own database as a libpq URL, for ``psycopg.connect``."""
+    return psycopg_conninfo(pg_database_url)
+
+
+@pytest.fixture
+def raw_pg(pg_conninfo: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A psycopg connection (not autocommit) to the session's own database."""
+    import psycopg
+
+    conn = psycopg.connect(pg_conninfo)
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@contextlib.contextmanager
+def _cassandra_session(url: str) -> Iterator[Session]:
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import RoundRobinPolicy
+
+    hosts, port, _ = cassandra_contact(url)
+    # Explicit protocol (Cassandra >= 4.0) and policy: the driver logs warnings otherwise.
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
+    cluster = Cluster(
+        hosts,
+        port=port,
+        protocol_version=5,
+        connect_timeout=10,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+    )
+    try:
+        yield cluster.connect()
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def raw_cassandra(cassandra_url: str) -> Iterator[Session]:
+    """A cassandra-driver Session with no keyspace set (use ``cassandra_keyspace``)."""
+    with _cassandra_session(cassandra_url) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def cassandra_keyspace(raw_cassandra: Session) -> Iterator[str]:
+    """A keyspace of its own for this test session, dropped at the end; its name."""
+    name = f"persistio_t_{secrets.token_hex(4)}"
+    raw_cassandra.execute(
+        f"CREATE KEYSPACE {name} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    try:
+        yield name
+    finally:
+        raw_cassandra.execute(f"DROP KEYSPACE IF EXISTS {name}")
