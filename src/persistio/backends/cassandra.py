@@ -1,0 +1,446 @@
+"""Amorphous tier on Apache Cassandra: one query-shaped table per intent, via cassandra-driver.
+
+``<keyspace>."<intent>"`` has the ``partition`` fields as typed partition key, the ``order``
+fields as clustering columns (``CLUSTERING ORDER BY ... DESC``: newest first) and the object as
+msgpack in ``object blob``. Every write is ``INSERT ... USING TIMESTAMP <write ts> AND TTL <rest
+of retain>``, so the newest write wins (a replay never overwrites newer data) and ``retain`` is an
+absolute expiry, exactly as in ``SQLiteDocuments``.
+
+Column types: int bigint, str text, bool boolean, date date, uuid uuid, decimal decimal, bytes
+blob, float double, and datetime **bigint microseconds since the epoch (UTC; a naive datetime is
+taken as UTC, as the SQL backends do)**. A CQL ``timestamp`` keeps milliseconds only: two
+objects a few microseconds apart would become one row, and a key read back would not equal the
+saved one. Microseconds sort like instants and are exact. A table holds only key columns and the
+blob, so ``setup`` never needs ``ALTER TABLE ... ADD`` (a primary key cannot change in Cassandra:
+a table found with other key columns is reported, never altered).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import cassandra
+import cassandra.protocol
+from cassandra import ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.concurrent import execute_concurrent
+from cassandra.connection import ConnectionException
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+from ..config import Options, masked
+from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
+from .base import AmorphousRow, TableSpec
+
+TIER = "amorphous"
+NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")  # keyspace and table names (intent names)
+DC_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # it goes into a CQL string literal
+HOST = re.compile(r"[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]")
+BLOB = "object"
+DEFAULT_PORT = 9042
+DEFAULT_DC = "datacenter1"  # what a stock single node reports in system.local
+MAX_TTL = 630_720_000  # 20 years: Cassandra refuses a larger TTL
+IN_FLIGHT = 96  # concurrent requests per write batch: keeps the node busy, bounds memory
+DDL_TIMEOUT = 60.0  # schema changes wait for every node to agree
+OPTIONS = ("replication_factor", "consistency", "dc", "protocol_version")
+
+_CQL_TYPES = {
+    "int": "bigint",
+    "str": "text",
+    "bool": "boolean",
+    "datetime": "bigint",
+    "date": "date",
+    "uuid": "uuid",
+    "decimal": "decimal",
+    "bytes": "blob",
+    "float": "double",
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Driver errors meaning "the cluster cannot serve us now": callers buffer by on_outage.
+# cassandra.RequestExecutionException covers Unavailable, Read/WriteTimeout, Read/WriteFailure;
+# the protocol's one covers Overloaded and IsBootstrapping replies.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    NoHostAvailable,
+    cassandra.OperationTimedOut,
+    cassandra.RequestExecutionException,
+    cassandra.UnresolvableContactPoints,
+    cassandra.protocol.RequestExecutionException,
+    cassandra.protocol.ServerError,
+    ConnectionException,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a ``cassandra://`` URL says, parsed and validated; the password is kept apart."""
+
+    hosts: tuple[tuple[str, int], ...]
+    keyspace: str
+    replication_factor: int = 1
+    consistency: str = "LOCAL_QUORUM"
+    dc: str | None = None
+    protocol_version: int | None = None  # None: negotiated (the driver logs each downgrade)
+    username: str | None = None
+
+
+def parse_url(url: str, setting: str) -> tuple[Endpoint, str | None]:
+    """``cassandra://[user:pw@]h1[:port][,h2[:port]]/keyspace?opts`` -> (Endpoint, password).
+
+    A host without a port takes the last host's port (so ``h1,h2:9043`` is both on 9043), else
+    9042. Any problem raises ConfigError naming ``setting``, with the password masked.
+    """
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{setting}: {masked(url)}: {why}")
+
+    try:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise bad(f"not a valid URL ({exc})") from exc
+    if parts.scheme.lower() != "cassandra" or parts.fragment:
+        raise bad("use cassandra://host[:port][,host[:port]]/keyspace?option=value")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    user, has_pw, password = userinfo.partition(":")
+    keyspace = parts.path.removeprefix("/")
+    if not NAME.fullmatch(keyspace):
+        raise bad("the path must be a keyspace name matching [a-z][a-z0-9_]{0,47}")
+    unknown = sorted(set(query) - set(OPTIONS))
+    if unknown or any(len(v) > 1 for v in query.values()):
+        raise bad(f"unknown or repeated option(s) in {sorted(query)}; known: {OPTIONS}")
+    opts = {k: v[0] for k, v in query.items()}
+    rf, proto = opts.get("replication_factor", "1"), opts.get("protocol_version")
+    consistency = opts.get("consistency", "LOCAL_QUORUM").upper()
+    if not re.fullmatch(r"[1-9][0-9]?", rf):
+        raise bad("replication_factor must be an integer from 1 to 99")
+    if consistency not in ConsistencyLevel.name_to_value:
+        raise bad(f"consistency={consistency}: use one of {sorted(ConsistencyLevel.name_to_value)}")
+    if "dc" in opts and not DC_NAME.fullmatch(opts["dc"]):
+        raise bad("dc must be a data center name ([A-Za-z0-9_.-])")
+    if proto is not None and proto not in ("3", "4", "5", "6"):
+        raise bad("protocol_version must be 3, 4, 5 or 6")
+    endpoint = Endpoint(
+        hosts=_hosts(hostlist, bad),
+        keyspace=keyspace,
+        replication_factor=int(rf),
+        consistency=consistency,
+        dc=opts.get("dc"),
+        protocol_version=None if proto is None else int(proto),
+        username=unquote(user) if userinfo else None,
+    )
+    return endpoint, unquote(password) if has_pw else None
+
+
+def _hosts(hostlist: str, bad: Callable[[str], ConfigError]) -> tuple[tuple[str, int], ...]:
+    hosts: list[tuple[str, int | None]] = []
+    for item in hostlist.split(","):
+        host, port = item, None
+        if ":" in item and not item.endswith("]"):  # "[::1]" is a host without a port
+            host, _, text = item.rpartition(":")
+            if not re.fullmatch(r"[0-9]{1,5}", text) or not 0 < int(text) < 65536:
+                raise bad(f"bad port in {item!r}")
+            port = int(text)
+        if not HOST.fullmatch(host):
+            raise bad(f"bad host {host!r}" if host else "a host is missing")
+        hosts.append((host.strip("[]"), port))
+    fallback = hosts[-1][1] or DEFAULT_PORT
+    return tuple((h, p or fallback) for h, p in hosts)
+
+
+def _quote(name: str) -> str:
+    # Field names are Python identifiers; quoting keeps their case and escapes anything else.
+    if not name.isidentifier() or name == BLOB:
+        raise PersistioError(f"{name!r} cannot be a key column of an amorphous Cassandra table")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _micros(value: datetime) -> int:
+    # Integer arithmetic: a float would round microseconds away for far-off dates.
+    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:500] if text else ''}"
+
+
+class CassandraDocuments:
+    """Amorphous backend on Cassandra: query-shaped tables, newest write wins, TTL = retain.
+
+    Thread-safe. Nothing connects until first use, so building a store does no I/O.
+
+    Args:
+        url: ``cassandra://[user:password@]host1[:port][,host2[:port]]/keyspace`` with optional
+            ``replication_factor`` (default 1), ``consistency`` (default LOCAL_QUORUM, per intent
+            overridable), ``dc`` (local data center; when given, the keyspace is created with
+            NetworkTopologyStrategy {dc: replication_factor}, else SimpleStrategy and the local
+            data center is ``datacenter1``) and ``protocol_version`` (default: negotiated).
+        options: Connect and request timeouts.
+        setting: Names the setting in a ``ConfigError`` for a malformed URL.
+    """
+
+    def __init__(self, url: str, options: Options, setting: str) -> None:
+        self.endpoint, self._password = parse_url(url, setting)
+        self._where = masked(url)
+        self._options = options
+        self._lock = threading.Lock()
+        self._cluster: Any = None
+        self._session: Any = None
+        self._prepared: dict[tuple[str, TableSpec], Any] = {}
+
+    def __repr__(self) -> str:
+        return f"CassandraDocuments({self._where!r})"
+
+    # ------------------------------------------------------------ connection ----
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._session is not None:
+                return self._session
+            ep = self.endpoint
+            auth = None
+            if ep.username is not None:
+                auth = PlainTextAuthProvider(username=ep.username, password=self._password or "")
+            profile = ExecutionProfile(
+                # token aware: each request goes straight to a replica of its partition
+                load_balancing_policy=TokenAwarePolicy(
+                    DCAwareRoundRobinPolicy(local_dc=ep.dc or DEFAULT_DC)
+                ),
+                consistency_level=ConsistencyLevel.name_to_value[ep.consistency],
+                request_timeout=self._options.request_timeout,
+            )
+            # no protocol_version: negotiated, so Cassandra 3.x/4.x/5.x and ScyllaDB all work
+            # (the driver logs each downgrade; ?protocol_version=5 silences that)
+            kwargs = (
+                {} if ep.protocol_version is None else {"protocol_version": ep.protocol_version}
+            )
+            cluster = Cluster(
+                list(ep.hosts),
+                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                auth_provider=auth,
+                connect_timeout=self._options.connect_timeout,
+                control_connection_timeout=self._options.connect_timeout,
+                **kwargs,
+            )
+            try:
+                self._session = cluster.connect()
+            except BaseException:
+                cluster.shutdown()  # else its reconnection threads outlive the failure
+                raise
+            self._cluster = cluster
+            return self._session
+
+    @contextmanager
+    def _mapped(self, where: str) -> Iterator[None]:
+        """The one place driver errors become persistio's (BackendUnavailable on an outage)."""
+        try:
+            yield
+        except _OUTAGES as exc:
+            raise BackendUnavailable(
+                f"{TIER} backend {self._where} {where}: unavailable: {_short(exc)}", tier=TIER
+            ) from exc
+        except (cassandra.RequestValidationException, cassandra.AuthenticationFailed) as exc:
+            raise PersistioError(
+                f"{TIER} backend {self._where} {where}: refused: {_short(exc)}"
+            ) from exc
+
+    def _statement(self, op: Literal["insert", "get", "query"], spec: TableSpec) -> Any:
+        key = (op, spec)
+        found = self._prepared.get(key)
+        if found is not None:
+            return found
+        table = f"{_quote_name(self.endpoint.keyspace)}.{_quote_name(spec.name)}"
+        names = [_quote(n) for n in (*spec.key, *spec.order)]
+        if op == "insert":
+            cql = (
+                f"INSERT INTO {table} ({', '.join(names)}, {BLOB}) "
+                f"VALUES ({', '.join('?' * (len(names) + 1))}) USING TIMESTAMP ? AND TTL ?"
+            )
+        else:
+            used = names if op == "get" else names[: len(spec.key)]
+            where = " AND ".join(f"{n} = ?" for n in used)
+            order = ", ".join(f"{_quote(n)} DESC" for n in spec.order)
+            cql = f"SELECT {BLOB} FROM {table} WHERE {where}"
+            if op == "query":
+                cql += f" ORDER BY {order} LIMIT ?" if order else " LIMIT ?"
+        prepared = self._connect().prepare(cql)
+        # USING TIMESTAMP makes a retried INSERT harmless, so the driver may retry it
+        prepared.is_idempotent = True
+        level = spec.consistency or self.endpoint.consistency
+        prepared.consistency_level = ConsistencyLevel.name_to_value[level]
+        with self._lock:
+            return self._prepared.setdefault(key, prepared)
+
+    def _bind(self, stmt: Any, spec: TableSpec, key: Sequence[Any], *rest: Any) -> Any:
+        """Bind ``key`` (the first len(key) key columns) and ``rest``; ValidationError if bad."""
+        kinds = [c.kind for c in _key_columns(spec)][: len(key)]
+        values = [_micros(v) if k == "datetime" else v for k, v in zip(kinds, key, strict=True)]
+        if len(spec.key) == 1 and values[0] in ("", b""):
+            raise ValidationError(f"{spec.name}: Cassandra cannot store an empty partition key")
+        try:
+            return stmt.bind((*values, *rest))
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. an int past bigint
+            raise ValidationError(f"{spec.name}: a key value does not fit: {exc}") from exc
+
+    # ------------------------------------------------------------- contract ----
+
+    def setup(self, tables: Sequence[TableSpec]) -> None:
+        """Create the keyspace and one table per spec if missing; check existing ones' keys."""
+        ep = self.endpoint
+        if ep.dc is None:
+            replication = (
+                f"'class': 'SimpleStrategy', 'replication_factor': {ep.replication_factor}"
+            )
+        else:
+            replication = f"'class': 'NetworkTopologyStrategy', '{ep.dc}': {ep.replication_factor}"
+        keyspace = _quote_name(ep.keyspace)
+        ddl = [f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{{replication}}}"]
+        for spec in tables:
+            _check_ttl(spec)
+            typed = [f"{_quote(c.name)} {_cql_type(c.kind)}" for c in _key_columns(spec)]
+            pk = f"({', '.join(_quote(n) for n in spec.key)})"
+            if spec.order:
+                pk += ", " + ", ".join(_quote(n) for n in spec.order)
+            cql = (
+                f"CREATE TABLE IF NOT EXISTS {keyspace}.{_quote_name(spec.name)} "
+                f"({', '.join(typed)}, {BLOB} blob, PRIMARY KEY ({pk}))"
+            )
+            if spec.order:
+                order = ", ".join(f"{_quote(n)} DESC" for n in spec.order)
+                cql += f" WITH CLUSTERING ORDER BY ({order})"
+            ddl.append(cql)
+        with self._mapped("setup"):
+            session = self._connect()
+            for cql in ddl:
+                result = session.execute(
+                    cql, timeout=max(DDL_TIMEOUT, self._options.request_timeout)
+                )
+                if not result.response_future.is_schema_agreed:
+                    raise BackendUnavailable(
+                        f"{TIER} backend {self._where}: schema did not agree", tier=TIER
+                    )
+            for spec in tables:
+                self._check_table(session, spec)
+
+    def _check_table(self, session: Any, spec: TableSpec) -> None:
+        # CREATE IF NOT EXISTS keeps a table made for another declaration: say so now, not
+        # on the first write.
+        rows = session.execute(
+            "SELECT column_name, kind, position, type, clustering_order FROM "
+            "system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+            (self.endpoint.keyspace, spec.name),
+        )
+        found = {(r.column_name, r.kind, r.position, r.type, r.clustering_order) for r in rows}
+        kinds = {c.name: c.kind for c in _key_columns(spec)}
+        wanted = {(BLOB, "regular", -1, "blob", "none")}
+        wanted |= {
+            (n, "partition_key", i, _cql_type(kinds[n]), "none") for i, n in enumerate(spec.key)
+        }
+        wanted |= {
+            (n, "clustering", i, _cql_type(kinds[n]), "desc") for i, n in enumerate(spec.order)
+        }
+        if found != wanted:
+            raise PersistioError(
+                f"{TIER} table {self.endpoint.keyspace}.{spec.name} exists with columns "
+                f"{sorted(found)}, but the intent needs {sorted(wanted)}; a primary key cannot "
+                "change in Cassandra: drop the table or rename the intent"
+            )
+
+    def write(self, table: TableSpec, rows: Sequence[AmorphousRow]) -> None:
+        """Insert each row at its write timestamp, with TTL = what is left of ``retain``."""
+        if not rows:
+            return
+        _check_ttl(table)
+        with self._mapped(f"write to {table.name}"):
+            stmt = self._statement("insert", table)
+            now = time.time()
+            bound = []
+            for row in rows:
+                ttl = 0  # 0 = no TTL
+                if table.ttl_seconds is not None:
+                    remaining = table.ttl_seconds - (now - row.ts / 1e6)
+                    if remaining <= 0:
+                        continue  # a late replay already past its expiry: never resurrect it
+                    # rounded up: at most a second late, never expiring before its time
+                    ttl = math.ceil(remaining)
+                bound.append(self._bind(stmt, table, row.key, row.payload, row.ts, ttl))
+            # a bounded window of async requests; the first failure is raised
+            batch = [(b, None) for b in bound]
+            execute_concurrent(self._connect(), batch, concurrency=IN_FLIGHT)
+
+    def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
+        """The stored payload for the full key (partition + order values), or None."""
+        with self._mapped(f"read from {table.name}"):
+            stmt = self._statement("get", table)
+            if len(key) != len(table.key) + len(table.order):
+                raise ValidationError(f"{table.name}: expected the partition and order values")
+            try:
+                bound = self._bind(stmt, table, key)
+            except ValidationError:
+                return None  # a key Cassandra could never have stored
+            row = self._connect().execute(bound).one()
+        return None if row is None else bytes(row[0])
+
+    def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
+        """Up to ``limit`` payloads of one partition, newest first by the order columns."""
+        with self._mapped(f"read from {table.name}"):
+            stmt = self._statement("query", table)
+            if len(partition) != len(table.key):
+                raise ValidationError(f"{table.name}: expected {len(table.key)} partition values")
+            try:
+                bound = self._bind(stmt, table, partition, limit)
+            except ValidationError:
+                return []
+            return [bytes(r[0]) for r in self._connect().execute(bound)]
+
+    def ping(self) -> None:
+        with self._mapped("ping"):
+            self._connect().execute("SELECT release_version FROM system.local")
+
+    def close(self) -> None:
+        """Shut the cluster down; a later call connects again (like an Engine's dispose)."""
+        with self._lock:
+            cluster, self._cluster, self._session = self._cluster, None, None
+            self._prepared.clear()
+        if cluster is not None:
+            cluster.shutdown()
+
+
+def _quote_name(name: str) -> str:
+    # Keyspace and table names are [A-Za-z0-9_] even when quoted; both were validated already.
+    if not NAME.fullmatch(name):
+        raise PersistioError(f"{name!r} cannot be a Cassandra keyspace or table name")
+    return f'"{name}"'
+
+
+def _check_ttl(spec: TableSpec) -> None:
+    if spec.ttl_seconds is not None and not 0 < spec.ttl_seconds <= MAX_TTL:
+        raise PersistioError(f"{spec.name}: retain must be 1 s to 20 years (Cassandra's max TTL)")
+
+
+def _cql_type(kind: str) -> str:
+    try:
+        return _CQL_TYPES[kind]
+    except KeyError:
+        raise PersistioError(f"a {kind} field cannot be a Cassandra key column") from None
+
+
+def _key_columns(spec: TableSpec) -> list[Any]:
+    by_name = {c.name: c for c in spec.columns}
+    return [by_name[n] for n in (*spec.key, *spec.order)]
+
+
+def from_url(url: str, options: Options, setting: str) -> CassandraDocuments:
+    """The factory named in ``persistio.config.REGISTRY`` for ``cassandra://``."""
+    return CassandraDocuments(url, options, setting)
