@@ -1,7 +1,7 @@
 """Quick save / save_many rates for the check-in model, embedded or on the real services.
 
     python benchmarks/save_rates.py                 # embedded defaults, in a temporary data dir
-    python benchmarks/save_rates.py --env           # PERSISTIO_*_URL services (scripts/services env)
+    python benchmarks/save_rates.py --env           # the PERSISTIO_*_URL services
 
 Method: N single saves in a loop, then N saves through save_many in batches of 100, each after a
 warm-up of 200 saves; wall-clock time of the calls only. A shared machine is noisy: compare the two
@@ -36,8 +36,10 @@ class BenchCheckin(msgspec.Struct, frozen=True):
 
 def checkins(n: int) -> list[BenchCheckin]:
     now = datetime.now(UTC)
-    return [BenchCheckin(uuid.uuid4(), i % 1000, i % 50, now + timedelta(microseconds=i))
-            for i in range(n)]
+    return [
+        BenchCheckin(uuid.uuid4(), i % 1000, i % 50, now + timedelta(microseconds=i))
+        for i in range(n)
+    ]
 
 
 def main() -> None:
@@ -46,8 +48,11 @@ def main() -> None:
     parser.add_argument("--env", action="store_true", help="use the PERSISTIO_*_URL services")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        store = pio.Persistio.from_env(data_dir=data_dir) if args.env else pio.Persistio(
-            data_dir=data_dir)
+        store = (
+            pio.Persistio.from_env(data_dir=data_dir)
+            if args.env
+            else pio.Persistio(data_dir=data_dir)
+        )
         with store:
             store.setup()
             for c in checkins(200):
@@ -66,8 +71,10 @@ def main() -> None:
             store.drain(timeout=600)
             drained = (2 * args.n + 200) / (time.perf_counter() - t0)
     mode = "services" if args.env else "embedded"
-    print(f"{mode}: save {single:,.0f}/s   save_many(100) {many:,.0f}/s   "
-          f"deferred drain {drained:,.0f} tasks/s   (n={args.n})")
+    print(
+        f"{mode}: save {single:,.0f}/s   save_many(100) {many:,.0f}/s   "
+        f"deferred drain {drained:,.0f} tasks/s   (n={args.n})"
+    )
 
 
 if __name__ == "__main__":

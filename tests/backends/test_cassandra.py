@@ -35,15 +35,15 @@ def _spec(name: str, key: dict[str, str], order: dict[str, str], **kw: Any) -> T
     return TableSpec(name, columns, tuple(key), tuple(order), **kw)
 
 
-ACTIVITY = _spec("activity", {"userId": "int"}, {"at": "datetime"}, ttl_seconds=HOUR)
+ACTIVITY = _spec("be_activity", {"userId": "int"}, {"at": "datetime"}, ttl_seconds=HOUR)
 TYPED = _spec(
     "typed",
     {"s": "str", "i": "int"},
     # "by" is a CQL keyword: only a quoted identifier can name such a field
     {"b": "bool", "d": "date", "u": "uuid", "dec": "decimal", "by": "bytes", "dt": "datetime"},
 )
-NOTES = _spec("notes", {"name": "str"}, {"seq": "int"})
-FLEETING = _spec("fleeting", {"k": "int"}, {}, ttl_seconds=2)
+NOTES = _spec("be_notes", {"name": "str"}, {"seq": "int"})
+FLEETING = _spec("be_fleeting", {"k": "int"}, {}, ttl_seconds=2)
 TABLES = (ACTIVITY, TYPED, NOTES, FLEETING)
 
 
@@ -102,7 +102,7 @@ def test_setup_creates_typed_tables_clustered_newest_first(
     # And the field's case is kept (quoted identifiers)
     cols = raw.execute(
         "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s "
-        "AND table_name = 'activity'",
+        "AND table_name = 'be_activity'",
         (cassandra_keyspace,),
     )
     assert {r.column_name for r in cols} == {"userId", "at", "object"}
@@ -112,7 +112,7 @@ def test_setup_is_idempotent_and_refuses_a_changed_key(store: CassandraDocuments
     # Given the tables exist; When setup runs again, Then nothing fails
     store.setup(TABLES)
     # When an intent of the same name now declares another partition type
-    changed = _spec("notes", {"name": "int"}, {"seq": "int"})
+    changed = _spec("be_notes", {"name": "int"}, {"seq": "int"})
     # Then setup says so instead of leaving writes to fail later
     with pytest.raises(PersistioError, match=r"notes exists with columns"):
         store.setup([changed])

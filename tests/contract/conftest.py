@@ -58,8 +58,8 @@ def make_store(request: pytest.FixtureRequest, backend_kind: str, tmp_path: Path
 
     def make(**options: Any) -> pio.Persistio:
         store = pio.Persistio(**{**urls, "data_dir": tmp_path, **options})
+        made.append(store)  # closed at teardown even when setup() below fails
         store.setup()
-        made.append(store)
         return store
 
     yield make

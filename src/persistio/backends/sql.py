@@ -83,7 +83,6 @@ class SQLTables:
                 self._tables[spec.name] = found
             return found
 
-
     def upsert(self, conn: sa.Connection, table: sa.Table) -> Any:
         """The table's upsert statement, built once per dialect (building it is not cheap)."""
         slot = (table.name, conn.dialect.name)
