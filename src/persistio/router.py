@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -60,6 +60,7 @@ class Router:
         self.spool = spool
         self.deadline = deadline  # seconds a save waits for its REALTIME writes
         self._pool = pool
+        self.on_buffered: Callable[[], None] = lambda: None  # the store wakes its replayer
 
     def dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:
         outcome = self.dispatch_works([w for p in plans for w in p.work])
@@ -120,6 +121,7 @@ class Router:
         """Buffer or drop writes whose backend is down; return the state they ended in."""
         if bound.intent.on_outage == "buffer":
             self.spool.add([(w.bound.tier.value, TASK_ENCODER.encode(w.task)) for w in works])
+            self.on_buffered()
             return "buffered"
         if bound.intent.on_outage == "drop":
             self.spool.bump(f"dropped:{bound.tier.value}:{bound.name}", len(works))
@@ -146,6 +148,7 @@ class Router:
                         for w, item in zip(group, items, strict=True)
                     ]
                 )
+                self.on_buffered()
                 outcome.mark(group, "buffered")
             else:
                 outcome.mark(group, "deferred")

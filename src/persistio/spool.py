@@ -33,10 +33,19 @@ CREATE TABLE IF NOT EXISTS counters (
 class Spool:
     """A bounded, durable FIFO per tier, plus named counters."""
 
-    def __init__(self, path: Path, *, max_items: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_items: int = 1_000_000,
+        max_bytes: int = 1 << 30,
+        full_timeout: float = 5.0,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.full_timeout = full_timeout  # how long add() waits for room before it refuses
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -56,20 +65,35 @@ class Spool:
                 raise
 
     def add(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Append (tier, encoded task) pairs; refuse rather than lose when the spool is full."""
-        now = time.time()
-        with self._write() as cur:
-            (depth,) = cur.execute("SELECT count(*) FROM spooled").fetchone()
-            if depth + len(items) > self.max_items:
+        """Append (tier, encoded task) pairs.
+
+        When the spool is full this waits up to ``full_timeout`` for a replay to make room, then
+        raises BackendUnavailable: a save is refused, never silently lost.
+        """
+        size = sum(len(task) for _, task in items)
+        deadline = time.monotonic() + self.full_timeout
+        while True:
+            now = time.time()
+            with self._write() as cur:
+                depth, used = cur.execute(
+                    "SELECT count(*), coalesce(sum(length(task)), 0) FROM spooled"
+                ).fetchone()
+                fits = depth + len(items) <= self.max_items and used + size <= self.max_bytes
+                if fits:
+                    cur.executemany(
+                        "INSERT INTO spooled (tier, task, spooled_at) VALUES (?, ?, ?)",
+                        [(tier, task, now) for tier, task in items],
+                    )
+                    _bump(cur, "buffered", len(items))
+                    return
+            if time.monotonic() >= deadline:
+                self.bump("spool_full_refusals", len(items))
                 raise BackendUnavailable(
-                    f"the spool {self.path} is full ({depth} of {self.max_items} items) and "
-                    "a backend is down: raise max_items or restore the backend"
+                    f"the spool {self.path} is full ({depth} items, {used} bytes; limits "
+                    f"{self.max_items} items, {self.max_bytes} bytes) while a backend is down: "
+                    "raise spool_max_items/spool_max_bytes or restore the backend"
                 )
-            cur.executemany(
-                "INSERT INTO spooled (tier, task, spooled_at) VALUES (?, ?, ?)",
-                [(tier, task, now) for tier, task in items],
-            )
-            _bump(cur, "buffered", len(items))
+            time.sleep(0.05)
 
     def peek(self, tier: str, limit: int) -> list[tuple[int, bytes]]:
         with self._lock:
@@ -80,8 +104,11 @@ class Spool:
 
     def remove(self, seqs: Sequence[int]) -> None:
         with self._write() as cur:
-            cur.executemany("DELETE FROM spooled WHERE seq = ?", [(s,) for s in seqs])
-            _bump(cur, "replayed", len(seqs))
+            removed = 0
+            for seq in seqs:
+                cur.execute("DELETE FROM spooled WHERE seq = ?", (seq,))
+                removed += cur.rowcount  # another process may have replayed it first
+            _bump(cur, "replayed", removed)
 
     def depth(self) -> dict[str, tuple[int, float | None]]:
         """Per tier: items spooled, and the age in seconds of the oldest."""

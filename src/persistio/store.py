@@ -21,7 +21,7 @@ from .router import Receipt, Router
 from .spool import Spool
 from .status import collect_status, pending_work
 from .transaction import Transaction
-from .worker import Consumer, Handler, Worker
+from .worker import Consumer, Handler, SpoolReplayer, Worker
 from .writes import TASK_QUEUES, Backends, prepare, stream_spec
 
 T = TypeVar("T")
@@ -55,6 +55,9 @@ class Persistio:
         worker_batch: int = 256,
         dedup_window: timedelta = timedelta(hours=24),
         spool_max_items: int = 1_000_000,
+        spool_max_bytes: int = 1 << 30,
+        spool_full_timeout: float = 5.0,
+        replay_interval: float = 0.2,
     ) -> None:
         _check_options(pool_size, connect_timeout, realtime_threads, worker_batch, dedup_window)
         _check_seconds(realtime_deadline=realtime_deadline, breaker_reset=breaker_reset)
@@ -76,7 +79,10 @@ class Persistio:
                 setting = f"{tier.value} (Persistio({tier.value}=...) or {ENV[tier]})"
                 opened[tier] = open_backend(tier, url, options, setting)
             self._spool = Spool(
-                Path(spool) if spool else data / "spool.db", max_items=spool_max_items
+                Path(spool) if spool else data / "spool.db",
+                max_items=spool_max_items,
+                max_bytes=spool_max_bytes,
+                full_timeout=spool_full_timeout,
             )
         except BaseException:
             for backend in opened.values():
@@ -97,6 +103,9 @@ class Persistio:
         self._set_up: set[str] = set()
         self._stop = threading.Event()
         self._closed = False
+        self._replayer = SpoolReplayer(self._worker, self._spool, replay_interval)
+        self._router.on_buffered = self._replayer.wake
+        self._replayer.wake()  # a spool left by an earlier process is replayed too
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Persistio:
@@ -259,6 +268,7 @@ class Persistio:
             return
         self._closed = True
         self._stop.set()
+        self._replayer.stop()
         self._pool.shutdown(wait=True)
         self._router.backends.close()
         self._spool.close()

@@ -22,6 +22,7 @@ from .intents import Tier
 from .model import BoundIntent
 from .plan import TASK_DECODER, UnknownModel, Work, work_from_task
 from .router import Router
+from .spool import Spool
 from .writes import TASK_QUEUES, apply, group_by_intent
 
 log = logging.getLogger("persistio.worker")
@@ -53,7 +54,7 @@ class Worker:
         self.consumers: dict[str, Consumer] = {}
         self.run_coroutine: CoroutineRunner = asyncio.run
         self.name = f"{socket.gethostname()}-{os.getpid()}"
-        self._lock = threading.Lock()
+        self._replay_lock = threading.Lock()
 
     @property
     def _backends(self) -> Any:
@@ -192,6 +193,10 @@ class Worker:
 
     def replay_spool(self) -> bool:
         """Replay spooled tasks oldest first, per tier, until that tier's backend refuses."""
+        with self._replay_lock:
+            return self._replay_spool()
+
+    def _replay_spool(self) -> bool:
         spool = self.router.spool
         progressed = False
         for tier in spool.depth():
@@ -234,3 +239,54 @@ class Worker:
         self.router.dispatch_works(works)
         acid.finish_outbox(keys)
         return True
+
+
+class SpoolReplayer:
+    """A background thread that replays the spool while it is not empty.
+
+    Saves keep flowing meanwhile: replay runs beside them, oldest first per tier, and a tier
+    whose circuit is still open is skipped until its breaker lets a probe through.
+    """
+
+    def __init__(self, worker: Worker, spool: Spool, interval: float) -> None:
+        self._worker = worker
+        self._spool = spool
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._replay_lock = threading.Lock()
+
+    def wake(self) -> None:
+        """Something was spooled (or may have been, by an earlier process): start replaying."""
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="persistio-spool-replay", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait()
+            if self._stopped.is_set():
+                return
+            try:
+                self._worker.replay_spool()
+            except Exception:
+                log.exception("spool replay failed; retrying")
+            if not self._spool.depth():
+                self._wake.clear()  # idle until the next buffered write
+            else:
+                self._stopped.wait(self._interval)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            self._wake.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=30)

@@ -88,6 +88,9 @@ def open_client(url: str, options: Options, setting: str) -> redis.Redis:
         _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
         if not parts.hostname:
             raise ValueError("no host")
+        # redis-py silently falls back to db 0 for a path like /zero: refuse it instead
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            raise ValueError(f"the path must be a database number, not {parts.path!r}")
         # A blocking pool makes threads wait for a free connection instead of failing with
         # "Too many connections" under a burst; the wait is bounded by the request timeout.
         pool = redis.BlockingConnectionPool.from_url(
@@ -176,7 +179,9 @@ class RedisCache:
                 pipe.execute()
 
     def _call_put(self, client: redis.Redis, key: str, entry: VolatileEntry) -> None:
-        self._put(keys=[key], args=[entry.ts, entry.expires_at_us // 1000, entry.payload], client=client)
+        self._put(
+            keys=[key], args=[entry.ts, entry.expires_at_us // 1000, entry.payload], client=client
+        )
 
     def get(self, intent: str, key: str) -> bytes | None:
         """The stored payload, or None when absent or expired."""

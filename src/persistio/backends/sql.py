@@ -138,6 +138,7 @@ class SQLAcid:
     def __init__(self, url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> None:
         self.engine = make_engine(url, pool_size=pool_size, connect_timeout=connect_timeout)
         self.url_text = self.engine.url.render_as_string(hide_password=True)
+        self._outbox_ready = False
         self._tables = SQLTables()
         self._outbox = sa.Table(
             OUTBOX,
@@ -150,6 +151,7 @@ class SQLAcid:
     def setup(self, tables: Sequence[TableSpec]) -> None:
         with mapped_errors("acid", "setup"), self.engine.begin() as conn:
             self._outbox.create(conn, checkfirst=True)
+            self._outbox_ready = True
             for spec in tables:
                 table = self._tables.table(spec)
                 table.create(conn, checkfirst=True)
@@ -175,11 +177,13 @@ class SQLAcid:
 
     @contextmanager
     def transaction(self) -> Iterator[SQLTransaction]:
+        self._ensure_outbox()
         with mapped_errors("acid", "transaction"), self.engine.begin() as conn:
             yield SQLTransaction(self, conn)
 
     def take_outbox(self, limit: int, older_than_seconds: float) -> list[tuple[str, bytes]]:
         """Outbox rows left by a process that committed and then failed to dispatch."""
+        self._ensure_outbox()
         box = self._outbox
         query = (
             sa.select(box.c.key, box.c.task)
@@ -189,6 +193,11 @@ class SQLAcid:
         )
         with mapped_errors("acid", "outbox read"), self.engine.connect() as conn:
             return [(r.key, r.task) for r in conn.execute(query)]
+
+    def _ensure_outbox(self) -> None:
+        # drain() asks for outbox rows before any acid intent may have been set up
+        if not self._outbox_ready:
+            self.setup([])
 
     def finish_outbox(self, keys: Sequence[str]) -> None:
         with mapped_errors("acid", "outbox delete"), self.engine.begin() as conn:
