@@ -255,7 +255,7 @@ class SpoolReplayer:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._replay_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def wake(self) -> None:
         """Something was spooled (or may have been, by an earlier process): start replaying."""
