@@ -69,7 +69,9 @@ REGISTRY: dict[Tier, dict[str, Factory]] = {
 
 
 def masked(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
+    """The URL (or comma-separated URLs) with any password replaced by ``***``."""
+    if "," in url and "://" in url.split(",", 1)[1]:
+        return ",".join(masked(u) for u in url.split(","))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -95,8 +97,16 @@ def env_urls(environ: Mapping[str, str]) -> dict[Tier, str]:
     return {tier: environ[name] for tier, name in ENV.items() if environ.get(name)}
 
 
+FAILOVER_TIERS = (Tier.TRANSITORY, Tier.VOLATILE)
+
+
 def open_backend(tier: Tier, url: object, options: Options, setting: str) -> Any:
-    """Build the backend for ``url``; ConfigError names ``setting`` when the URL is wrong."""
+    """Build the backend for ``url``; ConfigError names ``setting`` when the URL is wrong.
+
+    For the transitory and volatile tiers, ``"primary,fallback,..."`` builds a failover group.
+    """
+    if tier in FAILOVER_TIERS and isinstance(url, str) and "," in url:
+        return _failover(tier, [u.strip() for u in url.split(",")], options, setting)
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{setting}: expected a URL string, got {url!r}")
     try:
@@ -120,6 +130,22 @@ def open_backend(tier: Tier, url: object, options: Options, setting: str) -> Any
         ) from exc
     build: Callable[[str, Options, str], Any] = getattr(module, attribute)
     return build(url, options, setting)
+
+
+def _failover(tier: Tier, urls: list[str], options: Options, setting: str) -> Any:
+    from .backends.failover import FailoverTransitory, FailoverVolatile
+
+    members: list[Any] = []
+    try:
+        for url in urls:
+            if urlsplit(url).scheme not in ("redis", "rediss"):
+                raise ConfigError(f"{setting}: fallbacks are Redis URLs; got {masked(url)}")
+            members.append(open_backend(tier, url, options, setting))
+    except BaseException:
+        for member in members:
+            member.close()
+        raise
+    return FailoverTransitory(members) if tier is Tier.TRANSITORY else FailoverVolatile(members)
 
 
 def sqlite_path(url: str, setting: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -39,8 +39,8 @@ class Persistio:
 
     def __init__(
         self,
-        transitory: str | None = None,
-        volatile: str | None = None,
+        transitory: str | Sequence[str] | None = None,
+        volatile: str | Sequence[str] | None = None,
         acid: str | None = None,
         amorphous: str | None = None,
         spool: str | Path | None = None,
@@ -66,8 +66,8 @@ class Persistio:
             data, pool_size, connect_timeout, dedup_window_seconds=dedup_window.total_seconds()
         )
         given = {
-            Tier.TRANSITORY: transitory,
-            Tier.VOLATILE: volatile,
+            Tier.TRANSITORY: _joined(transitory),
+            Tier.VOLATILE: _joined(volatile),
             Tier.ACID: acid,
             Tier.AMORPHOUS: amorphous,
         }
@@ -287,6 +287,13 @@ class Persistio:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _joined(urls: str | Sequence[str] | None) -> str | None:
+    """A list of URLs is a primary followed by its fallbacks: kept as "url,url"."""
+    if urls is None or isinstance(urls, str):
+        return urls
+    return ",".join(urls)
 
 
 def _check_seconds(**values: float) -> None:

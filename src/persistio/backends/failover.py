@@ -1,0 +1,152 @@
+"""Failover for the transitory and volatile tiers: a primary URL and fallbacks (another region).
+
+Writes go to the first reachable member, in the order given; each member has its own circuit
+breaker, so a dead primary costs one fast rejection. Workers claim from every reachable member,
+so items written to a fallback during an outage are consumed there, and new ones flow back to the
+primary once it answers again. Delivery ids carry their member's index (``"1|1700000000000-0"``),
+so an ack goes back to the member the item came from.
+
+Deduplication is per member: an item enqueued on the primary and then replayed to a fallback
+during the switch-over may be delivered twice. Consumers are at-least-once anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from ..breaker import CircuitBreaker
+from ..errors import BackendUnavailable
+from .base import (
+    Delivery,
+    QueueItem,
+    StreamSpec,
+    StreamStats,
+    TransitoryBackend,
+    VolatileBackend,
+    VolatileEntry,
+)
+
+T = TypeVar("T")
+M = TypeVar("M", TransitoryBackend, VolatileBackend)
+
+
+class _Members(Generic[M]):
+    def __init__(self, tier: str, members: Sequence[M]) -> None:
+        self.tier = tier
+        self.members: list[M] = list(members)
+        self.breakers = [CircuitBreaker(f"{tier}[{i}]") for i in range(len(members))]
+
+    def first(self, call: Callable[[M], T]) -> T:
+        """``call`` on the first member that answers."""
+        errors: list[str] = []
+        for member, breaker in zip(self.members, self.breakers, strict=True):
+            try:
+                with breaker.guard():
+                    return call(member)
+            except BackendUnavailable as exc:
+                errors.append(str(exc))
+        raise BackendUnavailable(f"every {self.tier} member is down: {errors}", tier=self.tier)
+
+    def each(self, call: Callable[[int, M], T]) -> list[T]:
+        """``call`` on every member that answers; BackendUnavailable only when none does."""
+        results: list[T] = []
+        errors: list[str] = []
+        for index, (member, breaker) in enumerate(zip(self.members, self.breakers, strict=True)):
+            try:
+                with breaker.guard():
+                    results.append(call(index, member))
+            except BackendUnavailable as exc:
+                errors.append(str(exc))
+        if errors and not results:
+            raise BackendUnavailable(f"every {self.tier} member is down: {errors}", tier=self.tier)
+        return results
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+
+def _split(delivery_id: str) -> tuple[int, str]:
+    index, _, inner = delivery_id.partition("|")
+    return int(index), inner
+
+
+class FailoverTransitory:
+    """A transitory backend over a primary and fallbacks."""
+
+    def __init__(self, members: Sequence[TransitoryBackend]) -> None:
+        self._m: _Members[TransitoryBackend] = _Members("transitory", members)
+
+    def setup(self, streams: Sequence[StreamSpec]) -> None:
+        self._m.each(lambda _i, m: m.setup(streams))
+
+    def enqueue(self, stream: StreamSpec, items: Sequence[QueueItem]) -> int:
+        return self._m.first(lambda m: m.enqueue(stream, items))
+
+    def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]:
+        claimed: list[Delivery] = []
+
+        def take(index: int, member: TransitoryBackend) -> None:
+            if len(claimed) < count:
+                for d in member.claim(stream, consumer, count - len(claimed)):
+                    claimed.append(d._replace(id=f"{index}|{d.id}"))
+
+        self._m.each(take)
+        return claimed
+
+    def ack(self, stream: StreamSpec, ids: Sequence[str]) -> None:
+        by_member: dict[int, list[str]] = {}
+        for delivery_id in ids:
+            index, inner = _split(delivery_id)
+            by_member.setdefault(index, []).append(inner)
+        for index, inner_ids in by_member.items():
+            with self._m.breakers[index].guard():
+                self._m.members[index].ack(stream, inner_ids)
+
+    def release(self, stream: StreamSpec, delivery: Delivery, delay_seconds: float) -> None:
+        index, inner = _split(delivery.id)
+        self._on(index, lambda m: m.release(stream, delivery._replace(id=inner), delay_seconds))
+
+    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None:
+        index, inner = _split(delivery.id)
+        self._on(index, lambda m: m.dead_letter(stream, delivery._replace(id=inner), reason))
+
+    def _on(self, index: int, call: Callable[[TransitoryBackend], None]) -> None:
+        with self._m.breakers[index].guard():
+            call(self._m.members[index])
+
+    def stats(self, stream: StreamSpec) -> StreamStats:
+        found = self._m.each(lambda _i, m: m.stats(stream))
+        ages = [s.oldest_age_seconds for s in found if s.oldest_age_seconds is not None]
+        return StreamStats(
+            sum(s.pending for s in found),
+            max(ages) if ages else None,
+            sum(s.dead_letters for s in found),
+        )
+
+    def ping(self) -> None:
+        self._m.first(lambda m: m.ping())
+
+    def close(self) -> None:
+        self._m.close()
+
+
+class FailoverVolatile:
+    """A volatile backend over a primary and fallbacks; reads return the first member's hit."""
+
+    def __init__(self, members: Sequence[VolatileBackend]) -> None:
+        self._m: _Members[VolatileBackend] = _Members("volatile", members)
+
+    def put(self, intent: str, entries: Sequence[VolatileEntry]) -> None:
+        self._m.first(lambda m: m.put(intent, entries))
+
+    def get(self, intent: str, key: str) -> bytes | None:
+        hits = self._m.each(lambda _i, m: m.get(intent, key))
+        return next((h for h in hits if h is not None), None)
+
+    def ping(self) -> None:
+        self._m.first(lambda m: m.ping())
+
+    def close(self) -> None:
+        self._m.close()
