@@ -1,4 +1,4 @@
-"""``persistio worker|status|setup module:store`` — run and inspect a store from the shell."""
+"""``persistio worker|status|setup|drill module:store`` — run, inspect and drill a store."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from .aio import AsyncPersistio
 from .errors import PersistioError
+from .intents import Tier
 from .store import Persistio
 
 
@@ -96,7 +97,15 @@ def _setup(store: Persistio, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"worker": _worker, "status": _status, "setup": _setup}
+def _drill(store: Persistio, args: argparse.Namespace) -> int:
+    from .drill import run_drill
+
+    report = run_drill(store, args.tier, args.seconds, rate=args.rate, timeout=args.timeout)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+    return 0 if report.ok else 1
+
+
+COMMANDS = {"worker": _worker, "status": _status, "setup": _setup, "drill": _drill}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -110,6 +119,15 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     setup = sub.add_parser("setup", help="create tables, keyspace and consumer groups")
     setup.add_argument("store")
+    drill = sub.add_parser(
+        "drill", help="an outage drill: open a tier's circuit, check nothing is lost"
+    )
+    drill.add_argument("store")
+    drill.add_argument("--tier", required=True, choices=[t.value for t in Tier])
+    drill.add_argument("--seconds", type=float, default=30.0)
+    drill.add_argument("--rate", type=float, default=100.0, help="saves per second")
+    drill.add_argument("--timeout", type=float, default=300.0, help="seconds to converge")
+    drill.add_argument("--json", action="store_true")
     return p
 
 
