@@ -291,9 +291,9 @@ class Persistio:
 
 def _joined(urls: str | Sequence[str] | None) -> str | None:
     """A list of URLs is a primary followed by its fallbacks: kept as "url,url"."""
-    if urls is None or isinstance(urls, str):
-        return urls
-    return ",".join(urls)
+    if isinstance(urls, list | tuple) and all(isinstance(u, str) for u in urls):
+        return ",".join(urls)
+    return urls  # type: ignore[return-value]  # anything else: open_backend names the setting
 
 
 def _check_seconds(**values: float) -> None:

@@ -114,7 +114,7 @@ def test_setup_is_idempotent_and_refuses_a_changed_key(store: CassandraDocuments
     # When an intent of the same name now declares another partition type
     changed = _spec("be_notes", {"name": "int"}, {"seq": "int"})
     # Then setup says so instead of leaving writes to fail later
-    with pytest.raises(PersistioError, match=r"notes exists with columns"):
+    with pytest.raises(PersistioError, match=r"be_notes exists with columns"):
         store.setup([changed])
 
 
@@ -151,7 +151,7 @@ def test_write_sets_writetime_and_remaining_ttl(store: CassandraDocuments, raw: 
     store.write(ACTIVITY, [AmorphousRow((7, at), b"payload", ts)])
     # Then Cassandra holds it at its write timestamp, expiring 1 hour after it was saved
     row = raw.execute(
-        'SELECT "userId", at, object, WRITETIME(object) AS wt, TTL(object) AS ttl FROM activity '
+        'SELECT "userId", at, object, WRITETIME(object) AS wt, TTL(object) AS ttl FROM be_activity '
         'WHERE "userId" = 7'
     ).one()
     assert row is not None
@@ -173,7 +173,7 @@ def test_an_older_write_never_overwrites_a_newer_one(
     )
     # Then the newest stays, at its own write time
     row = raw.execute(
-        'SELECT object, WRITETIME(object) AS wt FROM activity WHERE "userId" = 8'
+        'SELECT object, WRITETIME(object) AS wt FROM be_activity WHERE "userId" = 8'
     ).one()
     assert row is not None
     assert (row.object, row.wt) == (b"new", ts)
@@ -200,7 +200,7 @@ def test_query_is_newest_first_and_limited_and_get_reads_one(store: CassandraDoc
 def test_retain_expires_the_row(store: CassandraDocuments, raw: Session) -> None:
     # Given a row under retain = 2 s, written 1 s after it was saved
     store.write(FLEETING, [AmorphousRow((1,), b"soon gone", _now_us() - 1_000_000)])
-    ttl = raw.execute("SELECT TTL(object) AS ttl FROM fleeting WHERE k = 1").one()
+    ttl = raw.execute("SELECT TTL(object) AS ttl FROM be_fleeting WHERE k = 1").one()
     assert ttl is not None
     assert 1 <= ttl.ttl <= 2  # what is left of retain, rounded up
     # When its absolute expiry passes; Then it is gone
@@ -208,7 +208,7 @@ def test_retain_expires_the_row(store: CassandraDocuments, raw: Session) -> None
     while store.get(FLEETING, (1,)) is not None:
         assert time.monotonic() < deadline, "a row past its retain still reads back"
         time.sleep(0.2)
-    assert raw.execute("SELECT object FROM fleeting WHERE k = 1").one() is None
+    assert raw.execute("SELECT object FROM be_fleeting WHERE k = 1").one() is None
 
 
 def test_a_late_write_already_past_retain_is_skipped(
@@ -220,7 +220,7 @@ def test_a_late_write_already_past_retain_is_skipped(
     # When both are written
     store.write(FLEETING, rows)
     # Then only the fresh one exists: the late one is never resurrected
-    assert raw.execute("SELECT object FROM fleeting WHERE k = 2").one() is None
+    assert raw.execute("SELECT object FROM be_fleeting WHERE k = 2").one() is None
     assert store.get(FLEETING, (3,)) == b"fresh"
 
 
@@ -281,7 +281,7 @@ def test_a_batch_is_written_concurrently(store: CassandraDocuments, raw: Session
     ts = _now_us()
     store.write(NOTES, [AmorphousRow(("batch", n), b"%d" % n, ts) for n in range(500)])
     # Then all of them are there, newest (highest seq) first
-    count = raw.execute("SELECT COUNT(*) AS n FROM notes WHERE name = 'batch'").one()
+    count = raw.execute("SELECT COUNT(*) AS n FROM be_notes WHERE name = 'batch'").one()
     assert count is not None
     assert count.n == 500
     assert store.query(NOTES, ("batch",), 2) == [b"499", b"498"]
