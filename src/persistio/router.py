@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
@@ -50,6 +51,14 @@ class Outcome:
         )
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+class Job(NamedTuple):
+    tier: Tier  # whose breaker a missed deadline counts against
+    call: Callable[[], None]
+
+
 class Router:
     """Dispatches planned saves; shared by every thread of a store."""
 
@@ -67,54 +76,73 @@ class Router:
         return [outcome.receipt(p) for p in plans]
 
     def dispatch_works(self, works: Sequence[Work]) -> Outcome:
-        """REALTIME works now, the others onto their priority queues."""
-        outcome = Outcome()
-        self.run_now([w for w in works if w.bound.priority is Priority.REALTIME], outcome)
-        self.defer([w for w in works if w.bound.priority is not Priority.REALTIME], outcome)
-        return outcome
-
-    def run_now(self, works: Sequence[Work], outcome: Outcome) -> None:
-        """Write now, concurrently per intent, each bounded by the REALTIME deadline.
+        """REALTIME works now, the others onto their priority queues, each bounded by the
+        REALTIME deadline.
 
         Intents that fail the save on an outage go first, so a save that raises
-        BackendUnavailable has written nothing else.
+        BackendUnavailable has written nothing else; then the other REALTIME intents and the
+        deferred enqueues run together.
         """
-        groups = group_by_intent(works)
+        outcome = Outcome()
+        groups = group_by_intent(w for w in works if w.bound.priority is Priority.REALTIME)
         failing = {b: ws for b, ws in groups.items() if b.intent.on_outage == "fail"}
-        for bound, error in self._run_groups(failing).items():
+        for bound, error in self._run({b: self._writer(b, ws) for b, ws in failing.items()}):
             if error is not None:
                 raise error
             outcome.mark(failing[bound], "done")
-        rest = {b: ws for b, ws in groups.items() if b not in failing}
-        for bound, error in self._run_groups(rest).items():
+        deferred: dict[Priority, list[Work]] = {}
+        for w in works:
+            if w.bound.priority is not Priority.REALTIME:
+                deferred.setdefault(w.bound.priority, []).append(w)
+        jobs: dict[BoundIntent | Priority, Job] = {
+            b: self._writer(b, ws) for b, ws in groups.items() if b not in failing
+        }
+        jobs.update({p: self._enqueuer(p, ws) for p, ws in deferred.items()})
+        for key, error in self._run(jobs):
+            done = groups[key] if isinstance(key, BoundIntent) else deferred[key]
             if error is None:
-                outcome.mark(rest[bound], "done")
-            elif isinstance(error, BackendUnavailable):
-                outcome.mark(rest[bound], self.on_outage(bound, rest[bound]))
-            else:
+                outcome.mark(done, "done" if isinstance(key, BoundIntent) else "deferred")
+            elif not isinstance(error, BackendUnavailable):
                 raise error
+            elif isinstance(key, BoundIntent):
+                outcome.mark(done, self.on_outage(key, done))
+            else:  # the queue is down: the tasks go to the spool, replayed to their backends
+                self.spool.add([(w.bound.tier.value, TASK_ENCODER.encode(w.task)) for w in done])
+                self.on_buffered()
+                outcome.mark(done, "buffered")
+        return outcome
 
-    def _run_groups(
-        self, groups: dict[BoundIntent, list[Work]]
-    ) -> dict[BoundIntent, BaseException | None]:
-        """Apply each intent's batch on the pool; one that misses the deadline counts as down.
+    def _writer(self, bound: BoundIntent, works: list[Work]) -> Job:
+        return Job(bound.tier, lambda: apply(self.backends, bound, works))
+
+    def _enqueuer(self, priority: Priority, works: list[Work]) -> Job:
+        items = [QueueItem(w.dedup_key, TASK_ENCODER.encode(w.task)) for w in works]
+
+        def enqueue() -> None:
+            with self.backends.guard(Tier.TRANSITORY):
+                self.backends.transitory.enqueue(TASK_QUEUES[priority], items)
+
+        return Job(Tier.TRANSITORY, enqueue)
+
+    def _run(self, jobs: Mapping[K, Job]) -> list[tuple[K, BaseException | None]]:
+        """Run the jobs on the pool; one that misses the deadline counts as its backend down.
 
         A write that missed the deadline may still land later: harmless, since every write is
-        idempotent and resolved by its write timestamp.
+        idempotent and resolved by its write timestamp (and enqueues are deduplicated).
         """
-        if not groups:
-            return {}
-        futures = {b: self._pool.submit(apply, self.backends, b, ws) for b, ws in groups.items()}
+        if not jobs:
+            return []
+        futures = {key: self._pool.submit(job.call) for key, job in jobs.items()}
         wait(futures.values(), timeout=self.deadline)
-        results: dict[BoundIntent, BaseException | None] = {}
-        for bound, future in futures.items():
+        results: list[tuple[K, BaseException | None]] = []
+        for key, future in futures.items():
             if future.done():
-                results[bound] = future.exception()
+                results.append((key, future.exception()))
                 continue
-            self.backends.breakers[bound.tier].failure()
-            results[bound] = BackendUnavailable(
-                f"{bound.tier} backend did not answer within {self.deadline}s", tier=bound.tier
-            )
+            tier = jobs[key].tier
+            self.backends.breakers[tier].failure()
+            error = BackendUnavailable(f"{tier} backend did not answer within {self.deadline}s")
+            results.append((key, error))
         return results
 
     def on_outage(self, bound: BoundIntent, works: Sequence[Work]) -> str:
@@ -130,25 +158,3 @@ class Router:
             f"{bound.tier} backend is unavailable and intent {bound.name!r} has on_outage='fail'",
             tier=bound.tier.value,
         )
-
-    def defer(self, works: Sequence[Work], outcome: Outcome) -> None:
-        """Enqueue deferred tasks per priority; if the queue is down, spool them instead."""
-        by_priority: dict[Priority, list[Work]] = {}
-        for w in works:
-            by_priority.setdefault(w.bound.priority, []).append(w)
-        for priority, group in by_priority.items():
-            items = [QueueItem(w.dedup_key, TASK_ENCODER.encode(w.task)) for w in group]
-            try:
-                with self.backends.guard(Tier.TRANSITORY):
-                    self.backends.transitory.enqueue(TASK_QUEUES[priority], items)
-            except BackendUnavailable:
-                self.spool.add(
-                    [
-                        (w.bound.tier.value, item.payload)
-                        for w, item in zip(group, items, strict=True)
-                    ]
-                )
-                self.on_buffered()
-                outcome.mark(group, "buffered")
-            else:
-                outcome.mark(group, "deferred")
