@@ -34,7 +34,7 @@ from redis.typing import EncodableT
 
 from ..config import Options, masked
 from .base import Delivery, QueueItem, StreamSpec, StreamStats
-from .redis_cache import open_client, unavailable_on_outage
+from .redis_client import open_client, unavailable_on_outage
 
 GROUP = "persistio"
 EXPIRED = "expired: older than max_age"
