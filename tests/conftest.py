@@ -22,7 +22,7 @@ import importlib
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -64,6 +64,7 @@ SERVICE_FIXTURES = frozenset(
         "pg_conninfo",
         "raw_cassandra",
         "cassandra_keyspace",
+        "real_store_urls",
     }
 )
 
@@ -294,3 +295,34 @@ def cassandra_keyspace(raw_cassandra: Session) -> Iterator[str]:
         yield name
     finally:
         raw_cassandra.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+@pytest.fixture(scope="session")
+def real_store_urls(
+    redis_url: str, pg_database_url: str, cassandra_url: str, cassandra_keyspace: str
+) -> Callable[[int], dict[str, str]]:
+    """``urls(redis_db)``: keyword URLs for a ``Persistio`` on every real server.
+
+    Each suite passes a Redis database number of its own, flushed on every call, so suites that
+    run in one session never see each other's streams; PostgreSQL and Cassandra get the
+    session's own database and keyspace.
+    """
+    import redis
+
+    hosts = urlsplit(cassandra_url).netloc
+
+    def urls(redis_db: int) -> dict[str, str]:
+        url = urlsplit(redis_url)._replace(path=f"/{redis_db}").geturl()
+        client = redis.Redis.from_url(url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+        return {
+            "transitory": url,
+            "volatile": url,
+            "acid": pg_database_url,
+            "amorphous": f"cassandra://{hosts}/{cassandra_keyspace}",
+        }
+
+    return urls

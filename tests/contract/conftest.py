@@ -7,7 +7,7 @@ laptop, a failure in CI).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +19,11 @@ BACKEND_SETS = ["embedded", "real"]
 REAL_REDIS_DB = 1  # the contract suite's own database; flushed before each test
 
 
-@pytest.fixture(scope="session")
-def real_urls(
-    redis_url: str, pg_database_url: str, cassandra_url: str, cassandra_keyspace: str
-) -> dict[str, str]:
-    redis_base = redis_url.rsplit("/", 1)[0]
-    hosts = cassandra_url.split("://", 1)[1].split("/", 1)[0]
-    return {
-        "transitory": f"{redis_base}/{REAL_REDIS_DB}",
-        "volatile": f"{redis_base}/{REAL_REDIS_DB}",
-        "acid": pg_database_url,
-        "amorphous": f"cassandra://{hosts}/{cassandra_keyspace}",
-    }
-
-
 def store_urls(request: pytest.FixtureRequest, kind: str) -> dict[str, Any]:
     if kind == "embedded":
         return {}
-    urls: dict[str, str] = request.getfixturevalue("real_urls")
-    import redis
-
-    client = redis.Redis.from_url(urls["volatile"])
-    client.flushdb()
-    client.close()
-    return dict(urls)
+    urls: Callable[[int], dict[str, str]] = request.getfixturevalue("real_store_urls")
+    return dict(urls(REAL_REDIS_DB))
 
 
 @pytest.fixture(params=BACKEND_SETS)
