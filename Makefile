@@ -60,7 +60,7 @@ $(STAMP): pyproject.toml
 	echo "==> installing persistio[all] and the dev group into $(VENV)"
 	# pip >= 25.1 reads [dependency-groups] (--group)
 	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
-	$(BIN)/python -m pip install -q -e '.[all]' --group dev
+	$(BIN)/python -m pip install -q -e '.[all,examples]' --group dev
 	touch $@
 
 services:

@@ -10,12 +10,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.models import Profile
 
 import persistio as pio
 from persistio.backends.base import AcidRow, TableSpec
 from persistio.backends.sql import SQLAcid
 from persistio.codec import Column
+from tests.models import Profile
 
 V1 = TableSpec("evolving", (Column("id", "int", False), Column("name", "str", False)), ("id",))
 V2 = TableSpec("evolving", (*V1.columns, Column("score", "float", True)), ("id",))

@@ -1,0 +1,1 @@
+"""Reference applications built on persistio's public API (``python -m examples.<app>``)."""
