@@ -78,10 +78,15 @@ class HighWork(msgspec.Struct, frozen=True):
     note: str
 
 
-@pio.persist(pio.Transitory("jobs", max_deliveries=3))
+@pio.persist(pio.Transitory("jobs", max_deliveries=3, retry_backoff=timedelta(milliseconds=10)))
 class Job(msgspec.Struct, frozen=True):
     id: int
     poison: bool = False
+
+
+@pio.persist(pio.Transitory("slow_jobs", retry_backoff=timedelta(seconds=60)))
+class SlowJob(msgspec.Struct, frozen=True):
+    id: int
 
 
 @pio.persist(pio.Acid("accounts", key=("id",)), pio.Transitory("account_events"))

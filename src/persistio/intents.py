@@ -137,6 +137,7 @@ class Transitory(Intent):
     max_age: timedelta | None
     max_deliveries: int
     visibility: timedelta
+    retry_backoff: timedelta
 
     def __init__(
         self,
@@ -145,6 +146,7 @@ class Transitory(Intent):
         max_age: timedelta | None = None,
         max_deliveries: int = 5,
         visibility: timedelta = timedelta(seconds=30),
+        retry_backoff: timedelta = timedelta(milliseconds=200),
         priority: Priority | None = None,
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
@@ -156,6 +158,7 @@ class Transitory(Intent):
         object.__setattr__(self, "max_age", max_age)
         object.__setattr__(self, "max_deliveries", max_deliveries)
         object.__setattr__(self, "visibility", visibility)
+        object.__setattr__(self, "retry_backoff", retry_backoff)
 
     def problems(self) -> list[str]:
         found = super().problems()
@@ -165,6 +168,8 @@ class Transitory(Intent):
             found.append(f"max_deliveries={self.max_deliveries!r}: use an int >= 1")
         if not _positive(self.visibility):
             found.append(f"visibility={self.visibility!r}: use a positive timedelta")
+        if not _positive(self.retry_backoff):
+            found.append(f"retry_backoff={self.retry_backoff!r}: use a positive timedelta")
         return found
 
 

@@ -47,10 +47,9 @@ def backoff(deliveries: int, base: float = 0.2, cap: float = 30.0) -> float:
 class Worker:
     """The deferred half of persistio, run by ``drain()``, ``run_worker()`` and the CLI."""
 
-    def __init__(self, router: Router, *, batch: int = 256, retry_base: float = 0.2) -> None:
+    def __init__(self, router: Router, *, batch: int = 256) -> None:
         self.router = router
         self.batch = batch
-        self.retry_base = retry_base
         self.consumers: dict[str, Consumer] = {}
         self.run_coroutine: CoroutineRunner = asyncio.run
         self.name = f"{socket.gethostname()}-{os.getpid()}"
@@ -185,7 +184,7 @@ class Worker:
             self._retry(stream, delivery, reason)
 
     def _retry(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None:
-        delay = backoff(delivery.deliveries, self.retry_base)
+        delay = backoff(delivery.deliveries, stream.retry_backoff_seconds)
         self._backends.transitory.release(stream, delivery, delay)
         self.router.spool.bump(f"retries:{stream.name}")
 

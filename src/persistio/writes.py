@@ -70,6 +70,7 @@ def stream_spec(bound: BoundIntent) -> StreamSpec:
         max_deliveries=intent.max_deliveries,
         visibility_seconds=intent.visibility.total_seconds(),
         max_age_seconds=_seconds(intent.max_age),
+        retry_backoff_seconds=intent.retry_backoff.total_seconds(),
     )
 
 

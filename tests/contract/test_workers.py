@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 import persistio as pio
-from tests.models import Account, Checkin, Job
+from tests.models import Account, Checkin, Job, SlowJob
 
 
 def test_consumer_ack_expunges_and_poison_is_dead_lettered(store: pio.Persistio) -> None:
@@ -22,7 +22,6 @@ def test_consumer_ack_expunges_and_poison_is_dead_lettered(store: pio.Persistio)
             raise RuntimeError("cannot process this one")
         seen.append(job.id)
 
-    store._worker.retry_base = 0.01  # keep the backoff short for the test
     store.save_many([Job(1), Job(2), Job(3, poison=True), Job(4), Job(5)])
 
     # When everything is drained
@@ -134,13 +133,12 @@ def test_run_worker_runs_deferred_tasks_until_stopped(store: pio.Persistio) -> N
 
 def test_drain_times_out_with_what_is_pending(store: pio.Persistio) -> None:
     # Given a consumer that always fails, with retries far apart
-    @store.consumer("jobs")
-    def fail(job: Job) -> None:
+    @store.consumer("slow_jobs")
+    def fail(job: SlowJob) -> None:
         raise RuntimeError("down")
 
-    store._worker.retry_base = 60
-    store.save(Job(7))
+    store.save(SlowJob(7))
 
     # When drain is given little time, it raises DrainTimeout naming the stream
-    with pytest.raises(pio.DrainTimeout, match="stream:jobs"):
+    with pytest.raises(pio.DrainTimeout, match="stream:slow_jobs"):
         store.drain(timeout=0.3)

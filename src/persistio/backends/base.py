@@ -38,6 +38,7 @@ class StreamSpec:
     max_deliveries: int = 5
     visibility_seconds: float = 30.0
     max_age_seconds: float | None = None
+    retry_backoff_seconds: float = 0.2  # first retry delay; doubles per delivery
 
 
 class QueueItem(NamedTuple):
