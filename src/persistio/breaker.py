@@ -48,6 +48,13 @@ class CircuitBreaker:
         with self._lock:
             return self._state
 
+    def is_open(self) -> bool:
+        """Open and not yet due for a probe: a call would be refused (this takes no probe)."""
+        with self._lock:
+            return self._state == "open" and (
+                self._forced or self._probing or time.monotonic() < self._retry_at
+            )
+
     def allow(self) -> bool:
         """May a call go to the backend now? Lets one probe through once the cool-down is over."""
         with self._lock:

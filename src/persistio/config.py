@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .breaker import CircuitBreaker
 from .errors import ConfigError
 from .intents import Tier
 
@@ -36,6 +37,14 @@ class Options:
     connect_timeout: float = 5.0
     request_timeout: float = 10.0
     dedup_window_seconds: float = 86_400.0
+    breaker_threshold: int = 3
+    breaker_reset: float = 0.5
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        """A circuit breaker with the configured thresholds (one per backend or member)."""
+        return CircuitBreaker(
+            name, failure_threshold=self.breaker_threshold, reset_timeout=self.breaker_reset
+        )
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,9 @@ def _failover(tier: Tier, urls: list[str], options: Options, setting: str) -> An
         for member in members:
             member.close()
         raise
-    return FailoverTransitory(members) if tier is Tier.TRANSITORY else FailoverVolatile(members)
+    if tier is Tier.TRANSITORY:
+        return FailoverTransitory(members, options.breaker)
+    return FailoverVolatile(members, options.breaker)
 
 
 def sqlite_path(url: str, setting: str) -> Path:

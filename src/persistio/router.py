@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
@@ -12,6 +13,7 @@ import msgspec
 from .backends.base import QueueItem
 from .errors import BackendUnavailable
 from .intents import Priority, Tier
+from .lanes import Lanes
 from .model import BoundIntent
 from .plan import TASK_ENCODER, SavePlan, Work
 from .spool import Spool
@@ -62,13 +64,11 @@ class Job(NamedTuple):
 class Router:
     """Dispatches planned saves; shared by every thread of a store."""
 
-    def __init__(
-        self, backends: Backends, spool: Spool, pool: ThreadPoolExecutor, deadline: float
-    ) -> None:
+    def __init__(self, backends: Backends, spool: Spool, lanes: Lanes, deadline: float) -> None:
         self.backends = backends
         self.spool = spool
         self.deadline = deadline  # seconds a save waits for its REALTIME writes
-        self._pool = pool
+        self._lanes = lanes
         self.on_buffered: Callable[[], None] = lambda: None  # the store wakes its replayer
 
     def dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:
@@ -125,25 +125,38 @@ class Router:
         return Job(Tier.TRANSITORY, enqueue)
 
     def _run(self, jobs: Mapping[K, Job]) -> list[tuple[K, BaseException | None]]:
-        """Run the jobs on the pool; one that misses the deadline counts as its backend down.
+        """Run the jobs, each on its tier's lane; one that misses the deadline counts as its
+        backend being down.
 
-        A write that missed the deadline may still land later: harmless, since every write is
-        idempotent and resolved by its write timestamp (and enqueues are deduplicated).
+        A write that missed the deadline may still land later: harmless for every idempotent
+        write, and the acid backend rolls back rather than commit work that came back too late.
         """
         if not jobs:
             return []
-        futures = {key: self._pool.submit(job.call) for key, job in jobs.items()}
-        wait(futures.values(), timeout=self.deadline)
-        results: list[tuple[K, BaseException | None]] = []
+        deadline = time.monotonic() + self.deadline
+        results: dict[K, BaseException | None] = {}
+        futures: dict[K, Future[None]] = {}
+        for key, job in jobs.items():
+            breaker = self.backends.breakers[job.tier]
+            if breaker.is_open():
+                results[key] = BackendUnavailable(f"{job.tier} backend: circuit open")
+                continue
+            future = self._lanes.submit(job.tier, job.call, deadline)
+            if future is None:
+                results[key] = BackendUnavailable(f"{job.tier} backend: every call is stuck")
+                continue
+            futures[key] = future
+        wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
         for key, future in futures.items():
             if future.done():
-                results.append((key, future.exception()))
+                results[key] = future.exception()
                 continue
             tier = jobs[key].tier
             self.backends.breakers[tier].failure()
-            error = BackendUnavailable(f"{tier} backend did not answer within {self.deadline}s")
-            results.append((key, error))
-        return results
+            results[key] = BackendUnavailable(
+                f"{tier} backend did not answer within {self.deadline}s"
+            )
+        return [(key, results[key]) for key in jobs]
 
     def on_outage(self, bound: BoundIntent, works: Sequence[Work]) -> str:
         """Buffer or drop writes whose backend is down; return the state they ended in."""

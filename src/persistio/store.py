@@ -5,15 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .config import ENV, Options, default_urls, environ_settings, masked, open_backend
-from .errors import BackendUnavailable, DrainTimeout, PersistioError, ValidationError
+from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
 from .intents import Tier, Transitory
+from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, WriteClock, plan_save
 from .reads import Reader
@@ -59,11 +59,23 @@ class Persistio:
         spool_full_timeout: float = 5.0,
         replay_interval: float = 0.2,
     ) -> None:
-        _check_options(pool_size, connect_timeout, realtime_threads, worker_batch, dedup_window)
+        _check_options(
+            pool_size,
+            connect_timeout,
+            realtime_threads,
+            worker_batch,
+            dedup_window,
+            breaker_threshold,
+        )
         _check_seconds(realtime_deadline=realtime_deadline, breaker_reset=breaker_reset)
         data = Path(data_dir)
         options = Options(
-            data, pool_size, connect_timeout, dedup_window_seconds=dedup_window.total_seconds()
+            data,
+            pool_size,
+            connect_timeout,
+            dedup_window_seconds=dedup_window.total_seconds(),
+            breaker_threshold=breaker_threshold,
+            breaker_reset=breaker_reset,
         )
         given = {
             Tier.TRANSITORY: _joined(transitory),
@@ -93,9 +105,10 @@ class Persistio:
             opened[Tier.VOLATILE],
             opened[Tier.ACID],
             opened[Tier.AMORPHOUS],
+            {t: options.breaker(t.value) for t in Tier},
         )
-        self._pool = ThreadPoolExecutor(realtime_threads, thread_name_prefix="persistio")
-        self._router = Router(backends, self._spool, self._pool, realtime_deadline)
+        self._lanes = Lanes(realtime_threads)
+        self._router = Router(backends, self._spool, self._lanes, realtime_deadline)
         self._worker = Worker(self._router, batch=worker_batch)
         self._clock = WriteClock()
         self._reader = Reader(backends, self._clock.next)
@@ -145,6 +158,8 @@ class Persistio:
             return
         backends = self._router.backends
         with self._setup_lock:
+            if plan.model_name in self._set_up:
+                return
             for bound in plan.intents:
                 try:
                     with backends.guard(bound.tier):
@@ -157,8 +172,8 @@ class Persistio:
 
     def _plan(self, obj: Any, where: str) -> SavePlan:
         self._check_open()
+        # no setup here: each intent's first write sets it up, within the save's deadline
         plan = plan_of(type(obj))
-        self._ensure(plan)
         return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})")
 
     def save(self, obj: Any) -> Receipt:
@@ -187,14 +202,12 @@ class Persistio:
         """The object stored by ``intent`` under ``key`` (keyword per key field); None if absent."""
         self._check_open()
         plan = plan_of(model)
-        self._ensure(plan)
         return self._reader.get(plan.intent(intent), key)  # type: ignore[no-any-return]
 
     def query(self, model: type[T], intent: str, *, limit: int = 20, **partition: Any) -> list[T]:
         """One partition of an amorphous intent, newest first by its ``order`` fields."""
         self._check_open()
         plan = plan_of(model)
-        self._ensure(plan)
         return self._reader.query(plan.intent(intent), partition, limit)
 
     # -- deferred work --------------------------------------------------------------------------
@@ -269,7 +282,7 @@ class Persistio:
         self._closed = True
         self._stop.set()
         self._replayer.stop()
-        self._pool.shutdown(wait=True)
+        self._lanes.shutdown()
         self._router.backends.close()
         self._spool.close()
 
@@ -297,19 +310,21 @@ def _joined(urls: str | Sequence[str] | None) -> str | None:
 
 
 def _check_seconds(**values: float) -> None:
-    from .errors import ConfigError
-
     for name, value in values.items():
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"Persistio({name}={value!r}): use seconds > 0")
 
 
 def _check_options(
-    pool_size: int, connect_timeout: float, threads: int, batch: int, dedup_window: timedelta
+    pool_size: int,
+    connect_timeout: float,
+    threads: int,
+    batch: int,
+    dedup_window: timedelta,
+    breaker_threshold: int,
 ) -> None:
-    from .errors import ConfigError
-
     for name, value in (
+        ("breaker_threshold", breaker_threshold),
         ("pool_size", pool_size),
         ("realtime_threads", threads),
         ("worker_batch", batch),

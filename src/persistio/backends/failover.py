@@ -32,10 +32,12 @@ M = TypeVar("M", TransitoryBackend, VolatileBackend)
 
 
 class _Members(Generic[M]):
-    def __init__(self, tier: str, members: Sequence[M]) -> None:
+    def __init__(
+        self, tier: str, members: Sequence[M], breaker: Callable[[str], CircuitBreaker]
+    ) -> None:
         self.tier = tier
         self.members: list[M] = list(members)
-        self.breakers = [CircuitBreaker(f"{tier}[{i}]") for i in range(len(members))]
+        self.breakers = [breaker(f"{tier}[{i}]") for i in range(len(members))]
 
     def first(self, call: Callable[[M], T]) -> T:
         """``call`` on the first member that answers."""
@@ -75,8 +77,12 @@ def _split(delivery_id: str) -> tuple[int, str]:
 class FailoverTransitory:
     """A transitory backend over a primary and fallbacks."""
 
-    def __init__(self, members: Sequence[TransitoryBackend]) -> None:
-        self._m: _Members[TransitoryBackend] = _Members("transitory", members)
+    def __init__(
+        self,
+        members: Sequence[TransitoryBackend],
+        breaker: Callable[[str], CircuitBreaker] = CircuitBreaker,
+    ) -> None:
+        self._m: _Members[TransitoryBackend] = _Members("transitory", members, breaker)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         self._m.each(lambda _i, m: m.setup(streams))
@@ -135,8 +141,12 @@ class FailoverTransitory:
 class FailoverVolatile:
     """A volatile backend over a primary and fallbacks; reads return the first member's hit."""
 
-    def __init__(self, members: Sequence[VolatileBackend]) -> None:
-        self._m: _Members[VolatileBackend] = _Members("volatile", members)
+    def __init__(
+        self,
+        members: Sequence[VolatileBackend],
+        breaker: Callable[[str], CircuitBreaker] = CircuitBreaker,
+    ) -> None:
+        self._m: _Members[VolatileBackend] = _Members("volatile", members, breaker)
 
     def put(self, intent: str, entries: Sequence[VolatileEntry]) -> None:
         self._m.first(lambda m: m.put(intent, entries))

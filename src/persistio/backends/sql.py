@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..errors import BackendUnavailable
+from ..lanes import deadline_passed
 from .base import AcidRow, TableSpec
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_TS, sa_type
@@ -164,6 +166,13 @@ class SQLAcid:
     def upsert(self, table: TableSpec, rows: Sequence[AcidRow]) -> None:
         with mapped_errors("acid", f"upsert into {table.name}"), self.engine.begin() as conn:
             self._upsert(conn, table, rows)
+            if deadline_passed():
+                # the save already reported this write as failed (a paused server answered
+                # late): roll back, so "raised" keeps meaning "not committed"
+                raise BackendUnavailable(
+                    f"acid backend answered after the save's deadline; {table.name} rolled back",
+                    tier="acid",
+                )
 
     def _upsert(self, conn: sa.Connection, spec: TableSpec, rows: Sequence[AcidRow]) -> None:
         table = self._tables.table(spec)

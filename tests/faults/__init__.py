@@ -1,0 +1,1 @@
+"""Fault tests (issue 5): servers killed, stopped or frozen under load; nothing acked is lost."""
