@@ -1,12 +1,10 @@
-"""Library bugs the fault tests found: each test fails until ``src/`` is fixed.
+"""A sick backend stays contained.
 
-1. A hung backend starves the healthy ones: every REALTIME write of every tier shares one
-   thread pool (``realtime_threads``), so calls hung on a frozen PostgreSQL fill it, and saves
-   that never touch PostgreSQL miss the deadline: buffered, dropped, their circuits opened.
-2. The first save of a model runs schema setup for all its intents synchronously, outside the
-   REALTIME deadline and under one store-wide lock: a black-holed acid backend makes it take
-   ``connect_timeout`` even when the model's only REALTIME intent is on a healthy Redis.
-3. ``Persistio(breaker_threshold=..., breaker_reset=...)`` are accepted, checked, and ignored.
+1. Calls hung on a frozen PostgreSQL hold acid threads only: saves that never touch PostgreSQL
+   keep meeting their deadline, and the healthy tiers' circuits stay closed.
+2. The first save of a model sets its intents up inside the REALTIME deadline, so a black-holed
+   acid backend cannot stall a model whose REALTIME intents live on a healthy Redis.
+3. ``Persistio(breaker_threshold=..., breaker_reset=...)`` shape every circuit breaker.
 """
 
 from __future__ import annotations
