@@ -17,7 +17,7 @@ from .lanes import Lanes
 from .model import BoundIntent
 from .plan import TASK_ENCODER, SavePlan, Work
 from .spool import Spool
-from .writes import TASK_QUEUES, Backends, apply, group_by_intent
+from .writes import Backends, apply, group_by_intent
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -120,7 +120,7 @@ class Router:
 
         def enqueue() -> None:
             with self.backends.guard(Tier.TRANSITORY):
-                self.backends.transitory.enqueue(TASK_QUEUES[priority], items)
+                self.backends.transitory.enqueue(self.backends.queues[priority], items)
 
         return Job(Tier.TRANSITORY, enqueue)
 

@@ -10,7 +10,7 @@ from .errors import PersistioError
 from .intents import Tier
 from .model import BoundIntent
 from .router import Router
-from .writes import TASK_QUEUES, stream_spec
+from .writes import stream_spec
 
 
 def _health(backend: Any) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def collect_status(
     }
     counters = router.spool.counters()
     spool = router.spool.depth()
-    queues = {p.name.lower(): _stream(backends.transitory, s) for p, s in TASK_QUEUES.items()}
+    queues = {p.name.lower(): _stream(backends.transitory, s) for p, s in backends.queues.items()}
     intent_streams = {b.name: _stream(backends.transitory, stream_spec(b)) for b in streams}
     dead = sum(int(s.get("dead_letters", 0)) for s in (*queues.values(), *intent_streams.values()))
     return {
@@ -81,7 +81,7 @@ def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dic
     """Work ``drain()`` still waits for, by place; empty when everything is done."""
     backends = router.backends
     found: dict[str, int] = {}
-    for priority, spec in TASK_QUEUES.items():
+    for priority, spec in backends.queues.items():
         n = backends.transitory.stats(spec).pending
         if n:
             found[f"queue:{priority.name.lower()}"] = n

@@ -12,7 +12,7 @@ from typing import Any, Self, TypeVar
 
 from .config import ENV, Options, default_urls, environ_settings, masked, open_backend
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
-from .intents import Tier, Transitory
+from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, WriteClock, plan_save
@@ -22,7 +22,7 @@ from .spool import Spool
 from .status import collect_status, pending_work
 from .transaction import Transaction
 from .worker import Consumer, Handler, SpoolReplayer, Worker
-from .writes import TASK_QUEUES, Backends, prepare, stream_spec
+from .writes import Backends, prepare, stream_spec, task_queues
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Handler)
@@ -46,6 +46,7 @@ class Persistio:
         spool: str | Path | None = None,
         *,
         data_dir: str | Path = ".persistio",
+        namespace: str = "",
         pool_size: int = 5,
         connect_timeout: float = 5.0,
         realtime_threads: int = 8,
@@ -68,6 +69,11 @@ class Persistio:
             breaker_threshold,
         )
         _check_seconds(realtime_deadline=realtime_deadline, breaker_reset=breaker_reset)
+        if namespace and not is_safe_name(namespace):
+            raise ConfigError(
+                f"Persistio(namespace={namespace!r}): use [a-z][a-z0-9_]{{0,47}} (it prefixes "
+                "the task queue names)"
+            )
         data = Path(data_dir)
         options = Options(
             data,
@@ -106,6 +112,7 @@ class Persistio:
             opened[Tier.ACID],
             opened[Tier.AMORPHOUS],
             {t: options.breaker(t.value) for t in Tier},
+            queues=task_queues(namespace),
         )
         self._lanes = Lanes(realtime_threads)
         self._router = Router(backends, self._spool, self._lanes, realtime_deadline)
@@ -142,7 +149,7 @@ class Persistio:
         self._check_open()
         backends = self._router.backends
         with self._setup_lock:
-            backends.transitory.setup(list(TASK_QUEUES.values()))
+            backends.transitory.setup(list(backends.queues.values()))
             plans = REGISTRY.plans()
             for tier in Tier:
                 bounds = [b for p in plans for b in p.intents if b.tier is tier]

@@ -23,7 +23,7 @@ from .model import BoundIntent
 from .plan import TASK_DECODER, UnknownModel, Work, work_from_task
 from .router import Router
 from .spool import Spool
-from .writes import TASK_QUEUES, apply, group_by_intent
+from .writes import apply, group_by_intent
 
 log = logging.getLogger("persistio.worker")
 
@@ -81,7 +81,7 @@ class Worker:
     # -- deferred tasks -------------------------------------------------------------------------
 
     def run_deferred(self) -> bool:
-        for stream in TASK_QUEUES.values():
+        for stream in self._backends.queues.values():
             with self._backends.guard(Tier.TRANSITORY):
                 deliveries = self._backends.transitory.claim(
                     stream, self.consumer_name(), self.batch

@@ -31,10 +31,19 @@ from .intents import Acid, Amorphous, Priority, Tier, Transitory, Volatile
 from .model import BoundIntent
 from .plan import Work
 
-TASK_QUEUES: dict[Priority, StreamSpec] = {
-    p: StreamSpec(f"tasks.{p.name.lower()}", max_deliveries=10, visibility_seconds=60.0)
-    for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW)
-}
+
+def task_queues(namespace: str = "") -> dict[Priority, StreamSpec]:
+    """The deferred-task streams, one per priority: ``tasks.high`` (or ``<namespace>.tasks.high``).
+
+    A namespace keeps apps that share one transitory backend out of each other's queues.
+    """
+    prefix = f"{namespace}." if namespace else ""
+    return {
+        p: StreamSpec(f"{prefix}tasks.{p.name.lower()}", max_deliveries=10, visibility_seconds=60.0)
+        for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+    }
+
+
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Backends:
     )
     # intents whose table/stream this process has created (or found): see prepare()
     ready: set[tuple[Tier, str]] = field(default_factory=set)
+    queues: dict[Priority, StreamSpec] = field(default_factory=task_queues)
 
     def guard(self, tier: Tier) -> AbstractContextManager[None]:
         """Every backend call goes through its tier's circuit breaker."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,26 @@ def test_drain_times_out_with_what_is_pending(store: pio.Persistio) -> None:
     # When drain is given little time, it raises DrainTimeout naming the stream
     with pytest.raises(pio.DrainTimeout, match="stream:slow_jobs"):
         store.drain(timeout=0.3)
+
+
+def test_namespaces_keep_apps_out_of_each_others_queues(make_store: Any) -> None:
+    # Given two apps sharing one transitory backend, each with its own namespace
+    game = make_store(namespace="game")
+    cams = make_store(namespace="cams")
+    checkin = Checkin(uuid.uuid4(), uuid.uuid4().int % 10**9, 5, datetime.now(UTC))
+
+    # When the game saves a check-in whose activity intent is deferred
+    game.save(checkin)
+
+    # Then only the game's normal queue holds it; the other app's drain neither sees nor runs it
+    assert game.status()["queues"]["normal"]["pending"] == 1
+    assert cams.status()["queues"]["normal"]["pending"] == 0
+    cams.drain(timeout=10)
+    assert game.status()["queues"]["normal"]["pending"] == 1
+    game.drain(timeout=30)
+    assert game.query(Checkin, "activity", user_id=checkin.user_id) == [checkin]
+
+
+def test_a_bad_namespace_is_refused(tmp_path: Any) -> None:
+    with pytest.raises(pio.ConfigError, match=r"namespace='Bad Name'"):
+        pio.Persistio(data_dir=tmp_path, namespace="Bad Name")

@@ -39,7 +39,7 @@ from .redis_client import open_client, unavailable_on_outage
 GROUP = "persistio"
 EXPIRED = "expired: older than max_age"
 # an intent name, or an internal task queue (tasks.high, tasks.normal, tasks.low)
-STREAM_NAME = re.compile(r"[a-z][a-z0-9_]*|tasks\.[a-z]+")
+STREAM_NAME = re.compile(r"[a-z][a-z0-9_]*|([a-z][a-z0-9_]*\.)?tasks\.[a-z]+")
 ENQUEUE_CHUNK = 500  # items per EVALSHA: bounds the script's run time and the request size
 EXPIRE_BATCH = 500  # expired entries dead-lettered per claim, bounding that script's run time
 PENDING_ROUNDS = 10  # XAUTOCLAIM calls per claim; each scans up to 10 x COUNT pending entries
