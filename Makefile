@@ -1,6 +1,7 @@
 # persistio developer tasks. The one command is `make test`: it builds the venv, starts the real
 # servers (scripts/services), then runs ruff, mypy and the whole pytest suite against them.
 #
+#   make demo        the check-in game's short simulation on embedded defaults (no servers)
 #   make test        everything below, in that order; the steps after the servers all run, and
 #                    the target fails at the end if one of them failed
 #   make venv        .venv with the package (editable, [all]) and the dev group; redone only
@@ -35,7 +36,11 @@ if [ "$(ALL_URLS_SET)" != yes ]; then
 fi
 endef
 
-.PHONY: test venv services lint typecheck pytest status services-stop clean distclean
+.PHONY: test demo venv services lint typecheck pytest status services-stop clean distclean
+
+# The check-in game on embedded defaults: no server needed, about half a minute.
+demo: venv
+	@bash scripts/demo
 
 test: venv services
 	@$(service_env)

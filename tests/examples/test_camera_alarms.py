@@ -36,20 +36,6 @@ DETECTORS = list(detectors.BUILTIN)
 FEW = ["astronaut", "camera", "astronaut_at_dusk", "chelsea", "foliage", "headlights"]
 
 
-@pytest.fixture(scope="session")
-def cam_real_urls(
-    redis_url: str, pg_database_url: str, cassandra_url: str, cassandra_keyspace: str
-) -> dict[str, str]:
-    redis_base = redis_url.rsplit("/", 1)[0]
-    hosts = cassandra_url.split("://", 1)[1].split("/", 1)[0]
-    return {
-        "transitory": f"{redis_base}/{REAL_REDIS_DB}",
-        "volatile": f"{redis_base}/{REAL_REDIS_DB}",
-        "acid": pg_database_url,
-        "amorphous": f"cassandra://{hosts}/{cassandra_keyspace}",
-    }
-
-
 @pytest.fixture(params=["embedded", "real"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -59,12 +45,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 def cam_store(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Iterator[pio.Persistio]:
     urls: dict[str, Any] = {}
     if kind == "real":
-        import redis
-
-        urls = request.getfixturevalue("cam_real_urls")
-        client = redis.Redis.from_url(urls["volatile"])
-        client.flushdb()
-        client.close()
+        urls = request.getfixturevalue("real_store_urls")(REAL_REDIS_DB)
     with pio.Persistio(**urls, data_dir=tmp_path / "store") as store:
         store.setup()
         yield store

@@ -1,0 +1,7 @@
+"""``python -m examples.checkin_game --help``"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,97 @@
+"""The simulation's final summary: throughput, lag per priority, badges, what each store holds."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import persistio as pio
+
+from . import inventory
+from .simulate import RunStats
+from .world import World
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+
+
+def summary(
+    store: pio.Persistio,
+    world: World,
+    stats: RunStats,
+    *,
+    mode: str,
+    batch: int,
+    workers: int = 1,
+) -> str:
+    """The report printed at the end of ``simulate`` (it reads the stores to count)."""
+    lines: list[str] = []
+    add = lines.append
+    n = stats.checkins
+    add(
+        f"check-in game on {mode}: {len(world.users)} users, {world.friendships()} friendships, "
+        f"{len(world.venues)} venues, {n} check-ins"
+    )
+    add(f"  world loaded in {stats.setup_s:.2f} s (users, venues, friend lists in transactions)")
+    rate = n / stats.save_s if stats.save_s else 0.0
+    add(
+        f"  acknowledged saves: {n} in {stats.save_s:.2f} s = {rate:,.0f} saves/s "
+        f"(save_many batches of {batch}, {workers} worker thread(s) running alongside)"
+    )
+    add(
+        f"  deferred work finished {stats.drain_s:.2f} s after the last save; "
+        f"total {stats.setup_s + stats.save_s + stats.drain_s:.2f} s"
+    )
+    add("  lag per priority (worst seen during the run; all drained at the end):")
+    lat = stats.batch_latencies_s
+    add(
+        f"    realtime  written before save returned: batch latency p50 "
+        f"{_ms(_quantile(lat, 0.5))}, p99 {_ms(_quantile(lat, 0.99))}"
+    )
+    for name, lag in sorted(stats.lag.items()):
+        add(f"    {name:<24} pending <= {lag.max_pending:>6}, oldest <= {lag.max_oldest_s:6.2f} s")
+    led = inventory.ledger(store, world)
+    badges = ", ".join(f"{b} {c}" for b, c in sorted(led.awards.items())) or "none"
+    add(
+        f"  badges awarded: {sum(led.awards.values())} ({badges}); points {led.ledger_points} "
+        f"{'=' if led.balanced else '!='} sum of awards {led.award_points}"
+    )
+    add("  what the stores hold (whole tables):")
+    rows = inventory.table_rows(store)
+    for tier in ("acid", "amorphous"):
+        add(f"    {tier:<10} rows  " + _pairs(rows[tier]))
+    add("    volatile   keys  " + _pairs(inventory.volatile_keys(store, world)))
+    add("    transitory " + _streams(stats.status))
+    add("  " + _incidents(stats.status))
+    return "\n".join(lines)
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k.removeprefix('game_')} {v}" for k, v in counts.items())
+
+
+def _streams(status: dict[str, Any]) -> str:
+    parts = [
+        f"{name} pending {s.get('pending', '?')}"
+        for name, s in {**status["queues"], **status["streams"]}.items()
+        if name in ("high", "normal", "low") or name.startswith("game_")
+    ]
+    return ", ".join(parts)
+
+
+def _incidents(status: dict[str, Any]) -> str:
+    unhealthy = [t for t, b in status["backends"].items() if not b["healthy"]]
+    dropped = status["dropped"] or {}
+    return (
+        f"buffered {status['buffered']}, replayed {status['replayed']}, "
+        f"spool depth {status['spool']['depth']}, dropped {dropped or 0}, "
+        f"dead letters {status['dead_letters']}, retries {status['retries'] or 0}"
+        + (f", UNHEALTHY: {', '.join(unhealthy)}" if unhealthy else "")
+    )

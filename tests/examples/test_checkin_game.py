@@ -1,0 +1,354 @@
+"""The check-in game, end to end, on the embedded defaults and on the real services.
+
+Real mode stores in the session's own PostgreSQL database and Cassandra keyspace (shared with
+other suites, so every test offsets its ids) and in Redis DB 5, flushed for each test.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import persistio as pio
+from examples.checkin_game import cli, web
+from examples.checkin_game.game import Game
+from examples.checkin_game.geo import NEARBY_M, cell_of, cells_around, distance_m
+from examples.checkin_game.models import Checkin, Inbox, Mayor, User, Venue
+from examples.checkin_game.reads import venue_hour_count, visits_in_window
+from examples.checkin_game.simulate import run
+from examples.checkin_game.world import make_checkins, make_world
+
+REAL_REDIS_DB = 5  # this suite's own Redis database; flushed before each real test
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(params=["embedded", pytest.param("real", marks=pytest.mark.services)])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def game(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Iterator[Game]:
+    urls: dict[str, Any] = {}
+    if kind == "real":  # built only when needed: the embedded half runs with no server
+        urls = request.getfixturevalue("real_store_urls")(REAL_REDIS_DB)
+    with pio.Persistio(**urls, data_dir=tmp_path) as store:
+        yield Game(store)
+
+
+@pytest.fixture
+def base() -> int:
+    """An id offset of this test's own: the real stores are shared by the whole session."""
+    return 10**12 + secrets.randbelow(10**6) * 10**4
+
+
+def add_block(game: Game, base: int) -> tuple[int, int, int, Venue, Venue, Venue]:
+    """Ann is friends with Bo and Cy; venues one and two are 120 m apart, three is far away."""
+    ann, bo, cy = base + 1, base + 2, base + 3
+    joined = datetime(2025, 1, 1, tzinfo=UTC)
+    game.add_users([User(u, n, joined) for u, n in ((ann, "ann"), (bo, "bo"), (cy, "cy"))])
+    v1 = Venue(base + 1, "Cafe", "cafe", 40.7300, -73.9900)
+    v2 = Venue(base + 2, "Bar", "bar", 40.7310, -73.9905)
+    v3 = Venue(base + 3, "Museum", "museum", 40.8000, -73.9000)
+    game.add_venues([v1, v2, v3])
+    game.set_friends({ann: [bo, cy], bo: [ann], cy: [ann]})
+    return ann, bo, cy, v1, v2, v3
+
+
+def test_a_checkin_lands_in_every_store_by_priority(
+    game: Game, kind: str, base: int, request: pytest.FixtureRequest
+) -> None:
+    # Given Ann's friends: Bo checked in next door five minutes ago, Cy is nowhere
+    ann, bo, cy, v1, v2, _ = add_block(game, base)
+    game.check_in(game.new_checkin(bo, v2.venue_id, at=NOW - timedelta(minutes=5)))
+
+    # When Ann checks in
+    result = game.check_in(game.new_checkin(ann, v1.venue_id))
+    c = result.checkin
+
+    # Then the real-time tasks were written before save returned, the rest is queued
+    assert set(result.receipt.done) == {
+        "game_deliver",
+        "game_where_now",
+        "game_venue_hours",
+        "game_visits",
+        "game_user_days",
+    }
+    assert set(result.receipt.deferred) == {"game_badge_jobs", "game_feed", "game_checkins"}
+    assert result.nearby_friends == [bo]
+    assert game.here(v1.venue_id) == [ann]
+    assert game.here(v2.venue_id) == [bo]
+    assert venue_hour_count(game.store, v1.venue_id, c.at) == 1
+    assert game.feed(ann) == []  # NORMAL priority: not before a worker runs
+
+    # When the workers drain the deferred tasks and both consumers
+    game.store.drain(timeout=30)
+
+    # Then the feed, the raw object, both inboxes and the badges are there
+    assert [f.checkin_id for f in game.feed(ann)] == [c.id]
+    assert game.store.get(Checkin, "game_checkins", id=c.id) == c
+    assert [(i.checkin_id, i.nearby) for i in game.inbox(bo)] == [(c.id, True)]
+    assert [(i.checkin_id, i.nearby) for i in game.inbox(cy)] == [(c.id, False)]
+    points, awards = game.ledger(ann)
+    assert sorted(a.badge for a in awards) == ["mayor", "newbie"]
+    assert points is not None
+    assert points.total == 55 == sum(a.points for a in awards)
+    assert game.friends(ann) == [bo, cy]
+    assert game.nearby(ann) == [bo]
+    if kind == "real":
+        assert_real_stores_hold(request, ann, bo, c)
+
+
+def assert_real_stores_hold(request: pytest.FixtureRequest, ann: int, bo: int, c: Checkin) -> None:
+    """Read the servers with their own clients: what persistio says is really there."""
+    import redis
+
+    pg = request.getfixturevalue("raw_pg")
+    row = pg.execute("SELECT total FROM game_points WHERE user_id = %s", (ann,)).fetchone()
+    assert row == (55,)
+    awards = pg.execute("SELECT SUM(points) FROM game_awards WHERE user_id = %s", (ann,))
+    assert awards.fetchone() == (55,)
+
+    urls = request.getfixturevalue("checkin_real_urls")
+    client = redis.Redis.from_url(urls["volatile"])
+    try:
+        inbox_keys = list(client.scan_iter(match="*game_inbox*"))
+        assert any(f"{{{bo}}}".encode() in k for k in inbox_keys)
+        assert client.ttl(inbox_keys[0]) > 0  # volatile: every key expires
+    finally:
+        client.close()
+
+    cassandra = request.getfixturevalue("raw_cassandra")
+    keyspace = request.getfixturevalue("cassandra_keyspace")
+    hour = c.at.replace(minute=0, second=0, microsecond=0)
+    hour_us = (hour - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    found = cassandra.execute(
+        f"SELECT COUNT(*) FROM {keyspace}.game_venue_hours WHERE venue_id = %s AND hour = %s",
+        (c.venue_id, hour_us),
+    ).one()
+    assert found[0] == 1
+
+
+def snapshot(game: Game, users: list[int], venues: list[int]) -> dict[str, Any]:
+    ledgers = {u: game.ledger(u) for u in users}
+    return {
+        "ledgers": ledgers,
+        "mayors": {v: game.store.get(Mayor, "game_mayors", venue_id=v) for v in venues},
+        "inboxes": {u: game.store.get(Inbox, "game_inbox", user_id=u) for u in users},
+    }
+
+
+def test_replayed_tasks_keep_counts_exact_and_the_ledger_balanced(
+    game: Game, kind: str, base: int, request: pytest.FixtureRequest
+) -> None:
+    # Given a small simulated world whose check-ins were saved once, with two worker threads
+    # running the consumers alongside (they serialize per user, venue and inbox)
+    world = make_world(20, seed=3, id_base=base)
+    checkins = make_checkins(world, 100, days=2)
+    run(game, world, checkins, batch=32, workers=2)
+    users = [u.user_id for u in world.users]
+    venues = [v.venue_id for v in world.venues]
+    before = snapshot(game, users, venues)
+
+    # When every check-in is saved and drained again -- a client retrying each save, so every
+    # task of every intent runs a second time, with new write ids -- and each badge job is
+    # redelivered after its work was done (a worker that dies before acknowledging)
+    redelivered: set[uuid.UUID] = set()
+
+    def dies_before_ack(c: Checkin) -> None:
+        game.badges(c)
+        if c.id not in redelivered:
+            redelivered.add(c.id)
+            raise RuntimeError("worker died before acknowledging")
+
+    game.store.consumer("game_badge_jobs")(dies_before_ack)
+    for start in range(0, len(checkins), 64):
+        game.check_in_many(checkins[start : start + 64], nearby=False)
+    game.store.drain(timeout=60)
+
+    # Then every badge job ran twice more...
+    assert len(redelivered) == len(checkins)
+    assert game.store.status()["retries"]["game_badge_jobs"] >= len(checkins)
+    # ...and nothing changed: badges, points, mayors and inboxes are what one pass made
+    assert snapshot(game, users, venues) == before
+    # and every count is exact: one row per check-in, however often it was written
+    per_hour = Counter(
+        (c.venue_id, c.at.replace(minute=0, second=0, microsecond=0)) for c in checkins
+    )
+    for (venue, hour), n in per_hour.items():
+        assert venue_hour_count(game.store, venue, hour) == n
+    per_visit = Counter((c.venue_id, c.user_id) for c in checkins)
+    for (venue, user), n in per_visit.items():
+        assert len(visits_in_window(game.store, venue, user, NOW, timedelta(days=3))) == n
+    per_user = Counter(c.user_id for c in checkins)
+    for user in users:
+        assert len(game.feed(user, limit=1000)) == per_user[user]
+    # and the points ledger is balanced: points = sum of awards, each award listed once
+    awarded = 0
+    for user in users:
+        points, awards = before["ledgers"][user]
+        if points is not None:
+            assert points.total == sum(a.points for a in awards)
+            assert len(set(points.award_ids)) == len(points.award_ids) == len(awards)
+            awarded += len(awards)
+    assert awarded >= len(per_user)  # everyone who checked in is at least a newbie
+    if kind == "real":
+        pg = request.getfixturevalue("raw_pg")
+        lo, hi = min(users), max(users)
+        sums = pg.execute(
+            "SELECT (SELECT COALESCE(SUM(points), 0) FROM game_awards"
+            "        WHERE user_id BETWEEN %(lo)s AND %(hi)s),"
+            "       (SELECT COALESCE(SUM(total), 0) FROM game_points"
+            "        WHERE user_id BETWEEN %(lo)s AND %(hi)s)",
+            {"lo": lo, "hi": hi},
+        ).fetchone()
+        assert sums is not None
+        assert sums[0] == sums[1] > 0
+
+
+def test_badge_rules(tmp_path: Path, base: int) -> None:
+    # Given Ann and Bo, and six venues
+    with pio.Persistio(data_dir=tmp_path) as store:
+        game = Game(store)
+        ann, bo, _, v1, v2, v3 = add_block(game, base)
+        more = [Venue(base + i, f"V{i}", "cafe", 40.74, -73.98) for i in (4, 5, 6)]
+        game.add_venues(more)
+        day = NOW - timedelta(days=1)
+
+        def visit(user: int, venue: Venue, minutes: int) -> None:
+            game.check_in(game.new_checkin(user, venue.venue_id, day + timedelta(minutes=minutes)))
+
+        # When Ann visits v1 twice, then Bo twice (a tie), then Bo a third time
+        for user, minutes in ((ann, 1), (ann, 2), (bo, 3), (bo, 4)):
+            visit(user, v1, minutes)
+        store.drain(timeout=30)
+        mayor_after_tie = store.get(Mayor, "game_mayors", venue_id=v1.venue_id)
+        visit(bo, v1, 5)
+        store.drain(timeout=30)
+
+        # Then a tie keeps the incumbent and the third visit crowns Bo
+        assert mayor_after_tie is not None
+        assert mayor_after_tie.user_id == ann
+        mayor = store.get(Mayor, "game_mayors", venue_id=v1.venue_id)
+        assert mayor is not None
+        assert (mayor.user_id, mayor.checkins) == (bo, 3)
+
+        # When Ann visits four more distinct venues that day (five in all)
+        for i, venue in enumerate([v2, v3, *more[:2]]):
+            visit(ann, venue, 10 + i)
+        store.drain(timeout=30)
+
+        # Then she is an explorer, once for the day
+        _, awards = game.ledger(ann)
+        assert Counter(a.badge for a in awards) == {"newbie": 1, "mayor": 5, "explorer": 1}
+
+
+def test_read_only_http_api(tmp_path: Path, base: int) -> None:
+    # Given a served game where Ann has checked in
+    with pio.Persistio(data_dir=tmp_path) as store:
+        game = Game(store)
+        ann, bo, _, v1, _, _ = add_block(game, base)
+        c = game.check_in(game.new_checkin(ann, v1.venue_id)).checkin
+        store.drain(timeout=30)
+        server, thread = web.serve_in_thread(game)
+        host, port = server.server_address[:2]
+        root = f"http://{host!s}:{port}"
+
+        def get(path: str) -> Any:
+            with urllib.request.urlopen(root + path, timeout=10) as response:
+                return json.loads(response.read())
+
+        try:
+            # When each query is asked over HTTP, Then it answers with JSON
+            assert host == "127.0.0.1"
+            assert get(f"/feed/{ann}")["activity"][0]["checkin_id"] == str(c.id)
+            assert get(f"/here/{v1.venue_id}") == {"venue": v1.venue_id, "here": [ann]}
+            badges = get(f"/badges/{ann}")
+            assert badges["points"] == 55
+            assert {a["badge"] for a in badges["awards"]} == {"newbie", "mayor"}
+            assert get(f"/friends/{ann}")["friends"] == [bo, base + 3]
+            # and anything else is refused
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                get("/users")
+            missing.value.close()  # an HTTPError holds the response open
+            assert missing.value.code == 404
+            post = urllib.request.Request(root + f"/feed/{ann}", data=b"{}", method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(post, timeout=10)
+            refused.value.close()
+            assert refused.value.code == 405
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+
+
+def test_cli_simulates_then_answers_queries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a short simulation from the command line
+    data = ["--data-dir", str(tmp_path)]
+    assert cli.main(["simulate", "--users", "20", "--checkins", "200", "--quiet", *data]) == 0
+    out = capsys.readouterr().out
+
+    # Then the summary reports throughput, lag, badges and the stores' contents
+    assert "saves/s" in out
+    assert "queue high" in out
+    assert "feed 200, checkins 200" in out
+    points = out.split("badges awarded: ", 1)[1].split("\n", 1)[0]
+    assert " = sum of awards " in points
+
+    # When a person checks in and asks the other queries (a new process would do the same)
+    assert cli.main(["checkin", "1", "1", *data]) == 0
+    checkin = json.loads(capsys.readouterr().out)
+    assert checkin["receipt"]["deferred"] == ["game_badge_jobs", "game_feed", "game_checkins"]
+    for command in (["feed", "1"], ["here", "1"], ["badges", "1"], ["friends", "1"]):
+        assert cli.main([*command, *data]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer
+    assert cli.main(["here", "1", *data]) == 0
+    assert 1 in json.loads(capsys.readouterr().out)["here"]
+
+    # And an unknown venue is a clear error, not a traceback
+    assert cli.main(["checkin", "1", "999999", *data]) == 2
+    assert "no venue 999999" in capsys.readouterr().err
+
+
+@given(
+    lat=st.floats(-60, 60),
+    lon=st.floats(-179, 179),
+    bearing=st.floats(0, 6.283),
+    metres=st.floats(0, NEARBY_M),
+)
+def test_any_point_within_nearby_range_is_in_the_3x3_cells(
+    lat: float, lon: float, bearing: float, metres: float
+) -> None:
+    # Given a point and another one at most NEARBY_M away (a flat-earth offset, checked below)
+    import math
+
+    dlat = metres * math.cos(bearing) / 111_320
+    dlon = metres * math.sin(bearing) / (111_320 * math.cos(math.radians(lat)))
+    other = (lat + dlat, lon + dlon)
+    if distance_m(lat, lon, *other) > NEARBY_M:
+        return
+    # Then its cell is one of the nine a nearby lookup reads
+    assert cell_of(*other) in cells_around(lat, lon)
+
+
+def test_encoded_answers_round_trip() -> None:
+    # Given a check-in, When it is encoded for the HTTP API, Then it is plain JSON
+    c = Checkin(uuid.uuid4(), 1, 2, NOW, 40.7, -73.9)
+    assert msgspec.json.decode(web.encode(c))["id"] == str(c.id)
