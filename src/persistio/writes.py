@@ -44,8 +44,6 @@ def task_queues(namespace: str = "") -> dict[Priority, StreamSpec]:
     }
 
 
-
-
 @dataclass(frozen=True)
 class Backends:
     transitory: TransitoryBackend

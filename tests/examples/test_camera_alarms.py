@@ -194,7 +194,8 @@ def expected_counts(
 def assert_review_entries_expire(request: pytest.FixtureRequest, ids: dict[str, str]) -> None:
     import redis
 
-    client = redis.Redis.from_url(request.getfixturevalue("cam_real_urls")["volatile"])
+    redis_url = request.getfixturevalue("redis_url")
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{REAL_REDIS_DB}")
     try:
         for iid in ids.values():
             ttl = client.ttl(f"pio:v:cam_review:{{{iid}}}")

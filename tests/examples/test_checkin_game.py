@@ -122,8 +122,8 @@ def assert_real_stores_hold(request: pytest.FixtureRequest, ann: int, bo: int, c
     awards = pg.execute("SELECT SUM(points) FROM game_awards WHERE user_id = %s", (ann,))
     assert awards.fetchone() == (55,)
 
-    urls = request.getfixturevalue("checkin_real_urls")
-    client = redis.Redis.from_url(urls["volatile"])
+    redis_url = request.getfixturevalue("redis_url")
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{REAL_REDIS_DB}")
     try:
         inbox_keys = list(client.scan_iter(match="*game_inbox*"))
         assert any(f"{{{bo}}}".encode() in k for k in inbox_keys)
