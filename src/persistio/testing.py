@@ -1,0 +1,48 @@
+"""Helpers for users' own tests: a throwaway store, and a check that all work has landed.
+
+    from persistio.testing import temporary_store, assert_settled
+
+    def test_checkin_reaches_the_feed():
+        with temporary_store() as store:          # embedded: no server, a temporary data dir
+            store.save(checkin)
+            assert_settled(store)                 # deferred work ran; nothing spooled or dead
+            assert store.query(Checkin, "activity", user_id=1) == [checkin]
+
+Pass URLs (``temporary_store(acid="postgresql+psycopg://...")``) to run the same test on real
+servers. Nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .store import Persistio
+
+
+@contextmanager
+def temporary_store(**options: Any) -> Iterator[Persistio]:
+    """A set-up ``Persistio`` whose embedded files live in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="persistio-test-") as data_dir:
+        store = Persistio(**{"data_dir": data_dir, **options})
+        try:
+            store.setup()
+            yield store
+        finally:
+            store.close()
+
+
+def assert_settled(store: Persistio, timeout: float = 30.0) -> dict[str, Any]:
+    """Drain ``store``, then assert nothing is spooled, dead-lettered or dropped; return status."""
+    store.drain(timeout=timeout)
+    status = store.status()
+    problems = {
+        "spooled": status["spool"]["depth"],
+        "dead letters": status["dead_letters"],
+        "dropped": sum(status["dropped"].values()),
+    }
+    found = {k: v for k, v in problems.items() if v}
+    assert not found, f"the store did not settle cleanly: {found}"
+    return status
