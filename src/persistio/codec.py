@@ -112,13 +112,14 @@ class Codec:
             raise ValidationError(f"{where}: {exc}") from exc
         return data
 
-    def check_int64(self, obj: Any, where: str) -> None:
+    def check_int64(self, obj: Any, where: str, intent: str) -> None:
         """SQL integer columns are 64-bit: refuse a larger int before anything is written."""
         for name in self._int_columns:
             value = getattr(obj, name)
             if value is not None and not INT64_MIN <= value <= INT64_MAX:
                 raise ValidationError(
-                    f"{where}: field {name!r} = {value} does not fit a 64-bit integer column"
+                    f"{where}, intent {intent!r}: field {name!r} = {value} does not fit a "
+                    "64-bit integer column"
                 )
 
     def to_row(self, obj: Any) -> dict[str, Any]:

@@ -88,13 +88,12 @@ def plan_save(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
         if stored is None:
             skipped.append(bound.name)
             continue
-        label = f"{where}, intent {bound.name!r}"
         if bound.stored is plan.model and stored is obj:
             payload = model_payload
         else:
-            payload = bound.codec.validate(stored, label)
+            payload = bound.codec.validate(stored, f"{where}, intent {bound.name!r}")
         if bound.tier is Tier.ACID:
-            bound.codec.check_int64(stored, label)
+            bound.codec.check_int64(stored, where, bound.name)
         task = Task(
             write_id,
             plan.model_name,

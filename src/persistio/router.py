@@ -128,24 +128,40 @@ class Router:
         """Run the jobs, each on its tier's lane; one that misses the deadline counts as its
         backend being down.
 
-        A write that missed the deadline may still land later: harmless for every idempotent
-        write, and the acid backend rolls back rather than commit work that came back too late.
+        One job whose backend bounds its own calls by the deadline (a socket or request
+        timeout) runs on the calling thread instead: a thread handoff costs more than a Redis
+        round trip. A write that missed the deadline may still land later: harmless for every
+        idempotent write, and the acid backend rolls back rather than commit work that came
+        back too late.
         """
         if not jobs:
             return []
         deadline = time.monotonic() + self.deadline
         results: dict[K, BaseException | None] = {}
         futures: dict[K, Future[None]] = {}
+        runnable = []
         for key, job in jobs.items():
-            breaker = self.backends.breakers[job.tier]
-            if breaker.is_open():
+            if self.backends.breakers[job.tier].is_open():
                 results[key] = BackendUnavailable(f"{job.tier} backend: circuit open")
-                continue
+            else:
+                runnable.append((key, job))
+        inline = next(
+            (i for i, (_, job) in enumerate(runnable) if job.tier in self.backends.self_bounded),
+            None,
+        )
+        here = runnable.pop(inline) if inline is not None else None
+        for key, job in runnable:
             future = self._lanes.submit(job.tier, job.call, deadline)
             if future is None:
                 results[key] = BackendUnavailable(f"{job.tier} backend: every call is stuck")
-                continue
-            futures[key] = future
+            else:
+                futures[key] = future
+        if here is not None:
+            try:
+                here[1].call()
+                results[here[0]] = None
+            except Exception as exc:
+                results[here[0]] = exc
         wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
         for key, future in futures.items():
             if future.done():

@@ -82,6 +82,8 @@ class Persistio:
             dedup_window_seconds=dedup_window.total_seconds(),
             breaker_threshold=breaker_threshold,
             breaker_reset=breaker_reset,
+            # a Redis or Cassandra call then never outlives the save waiting for it
+            request_timeout=realtime_deadline,
         )
         given = {
             Tier.TRANSITORY: _joined(transitory),
@@ -113,6 +115,7 @@ class Persistio:
             opened[Tier.AMORPHOUS],
             {t: options.breaker(t.value) for t in Tier},
             queues=task_queues(namespace),
+            self_bounded=frozenset(t for t, url in self.urls.items() if _self_bounded(url)),
         )
         self._lanes = Lanes(realtime_threads)
         self._router = Router(backends, self._spool, self._lanes, realtime_deadline)
@@ -307,6 +310,11 @@ class Persistio:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _self_bounded(url: str) -> bool:
+    # psycopg has no client-side statement timeout: a paused PostgreSQL would hold the caller
+    return not url.startswith("postgresql")
 
 
 def _joined(urls: str | Sequence[str] | None) -> str | None:

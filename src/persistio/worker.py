@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from .spool import Spool
 from .writes import apply, group_by_intent
 
 log = logging.getLogger("persistio.worker")
+OUTBOX_POLL = 2.5  # seconds between a running worker's looks at the outbox
 
 Handler = Callable[[Any], Any]
 CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -54,6 +56,7 @@ class Worker:
         self.run_coroutine: CoroutineRunner = asyncio.run
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self._replay_lock = threading.Lock()
+        self._next_outbox_poll = 0.0
 
     @property
     def _backends(self) -> Any:
@@ -217,7 +220,15 @@ class Worker:
         return progressed
 
     def replay_outbox(self, older_than: float) -> bool:
-        """Dispatch outbox rows a committed transaction left behind (e.g. its process died)."""
+        """Dispatch outbox rows a committed transaction left behind (e.g. its process died).
+
+        Such rows are rare (a crash between commit and dispatch), so an idle worker looks at
+        most every OUTBOX_POLL seconds; drain() (older_than=0) always looks.
+        """
+        now = time.monotonic()
+        if older_than > 0 and now < self._next_outbox_poll:
+            return False
+        self._next_outbox_poll = now + OUTBOX_POLL
         acid = self._backends.acid
         try:
             rows = acid.take_outbox(self.batch, older_than)

@@ -56,6 +56,9 @@ class Backends:
     # intents whose table/stream this process has created (or found): see prepare()
     ready: set[tuple[Tier, str]] = field(default_factory=set)
     queues: dict[Priority, StreamSpec] = field(default_factory=task_queues)
+    # tiers whose every call is bounded by the REALTIME deadline on its own (socket or request
+    # timeouts, or a local file): the router may run one of their writes on the calling thread
+    self_bounded: frozenset[Tier] = frozenset()
 
     def guard(self, tier: Tier) -> AbstractContextManager[None]:
         """Every backend call goes through its tier's circuit breaker."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
+from uuid import UUID
 
 from ..codec import Column
 
@@ -127,7 +128,13 @@ def key_text(values: Sequence[Any]) -> str:
 
     Each value is percent-escaped so ``:`` and the hash-tag braces can only be separators.
     """
-    return ":".join(quote(_scalar_text(v), safe="") for v in values)
+    return ":".join(_escaped(v) for v in values)
+
+
+def _escaped(value: Any) -> str:
+    if type(value) is int or isinstance(value, UUID):
+        return str(value)  # digits, '-' and hex: nothing to escape
+    return quote(_scalar_text(value), safe="")
 
 
 def _scalar_text(value: Any) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +23,7 @@ from .sql_errors import mapped_errors
 from .sql_types import WRITE_TS, sa_type
 
 OUTBOX = "_persistio_outbox"
+T = TypeVar("T")
 
 
 def make_engine(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> sa.Engine:
@@ -43,7 +44,9 @@ def make_engine(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -
         parsed,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # no ping per checkout (a round trip on every call): a connection that died with a
+        # restarted server is retried once instead, see _once_more_on_disconnect
+        pool_pre_ping=False,
         pool_timeout=connect_timeout,
         connect_args={"connect_timeout": max(1, int(connect_timeout))},
     )
@@ -145,6 +148,7 @@ class SQLAcid:
         self.engine = make_engine(url, pool_size=pool_size, connect_timeout=connect_timeout)
         self.url_text = self.engine.url.render_as_string(hide_password=True)
         self._outbox_ready = False
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._tables = SQLTables()
         self._outbox = sa.Table(
             OUTBOX,
@@ -164,15 +168,20 @@ class SQLAcid:
                 add_missing_columns(conn, table)
 
     def upsert(self, table: TableSpec, rows: Sequence[AcidRow]) -> None:
-        with mapped_errors("acid", f"upsert into {table.name}"), self.engine.begin() as conn:
-            self._upsert(conn, table, rows)
-            if deadline_passed():
-                # the save already reported this write as failed (a paused server answered
-                # late): roll back, so "raised" keeps meaning "not committed"
-                raise BackendUnavailable(
-                    f"acid backend answered after the save's deadline; {table.name} rolled back",
-                    tier="acid",
-                )
+        def write() -> None:
+            with self.engine.begin() as conn:
+                self._upsert(conn, table, rows)
+                if deadline_passed():
+                    # the save already reported this write as failed (a paused server answered
+                    # late): roll back, so "raised" keeps meaning "not committed"
+                    raise BackendUnavailable(
+                        f"acid backend answered after the save's deadline; {table.name} "
+                        "rolled back",
+                        tier="acid",
+                    )
+
+        with mapped_errors("acid", f"upsert into {table.name}"):
+            _once_more_on_disconnect(write)
 
     def _upsert(self, conn: sa.Connection, spec: TableSpec, rows: Sequence[AcidRow]) -> None:
         table = self._tables.table(spec)
@@ -182,8 +191,15 @@ class SQLAcid:
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> dict[str, Any] | None:
         t = self._tables.table(table)
         where = sa.and_(*(t.c[name] == value for name, value in zip(table.key, key, strict=True)))
-        with mapped_errors("acid", f"read from {table.name}"), self.engine.connect() as conn:
-            row = conn.execute(sa.select(t).where(where)).mappings().first()
+        query = sa.select(t).where(where)
+
+        def read() -> Any:
+            # autocommit: one round trip, no BEGIN/ROLLBACK around a single SELECT
+            with self._autocommit.connect() as conn:
+                return conn.execute(query).mappings().first()
+
+        with mapped_errors("acid", f"read from {table.name}"):
+            row = _once_more_on_disconnect(read)
         if row is None:
             return None
         return {k: v for k, v in row.items() if k != WRITE_TS}
@@ -227,6 +243,17 @@ class SQLAcid:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _once_more_on_disconnect(call: Callable[[], T]) -> T:
+    """Run ``call``; if its connection turned out dead (the server restarted since it was
+    pooled), run it once more on a fresh one. Safe: every write here is an idempotent upsert."""
+    try:
+        return call()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return call()
 
 
 class SQLTransaction:

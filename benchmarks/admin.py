@@ -1,0 +1,175 @@
+"""The harness's own server work: databases, keyspace, truncation, durability, the run lock.
+
+Nothing here is timed. It runs in the parent process only, between phases.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+import psycopg
+import redis
+from psycopg import sql
+
+from .drivers import cassandra_connect
+from .settings import REDIS_DB_LOCK, REDIS_DB_PIO, REDIS_DB_RAW, Endpoints
+
+LOCK_KEY = "bench:lock"
+LOCK_TTL_MS = 300_000  # refreshed before every run; a crashed run frees it within 5 minutes
+DDL_TIMEOUT = 120.0
+# Redis's usual production setting, and the services script's: what every run leaves behind.
+APPENDFSYNC_RESTORED = "everysec"
+APPENDFSYNC = {"strict": "always", "relaxed": "everysec"}
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_REFRESH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class LockBusy(Exception):
+    """Another benchmark run holds the servers' benchmark databases."""
+
+
+class Admin:
+    """Connections for setup, reset and checks; one per server, opened once."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+        self.redis = {
+            db: redis.Redis.from_url(endpoints.redis_url(db))
+            for db in (REDIS_DB_PIO, REDIS_DB_RAW, REDIS_DB_LOCK)
+        }
+        self._pg: dict[str, psycopg.Connection[tuple[Any, ...]]] = {}
+        self._cluster: Any = None
+        self._session: Any = None
+        self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    # -- PostgreSQL -------------------------------------------------------------------------
+
+    def pg(self, database: str) -> psycopg.Connection[tuple[Any, ...]]:
+        conn = self._pg.get(database)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.endpoints.pg_conninfo(database), autocommit=True)
+            self._pg[database] = conn
+        return conn
+
+    def create_databases(self, names: list[str]) -> None:
+        admin = self.pg(self.endpoints.admin_database)
+        for name in names:
+            found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_databases(self, names: list[str]) -> None:
+        for name in names:
+            conn = self._pg.pop(name, None)
+            if conn is not None:
+                conn.close()
+        admin = self.pg(self.endpoints.admin_database)
+        for name in names:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def pg_count(self, database: str, table: str) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        row = self.pg(database).execute(query).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- Cassandra --------------------------------------------------------------------------
+
+    def cql(self, statement: str) -> Any:
+        if self._session is None:
+            self._cluster, self._session = cassandra_connect(self.endpoints)
+        return self._session.execute(statement, timeout=DDL_TIMEOUT)
+
+    def create_keyspace(self) -> None:
+        self.cql(
+            f"CREATE KEYSPACE IF NOT EXISTS {self.endpoints.keyspace} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+
+    def drop_keyspace(self) -> None:
+        self.cql(f"DROP KEYSPACE IF EXISTS {self.endpoints.keyspace}")
+
+    def truncate(self, table: str) -> None:
+        self.cql(f"TRUNCATE {self.endpoints.keyspace}.{table}")
+
+    def cql_count(self, table: str) -> int:
+        return int(self.cql(f"SELECT count(*) FROM {self.endpoints.keyspace}.{table}").one()[0])
+
+    # -- Redis ------------------------------------------------------------------------------
+
+    def scan_count(self, db: int, pattern: str) -> int:
+        return sum(1 for _ in self.redis[db].scan_iter(match=pattern, count=5000))
+
+    def xlen(self, db: int, *keys: str) -> int:
+        pipe = self.redis[db].pipeline(transaction=False)
+        for key in keys:
+            pipe.xlen(key)
+        return sum(int(n) for n in pipe.execute())
+
+    def set_durability(self, durability: str) -> None:
+        """Redis: fsync the AOF before every reply (strict) or once a second (relaxed).
+
+        Server-wide, so other users of this Redis see it too: the harness restores everysec in
+        a ``finally`` (see ``restore_durability``) and keeps strict runs together.
+        """
+        self.redis[REDIS_DB_LOCK].config_set("appendfsync", APPENDFSYNC[durability])
+
+    def restore_durability(self, wait_seconds: float = 60.0) -> None:
+        """Retried: this must not be skipped because Redis is restarting right now."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                self.redis[REDIS_DB_LOCK].config_set("appendfsync", APPENDFSYNC_RESTORED)
+                return
+            except redis.ConnectionError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
+
+    def appendfsync(self) -> str:
+        return str(self.redis[REDIS_DB_LOCK].config_get("appendfsync")["appendfsync"])
+
+    # -- the run lock -----------------------------------------------------------------------
+
+    def acquire_lock(self, wait_seconds: float) -> None:
+        """Flushing Redis DBs 10-11 is only safe while no other benchmark run uses them."""
+        client = self.redis[REDIS_DB_LOCK]
+        deadline = time.monotonic() + wait_seconds
+        while not client.set(LOCK_KEY, self._token, nx=True, px=LOCK_TTL_MS):
+            if time.monotonic() >= deadline:
+                holder = client.get(LOCK_KEY)
+                raise LockBusy(
+                    f"another benchmark run holds {LOCK_KEY} in Redis DB {REDIS_DB_LOCK} "
+                    f"({holder!r}); wait for it, or delete the key if that run is dead"
+                )
+            time.sleep(0.5)
+
+    def refresh_lock(self) -> None:
+        client = self.redis[REDIS_DB_LOCK]
+        if not client.eval(_REFRESH, 1, LOCK_KEY, self._token, LOCK_TTL_MS):
+            raise LockBusy(f"lost {LOCK_KEY}: another run may be using the benchmark databases")
+
+    def release_lock(self) -> None:
+        self.redis[REDIS_DB_LOCK].eval(_RELEASE, 1, LOCK_KEY, self._token)
+
+    def close(self) -> None:
+        for conn in self._pg.values():
+            conn.close()
+        self._pg.clear()
+        if self._cluster is not None:
+            self._cluster.shutdown()
+            self._cluster = self._session = None
+        for client in self.redis.values():
+            client.close()
