@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -15,23 +14,7 @@ from persistio.backends.redis_cache import RedisCache, from_url
 from persistio.config import Options
 from persistio.errors import BackendUnavailable, ConfigError
 
-DB = 2  # this module's own database, flushed before each test
 HOUR_US = 3_600_000_000
-
-
-@pytest.fixture
-def db_url(redis_url: str) -> str:
-    return urlsplit(redis_url)._replace(path=f"/{DB}").geturl()
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(db_url)
-    client.flushdb()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

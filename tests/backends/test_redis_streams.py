@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -16,23 +15,7 @@ from persistio.backends.redis_streams import GROUP, RedisStreams, from_url
 from persistio.config import Options
 from persistio.errors import BackendUnavailable, ConfigError
 
-DB = 2  # this module's own database, flushed before each test
 VISIBILITY = 0.2
-
-
-@pytest.fixture
-def db_url(redis_url: str) -> str:
-    return urlsplit(redis_url)._replace(path=f"/{DB}").geturl()
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(db_url)
-    client.flushdb()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
