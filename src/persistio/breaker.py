@@ -2,8 +2,9 @@
 
 After ``failure_threshold`` consecutive failures the circuit opens and calls fail fast with
 ``BackendUnavailable`` (so a dead server costs a save microseconds, not a timeout). After a
-cool-down, growing exponentially through tenacity's wait strategy while failures continue, one
-probe call is let through (half-open); its success closes the circuit.
+cool-down, growing exponentially (tenacity's wait strategy, capped at 5 s so a recovered server
+is probed soon) while failures continue, one probe call is let through (half-open); its success
+closes the circuit.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 3,
         reset_timeout: float = 0.5,
-        max_reset_timeout: float = 15.0,
+        max_reset_timeout: float = 5.0,
     ) -> None:
         self.tier = tier
         self.failure_threshold = failure_threshold
