@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import BackendUnavailable, DrainTimeout
+from .errors import BackendUnavailable, DrainTimeout, ValidationError
 from .intents import Acid, Amorphous, Tier, Transitory, Volatile
 from .model import persist
 from .store import Persistio
@@ -73,6 +73,12 @@ def run_drill(
     store: Persistio, tier: str, seconds: float, *, rate: float = 100.0, timeout: float = 300.0
 ) -> DrillReport:
     """Open ``tier``'s circuit for ``seconds`` while saving at about ``rate`` saves/s."""
+    if tier not in {t.value for t in Tier}:
+        raise ValidationError(
+            f"run_drill(tier={tier!r}): use one of {', '.join(t.value for t in Tier)}"
+        )
+    if not isinstance(seconds, int | float) or seconds <= 0 or rate <= 0:
+        raise ValidationError(f"run_drill(seconds={seconds!r}, rate={rate!r}): use values > 0")
     chosen = Tier(tier)
     report = DrillReport(tier, seconds)
     run = uuid.uuid4().hex[:12]

@@ -94,3 +94,12 @@ def test_drill_command_prints_a_report(tmp_path: Path) -> None:
     assert report["ok"] is True
     assert report["lost"] == 0
     assert report["acked"] > 0
+
+
+def test_bad_drill_arguments_are_refused(tmp_path: Path) -> None:
+    with pio.Persistio(data_dir=tmp_path) as store:
+        with pytest.raises(pio.ValidationError, match="tier='bogus'"):
+            run_drill(store, "bogus", 1.0)
+        with pytest.raises(pio.ValidationError, match="seconds=0"):
+            run_drill(store, "acid", 0)
+        assert store.status()["buffered"] == 0
