@@ -30,7 +30,6 @@ def deadline_passed() -> bool:
 
 class Lanes:
     def __init__(self, threads: int) -> None:
-        self.threads = threads
         self._pools = {
             t: ThreadPoolExecutor(threads, thread_name_prefix=f"persistio-{t.value}") for t in Tier
         }

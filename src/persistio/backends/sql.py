@@ -146,7 +146,6 @@ class SQLAcid:
 
     def __init__(self, url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> None:
         self.engine = make_engine(url, pool_size=pool_size, connect_timeout=connect_timeout)
-        self.url_text = self.engine.url.render_as_string(hide_password=True)
         self._outbox_ready = False
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._tables = SQLTables()
