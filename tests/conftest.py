@@ -156,7 +156,7 @@ def _start_container(server: Server, stack: contextlib.ExitStack) -> str:
     cs_c = stack.enter_context(_container_class("cassandra", "CassandraContainer")("cassandra:5.0"))
     host, port = cs_c.get_contact_points()[0]
     url = f"cassandra://{host}:{port}/{CASSANDRA_TEST_KEYSPACE}"
-    with _cassandra_session(url) as session:
+    with cassandra_session(url) as session:
         session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {CASSANDRA_TEST_KEYSPACE} WITH replication = "
             "{'class': 'SimpleStrategy', 'replication_factor': 1}"
@@ -256,13 +256,16 @@ def raw_pg(pg_conninfo: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
 
 
 @contextlib.contextmanager
-def _cassandra_session(url: str) -> Iterator[Session]:
+def cassandra_session(url: str, request_timeout: float = 10.0) -> Iterator[Session]:
+    """A fresh driver session on ``url``'s hosts (no keyspace set), shut down on exit."""
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
 
     hosts, port, _ = cassandra_contact(url)
     # Explicit protocol (Cassandra >= 4.0) and policy: the driver logs warnings otherwise.
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
+    profile = ExecutionProfile(
+        load_balancing_policy=RoundRobinPolicy(), request_timeout=request_timeout
+    )
     cluster = Cluster(
         hosts,
         port=port,
@@ -279,7 +282,7 @@ def _cassandra_session(url: str) -> Iterator[Session]:
 @pytest.fixture(scope="session")
 def raw_cassandra(cassandra_url: str) -> Iterator[Session]:
     """A cassandra-driver Session with no keyspace set (use ``cassandra_keyspace``)."""
-    with _cassandra_session(cassandra_url) as session:
+    with cassandra_session(cassandra_url) as session:
         yield session
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import redis
@@ -50,26 +50,11 @@ def acid_rows(conninfo: str, table: str) -> Counter[int]:
     return Counter(int(r[0]) for r in rows)
 
 
-@contextlib.contextmanager
-def cassandra_session(url: str) -> Iterator[Any]:
+def cassandra_session(url: str) -> contextlib.AbstractContextManager[Any]:
     """A fresh cassandra-driver session (one that has not seen the server frozen)."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
+    from tests.conftest import cassandra_session as fresh_session
 
-    netloc = url.split("://", 1)[1].split("/", 1)[0]
-    hosts, _, port = netloc.rpartition(":")
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=30)
-    cluster = Cluster(
-        hosts.split(","),
-        port=int(port),
-        protocol_version=5,
-        connect_timeout=10,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-    )
-    try:
-        yield cluster.connect()
-    finally:
-        cluster.shutdown()
+    return fresh_session(url, request_timeout=30)
 
 
 def cassandra_rows(session: Any, keyspace: str, table: str) -> Counter[int]:
