@@ -9,6 +9,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -24,6 +25,19 @@ DDL_TIMEOUT = 120.0
 # Redis's usual production setting, and the services script's: what every run leaves behind.
 APPENDFSYNC_RESTORED = "everysec"
 APPENDFSYNC = {"strict": "always", "relaxed": "everysec"}
+# What a production PostgreSQL runs with, whatever the test server's postgresql.conf says.
+PG_DURABLE = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
+PG_REPORTED = (
+    "server_version",
+    *PG_DURABLE,
+    "wal_level",
+    "wal_sync_method",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "shared_preload_libraries",
+)
+AUTO_CONF = "postgresql.auto.conf"
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -42,8 +56,11 @@ class LockBusy(Exception):
 class Admin:
     """Connections for setup, reset and checks; one per server, opened once."""
 
-    def __init__(self, endpoints: Endpoints) -> None:
+    def __init__(self, endpoints: Endpoints, say: Callable[[str], None] = print) -> None:
         self.endpoints = endpoints
+        self.say = say
+        self.pg_calls: dict[str, int] = {}  # statements run in each database (pg_count)
+        self._pg_restore: list[tuple[str, str | None]] = []  # (setting, ALTER SYSTEM value)
         self.redis = {
             db: redis.Redis.from_url(endpoints.redis_url(db))
             for db in (REDIS_DB_PIO, REDIS_DB_RAW, REDIS_DB_LOCK)
@@ -82,8 +99,105 @@ class Admin:
 
     def pg_count(self, database: str, table: str) -> int:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        self.pg_calls[database] = self.pg_calls.get(database, 0) + 1
         row = self.pg(database).execute(query).fetchone()
         return int(row[0]) if row else 0
+
+    def pg_settings(self) -> dict[str, str]:
+        """The settings a reader needs to judge the numbers, as the server runs them now."""
+        rows = self._plain_pg().execute(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(PG_REPORTED),)
+        )
+        return {name: str(value) for name, value in rows.fetchall()}
+
+    def pg_durability_on(self) -> dict[str, Any]:
+        """Run PostgreSQL as a production user does: fsync, full_page_writes and
+        synchronous_commit on (the test servers run with them off), with ``ALTER SYSTEM`` and a
+        reload; ``pg_restore_durability`` puts back what was there. Returns what was found,
+        what was changed, and why not if it could not be (then the run goes on as it is)."""
+        admin = self._plain_pg()  # a session's own options must not hide the server's value
+        rows = admin.execute(
+            "SELECT name, setting, sourcefile FROM pg_settings WHERE name = ANY(%s)",
+            (list(PG_DURABLE),),
+        ).fetchall()
+        found = {name: str(setting) for name, setting, _ in rows}
+        changed: list[str] = []
+        try:
+            for name, setting, sourcefile in rows:
+                if setting == PG_DURABLE[name]:
+                    continue
+                # set by an earlier ALTER SYSTEM: put that value back; else RESET it
+                earlier = str(setting) if str(sourcefile or "").endswith(AUTO_CONF) else None
+                admin.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), sql.Literal(PG_DURABLE[name])
+                    )
+                )
+                self._pg_restore.append((name, earlier))
+                changed.append(name)
+            if changed:
+                admin.execute("SELECT pg_reload_conf()")
+                self._wait_settings(PG_DURABLE)
+        except (psycopg.Error, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.say(f"WARNING: PostgreSQL durability not switched on ({error}); see README")
+            try:  # undo what was set, so a later reload by anyone does not apply it
+                self.pg_restore_durability(wait_seconds=0)
+            except psycopg.Error:
+                pass
+            return {"found": found, "changed": [], "error": error}
+        return {"found": found, "changed": changed, "error": None}
+
+    def _plain_pg(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """A session on the admin database without the benchmark's session options."""
+        key = f"{self.endpoints.admin_database} (plain)"
+        conn = self._pg.get(key)
+        if conn is None or conn.closed:
+            conninfo = self.endpoints.pg_conninfo(self.endpoints.admin_database, sync_commit=False)
+            conn = psycopg.connect(conninfo, autocommit=True)
+            self._pg[key] = conn
+        return conn
+
+    def pg_restore_durability(self, wait_seconds: float = 60.0) -> None:
+        """Put back what ``pg_durability_on`` changed; retried while the server is away."""
+        if not self._pg_restore:
+            return
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                conn = self._plain_pg()
+                for name, earlier in reversed(self._pg_restore):
+                    if earlier is None:
+                        conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)))
+                    else:
+                        conn.execute(
+                            sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                                sql.Identifier(name), sql.Literal(earlier)
+                            )
+                        )
+                conn.execute("SELECT pg_reload_conf()")
+                self._pg_restore.clear()
+                return
+            except psycopg.OperationalError:
+                self._pg.pop(f"{self.endpoints.admin_database} (plain)", None)
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
+
+    def _wait_settings(self, wanted: dict[str, str], wait_seconds: float = 10.0) -> None:
+        """A reload is asynchronous: wait until a new session sees the values."""
+        conninfo = self.endpoints.pg_conninfo(self.endpoints.admin_database, sync_commit=False)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            with psycopg.connect(conninfo) as conn:
+                rows = conn.execute(
+                    "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(wanted),)
+                ).fetchall()
+            if all(wanted[name] == str(value) for name, value in rows):
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"PostgreSQL still runs {dict(rows)} after a reload")
+            time.sleep(0.1)
 
     # -- Cassandra --------------------------------------------------------------------------
 
@@ -140,6 +254,11 @@ class Admin:
 
     def appendfsync(self) -> str:
         return str(self.redis[REDIS_DB_LOCK].config_get("appendfsync")["appendfsync"])
+
+    @property
+    def lock_redis(self) -> redis.Redis:
+        """A client on the lock's database, for server-wide commands (INFO, CONFIG)."""
+        return self.redis[REDIS_DB_LOCK]
 
     # -- the run lock -----------------------------------------------------------------------
 

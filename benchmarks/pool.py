@@ -80,19 +80,28 @@ class AgentPool:
             raise AgentError(failures[0], fatal=False)
         return replies
 
-    def warm(self, arm: str, seq: int) -> int:
-        """Open and warm ``arm``'s client in every load agent; returns saves written."""
+    def warm(self, arm: str, workload: str, seq: int, threads: int) -> int:
+        """Open and warm ``arm``'s clients in every load agent (``threads`` of them in the first,
+        which runs the in-process concurrency runs); returns saves written."""
         agents = self.loaders
-        messages = [("warm", arm, seq + i * 1_000_000) for i in range(len(agents))]
+        messages = [
+            ("warm", arm, workload, seq + i * 10_000_000, threads if i == 0 else 1)
+            for i in range(len(agents))
+        ]
         return sum(int(n) for n in self.ask(agents, messages, REPLY_TIMEOUT))
 
     def load(self, specs: Sequence[LoadSpec], timeout: float) -> list[LoadResult]:
         agents = self.loaders[: len(specs)]
         return list(self.ask(agents, [("load", s) for s in specs], timeout))
 
-    def start_work(self, arm: str, n: int) -> None:
+    def start_work(self, arm: str, workload: str, n: int) -> None:
         self._working = self.workers[:n]
-        self.ask(self._working, [("work", arm)] * n, REPLY_TIMEOUT)
+        self.ask(self._working, [("work", arm, workload)] * n, REPLY_TIMEOUT)
+
+    def progress(self) -> tuple[int, int]:
+        """(notifications delivered, work held locally) over the running workers."""
+        replies = self.ask(self._working, [("progress",)] * len(self._working), REPLY_TIMEOUT)
+        return sum(r[0] for r in replies), sum(r[1] for r in replies)
 
     def stop_work(self) -> list[WorkResult]:
         working, self._working = self._working, []

@@ -1,23 +1,27 @@
-"""The schedule: durability, then rounds, then (batch, concurrency), then arms A B C twice.
+"""The schedule: durability, then rounds, then workload, then configuration, then arms.
 
-Per (durability, round, batch, concurrency):
+Per (durability, round, workload, configuration):
 
-1. for each arm: reset its stores, start its workers, run the closed-loop phase (every process
-   saves back to back: throughput), wait until every deferred task is done (``all_done_s``,
-   from the last acknowledgement), stop its workers;
+1. for each arm: reset its stores, start its workers, run the closed-loop phase (every process,
+   every thread saves back to back: throughput), wait until every deferred task is done
+   (``all_done_s``, from the last acknowledgement), stop its workers. The servers' load
+   (``serverload``) is measured over exactly this window;
 2. the open-loop rate is ``latency_load`` x the slowest arm's throughput just measured, so all
    three arms are compared at the same offered load;
 3. for each arm: start its workers, run the open-loop phase at that rate (latency from each
-   request's scheduled time), wait until done, stop the workers, then check every store.
+   request's scheduled time), wait until done, stop the workers, then check every store against
+   what the acknowledged check-ins imply.
 
-Strict runs come first and back to back, so Redis's fsync-always spell on the shared server is
-as short as possible; ``appendfsync everysec`` is restored in a ``finally``.
+Strict runs come first and back to back, so Redis's fsync-always spell is as short as possible;
+``appendfsync everysec`` is restored in a ``finally``. The outage phase (``outage.py``) comes
+last.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +31,9 @@ from .agents import LoadResult, LoadSpec, WorkResult
 from .arms import ARMS, Stores, open_stores
 from .pool import AgentError, AgentPool
 from .results import RunRecord
+from .serverload import Load, Meter, Snapshot
 from .settings import Endpoints, Size
+from .workload import WORKLOADS, Ranges
 
 DONE_TIMEOUT = 120.0  # deferred work must finish within this after the last acknowledgement
 RECOVERY_PAUSE = 5.0  # after a server error, before the next run
@@ -36,17 +42,50 @@ SEQ_STRIDE = 1_000_000_000  # id numbers per (phase, process): disjoint across t
 
 
 @dataclass(frozen=True)
+class Config:
+    """One point of the matrix: batch size, load processes, threads per process."""
+
+    batch: int
+    concurrency: int
+    threads: int = 1
+
+    @property
+    def savers(self) -> int:
+        return self.concurrency * self.threads
+
+
+def configs(
+    batches: Sequence[int], concurrencies: Sequence[int], threads: Sequence[int]
+) -> list[Config]:
+    """Every (batch, processes) with one thread each, then ``threads`` threads in one process
+    at batch 1 (how a web application calls the library)."""
+    out = [Config(b, c) for b in batches for c in concurrencies]
+    if 1 in batches:
+        out += [Config(1, 1, t) for t in threads if t > 1]
+    return sorted(out, key=lambda c: (c.batch, c.threads, c.concurrency))
+
+
+@dataclass(frozen=True)
 class Plan:
     size: Size
-    batches: Sequence[int] = (1, 100)
-    concurrencies: Sequence[int] = (1, 8)
+    configs: Sequence[Config] = (Config(1, 1), Config(1, 8), Config(1, 1, 8), Config(100, 1))
     durabilities: Sequence[str] = ("strict", "relaxed")
     arms: Sequence[str] = ARMS
+    workloads: Sequence[str] = WORKLOADS
+    outage: bool = False
 
     @staticmethod
-    def workers(concurrency: int) -> int:
+    def workers(config: Config) -> int:
         """Worker processes per arm: the same for every arm."""
-        return 1 if concurrency == 1 else 2
+        return 1 if config.savers == 1 else 2
+
+    @property
+    def processes(self) -> int:
+        return max(c.concurrency for c in self.configs)
+
+    @property
+    def threads(self) -> int:
+        return max(c.threads for c in self.configs)
 
 
 @dataclass
@@ -55,6 +94,7 @@ class Phase:
     work: list[WorkResult]
     all_done_s: float | None
     problems: list[str] = field(default_factory=list)
+    server: Load | None = None
 
     @property
     def saves(self) -> int:
@@ -68,6 +108,14 @@ class Phase:
     def worker_cpu_s(self) -> float:
         return sum(w.cpu_s for w in self.work)
 
+    @property
+    def acked(self) -> Ranges:
+        return [r for load in self.loads for r in load.acked]
+
+    @property
+    def failed(self) -> Ranges:
+        return [r for load in self.loads for r in load.failed]
+
 
 class Runner:
     def __init__(
@@ -78,6 +126,7 @@ class Runner:
         self.admin = admin
         self.say = say
         self.stores: dict[str, Stores] = {a: open_stores(a, admin) for a in plan.arms}
+        self.meter = Meter(admin)
         self.pool: AgentPool | None = None
         self._seq = 0
 
@@ -89,57 +138,62 @@ class Runner:
             stores.prepare()
 
     def start_agents(self) -> None:
-        loaders = max(self.plan.concurrencies)
-        workers = max(self.plan.workers(c) for c in self.plan.concurrencies)
-        self.pool = AgentPool(self.endpoints, loaders, workers)
-        for arm in self.plan.arms:
-            self.pool.warm(arm, 1 << 60)
-            self._phase_work(arm, workers, lambda: [])  # the workers' first batch, untimed
+        workers = max(self.plan.workers(c) for c in self.plan.configs)
+        self.pool = AgentPool(self.endpoints, self.plan.processes, workers)
+        for workload in self.plan.workloads:
+            for arm in self.plan.arms:
+                self.pool.warm(arm, workload, 1 << 60, self.plan.threads)
+                self._phase_work(arm, workload, workers, lambda: [])  # untimed first batch
 
     def run(self) -> list[RunRecord]:
         records: list[RunRecord] = []
         for durability in self.plan.durabilities:
             self.admin.set_durability(durability)
             for rnd in range(self.plan.size.rounds):
-                for batch in self.plan.batches:
-                    for concurrency in self.plan.concurrencies:
-                        records += self.config_round(durability, rnd, batch, concurrency)
+                for workload in self.plan.workloads:
+                    for config in self.plan.configs:
+                        records += self.config_round(workload, durability, rnd, config)
         return records
 
     def config_round(
-        self, durability: str, rnd: int, batch: int, concurrency: int
+        self, workload: str, durability: str, rnd: int, config: Config
     ) -> list[RunRecord]:
-        records = {a: RunRecord(a, batch, concurrency, durability, rnd) for a in self.plan.arms}
+        records = {
+            a: RunRecord(
+                a, config.batch, config.concurrency, durability, rnd, workload, config.threads
+            )
+            for a in self.plan.arms
+        }
         for arm, rec in records.items():
             with self._guarded(rec):
-                self.stores[arm].reset()
-                phase = self.phase(arm, durability, batch, concurrency, rate=None)
+                self.stores[arm].reset(workload)
+                phase = self.phase(arm, workload, durability, config, rate=None)
                 self._add(rec, phase)
                 began = min((r.began for r in phase.loads), default=0.0)
                 wall = max((r.ended for r in phase.loads), default=0.0) - began
                 rec.saves_per_s = phase.saves / wall if phase.saves and wall > 0 else None
                 rec.all_done_s = phase.all_done_s
+                rec.server = phase.server
         measured = [r.saves_per_s for r in records.values() if r.saves_per_s and r.correct]
         rate = self.plan.size.latency_load * min(measured) if measured else None
         for arm, rec in records.items():
             with self._guarded(rec):
                 if rate is not None and rec.correct:
                     rec.offered_rate = rate
-                    phase = self.phase(arm, durability, batch, concurrency, rate=rate)
+                    phase = self.phase(arm, workload, durability, config, rate=rate)
                     self._add(rec, phase)
                     for r in phase.loads:
                         rec.latencies_ms.extend(r.latencies_ms)
                         rec.unsent += r.unsent
                     rec.all_done_open_s = phase.all_done_s
-                rec.check = self.stores[arm].check()
+                rec.check = self.stores[arm].check(workload)
                 rec.verify()
             self.say(_line(rec))
         return list(records.values())
 
     @contextlib.contextmanager
     def _guarded(self, rec: RunRecord) -> Iterator[None]:
-        """A server that fails mid-run (on the shared test servers another suite may restart
-        Redis or freeze Cassandra) makes this run incorrect, not the whole invocation."""
+        """A server that fails mid-run makes this run incorrect, not the whole invocation."""
         try:
             yield
         except AgentError as exc:
@@ -155,73 +209,107 @@ class Runner:
         rec.client_cpu_s += phase.client_cpu_s
         rec.worker_cpu_s += phase.worker_cpu_s
         rec.problems += phase.problems
+        rec.acked += phase.acked
+        rec.failed += phase.failed
         for w in phase.work:
             rec.delivered += w.delivered
 
-    def phase(
-        self, arm: str, durability: str, batch: int, concurrency: int, rate: float | None
-    ) -> Phase:
-        """One phase of one arm, its workers running from before the first save until every
-        deferred task it caused is done."""
-        assert self.pool is not None
-        self.admin.refresh_lock()
+    def specs(
+        self,
+        arm: str,
+        workload: str,
+        durability: str,
+        config: Config,
+        rate: float | None,
+        *,
+        seconds: float | None = None,
+        outage: bool = False,
+    ) -> list[LoadSpec]:
+        """One spec per load process: the closed loop is bounded by time and by saves (all
+        processes and threads together), the open loop by time at ``rate`` in all."""
         size = self.plan.size
-        per_process = None if rate is None else rate / concurrency
+        seconds = size.seconds if seconds is None else seconds
         if size.requests is not None:
             requests, seconds = size.requests, 3600.0
-        elif per_process is None:
-            requests, seconds = math.ceil(size.max_saves / concurrency / batch), size.seconds
+        elif rate is None:
+            requests = math.ceil(size.max_saves / config.savers / config.batch)
         else:
-            requests, seconds = math.ceil(size.seconds * per_process / batch) + 1, size.seconds
+            requests = math.ceil(seconds * rate / config.savers / config.batch) + 1
+        per_process = None if rate is None else rate / config.concurrency
         start_at = time.time() + START_DELAY
-        specs = [
-            LoadSpec(arm, durability, batch, self._next_seq(), start_at, seconds, requests, rate)
-            for rate in [per_process] * concurrency
+        return [
+            LoadSpec(
+                arm,
+                workload,
+                durability,
+                config.batch,
+                self._next_seq(),
+                start_at,
+                seconds,
+                requests,
+                per_process,
+                config.threads,
+                outage,
+            )
+            for _ in range(config.concurrency)
         ]
+
+    def phase(
+        self, arm: str, workload: str, durability: str, config: Config, rate: float | None
+    ) -> Phase:
+        """One phase of one arm, its workers running from before the first save until every
+        deferred task it caused is done. The closed loop also measures the servers' load."""
+        assert self.pool is not None
+        self.admin.refresh_lock()
+        specs = self.specs(arm, workload, durability, config, rate)
         loads: list[LoadResult] = []
-        problems: list[str] = []
 
         def drive() -> list[LoadResult]:
             assert self.pool is not None
-            loads.extend(self.pool.load(specs, timeout=seconds * 3 + 120))
+            loads.extend(self.pool.load(specs, timeout=specs[0].seconds * 3 + 120))
             return loads
 
-        workers = self.plan.workers(concurrency)
+        database = self.endpoints.database(_ARM_DB[arm])
+        meter = self.meter if rate is None else None
         try:
-            all_done, work = self._phase_work(arm, workers, drive)
+            all_done, work, server = self._phase_work(
+                arm, workload, self.plan.workers(config), drive, meter, database
+            )
         except AgentError as exc:
             if exc.fatal:
                 raise
             return Phase(loads, [], None, [str(exc).splitlines()[0]])
-        for r in loads:
-            if r.errors:
-                problems.append(f"{r.errors} failed saves, first: {r.first_error}")
-        for w in work:
-            if w.error:
-                problems.append(f"worker: {w.error}")
-            if w.backlog:
-                problems.append(f"worker: {w.backlog} tasks left in its spool")
-        if all_done is None:
-            problems.append(f"deferred work not done {DONE_TIMEOUT:.0f}s after the last ack")
-        return Phase(loads, work, all_done, problems)
+        load = None if server is None else Meter.load(*server, sum(r.saves for r in loads))
+        return Phase(loads, work, all_done, phase_problems(loads, work, all_done), load)
 
     def _phase_work(
-        self, arm: str, workers: int, drive: Callable[[], list[LoadResult]]
-    ) -> tuple[float | None, list[WorkResult]]:
+        self,
+        arm: str,
+        workload: str,
+        workers: int,
+        drive: Callable[[], list[LoadResult]],
+        meter: Meter | None = None,
+        database: str = "",
+    ) -> tuple[float | None, list[WorkResult], tuple[Snapshot, Snapshot] | None]:
         """Start the arm's workers, run ``drive``, wait for the deferred work, stop them."""
         assert self.pool is not None
-        self.pool.start_work(arm, workers)
+        before = meter.snapshot(database) if meter else None
+        after = None
+        self.pool.start_work(arm, workload, workers)
         try:
             loads = drive()
             last_ack = max((r.ended for r in loads), default=time.time())
-            done_at = self._wait_done(arm, last_ack + DONE_TIMEOUT)
+            done_at = self.wait_done(arm, workload, last_ack + DONE_TIMEOUT)
+            if meter and done_at is not None:
+                after = meter.snapshot(database)
         finally:
             work = self.pool.stop_work()
-        return (None if done_at is None else max(0.0, done_at - last_ack)), work
+        window = None if before is None or after is None else (before, after)
+        return (None if done_at is None else max(0.0, done_at - last_ack)), work, window
 
-    def _wait_done(self, arm: str, deadline: float) -> float | None:
+    def wait_done(self, arm: str, workload: str, deadline: float) -> float | None:
         while True:
-            if self.stores[arm].pending() == 0:
+            if self.stores[arm].pending(workload) == 0:
                 return time.time()
             if time.time() >= deadline:
                 return None
@@ -237,6 +325,31 @@ class Runner:
             self.pool = None
 
 
+_ARM_DB = {"single_postgres": "single", "raw_tiered": "raw", "persistio": "pio"}
+
+
+def phase_problems(
+    loads: Sequence[LoadResult], work: Sequence[WorkResult], all_done: float | None
+) -> list[str]:
+    problems = []
+    for r in loads:
+        if r.errors:
+            problems.append(f"{r.errors} failed saves, first: {r.first_error}")
+    for w in work:
+        if w.error:
+            problems.append(f"worker: {w.error}")
+        if w.backlog:
+            problems.append(f"worker: {w.backlog} tasks left in its spool")
+    if all_done is None:
+        problems.append(f"deferred work not done {DONE_TIMEOUT:.0f}s after the last ack")
+    return problems
+
+
+def median_rate(records: Sequence[RunRecord]) -> float | None:
+    found = [r.saves_per_s for r in records if r.correct and r.saves_per_s]
+    return statistics.median(found) if found else None
+
+
 def _line(r: RunRecord) -> str:
     thr = "-" if r.saves_per_s is None else f"{r.saves_per_s:,.0f}/s"
     p99 = (
@@ -245,13 +358,16 @@ def _line(r: RunRecord) -> str:
         else float("nan")
     )
     cpu = r.cpu_s / r.saves * 1000 if r.saves else float("nan")
-    client = r.client_cpu_s / r.saves * 1000 if r.saves else float("nan")
+    pg = r.server.pg_commits_per_1k if r.server else None
+    wal = r.server.pg_wal_bytes_per_save if r.server else None
+    pg_text = "" if pg is None else f" pg {pg:6.1f} commits/1k"
+    wal_text = "" if wal is None else f" {wal:7.0f} WAL B/save"
     verdict = "ok" if r.correct else "INCORRECT: " + "; ".join(r.problems)
     return (
-        f"  {r.durability:<7} b={r.batch:<3} c={r.concurrency} round {r.round + 1} "
-        f"{r.arm:<15} {thr:>10}  p99 {p99:8.2f} ms  cpu/1k {cpu:6.3f}s "
-        f"(client {client:5.3f}s)  {verdict}"
+        f"  {r.workload:<8} {r.durability:<7} b={r.batch:<3} c={r.concurrency} t={r.threads} "
+        f"r{r.round + 1} {r.arm:<15} {thr:>10}  p99 {p99:8.2f} ms  cpu/1k {cpu:6.3f}s"
+        f"{pg_text}{wal_text}  {verdict}"
     )
 
 
-__all__ = ["AgentError", "Plan", "Runner"]
+__all__ = ["AgentError", "Config", "Plan", "Runner"]

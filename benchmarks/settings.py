@@ -116,7 +116,9 @@ class Size:
     max_saves: int
     requests: int | None = None
     latency_load: float = 0.6  # open-loop rate, as a fraction of the slowest arm's throughput
+    ceiling_requests: int = 200_000  # per redis-benchmark test
+    ceiling_seconds: int = 5  # per pgbench run
 
 
-QUICK = Size(rounds=1, seconds=1.0, max_saves=3_000)
+QUICK = Size(rounds=1, seconds=1.0, max_saves=3_000, ceiling_requests=50_000, ceiling_seconds=2)
 FULL = Size(rounds=3, seconds=2.0, max_saves=6_000)

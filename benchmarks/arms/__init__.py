@@ -1,8 +1,9 @@
 """The three arms: one database, hand-written tiered code, and persistio.
 
-Each arm has three parts:
+Each arm has three parts, for either workload (``benchmarks.workload``):
 
-- a ``Client`` (in every load process): ``save(batch)`` returns once the batch is acknowledged;
+- a ``Client`` (in every load process, or one per thread): ``save(batch)`` returns once the
+  batch is acknowledged;
 - a ``Worker`` (in the worker processes): the deferred work and the notifier, until stopped;
 - its ``Stores`` (in the harness): reset before a run, pending work, and the end-of-run counts.
 """
@@ -12,10 +13,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..settings import Endpoints
-from ..workload import BmCheckin
 
 if TYPE_CHECKING:
     from ..admin import Admin
@@ -27,8 +27,18 @@ ARMS = (SINGLE, RAW, PIO)
 
 
 class Client(Protocol):
-    def set_durability(self, durability: str) -> None: ...
-    def save(self, batch: Sequence[BmCheckin]) -> None: ...
+    # True: one client serves every thread of a process (persistio's store, as a web app
+    # shares it); False: each thread opens its own (its own connections and pipelines).
+    thread_safe: bool
+
+    def configure(self, durability: str, outage: bool) -> None:
+        """``outage``: a persistio receipt that says buffered or dropped is allowed (it is
+        what buffering is for) instead of failing the save."""
+
+    def save(self, batch: Sequence[Any]) -> int:
+        """Returns once acknowledged: the number of receipts that were buffered or dropped
+        (persistio in the outage phase; otherwise 0)."""
+
     def close(self) -> None: ...
 
 
@@ -45,46 +55,56 @@ class Worker(Protocol):
 
 @dataclass
 class Check:
-    """What a run left in the stores: each of ``rows`` must equal the acknowledged saves, and
-    each of ``leftovers`` (pending or dead work) must be 0."""
+    """What a run left in the stores.
+
+    ``rows``: per logical store (``here``, ``cells``, ``awards``, ...: see
+    ``workload.expected``), the rows found, each to equal what the acknowledged check-ins imply;
+    ``where``: the table or key pattern each was counted in; ``leftovers``: pending or dead
+    work, each to be 0.
+    """
 
     rows: dict[str, int] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)
     leftovers: dict[str, int] = field(default_factory=dict)
+
+    def add(self, logical: str, where: str, n: int) -> None:
+        self.rows[logical] = n
+        self.where[logical] = where
 
 
 class Stores(Protocol):
     def prepare(self) -> None: ...
-    def reset(self) -> None: ...
-    def pending(self) -> int: ...
-    def check(self) -> Check: ...
+    def reset(self, workload: str) -> None: ...
+    def pending(self, workload: str) -> int: ...
+    def check(self, workload: str) -> Check: ...
 
 
-def open_client(arm: str, endpoints: Endpoints, tag: str) -> Client:
+def open_client(arm: str, workload: str, endpoints: Endpoints, tag: str) -> Client:
     if arm == SINGLE:
         from .single_postgres import SingleClient
 
-        return SingleClient(endpoints)
+        return SingleClient(endpoints, workload)
     if arm == RAW:
         from .raw_tiered import RawClient
 
-        return RawClient(endpoints)
+        return RawClient(endpoints, workload)
     from .persistio_arm import PioClient
 
     return PioClient(endpoints, tag)
 
 
-def open_worker(arm: str, endpoints: Endpoints, tag: str) -> Worker:
+def open_worker(arm: str, workload: str, endpoints: Endpoints, tag: str) -> Worker:
     if arm == SINGLE:
         from .single_postgres import SingleDrainer
 
-        return SingleDrainer(endpoints)
+        return SingleDrainer(endpoints, workload)
     if arm == RAW:
         from .raw_tiered import RawWorker
 
-        return RawWorker(endpoints, tag)
+        return RawWorker(endpoints, workload, tag)
     from .persistio_arm import PioWorker
 
-    return PioWorker(endpoints, tag)
+    return PioWorker(endpoints, workload, tag)
 
 
 def open_stores(arm: str, admin: Admin) -> Stores:
