@@ -29,6 +29,7 @@ from .intents import (
 )
 from .model import persist
 from .router import Receipt
+from .settings import BreakerPolicy, Pools, SpoolLimits, Timeouts
 from .store import Persistio
 from .transaction import Transaction
 
@@ -44,6 +45,7 @@ __all__ = [
     "AsyncPersistio",
     "AsyncTransaction",
     "BackendUnavailable",
+    "BreakerPolicy",
     "ConfigError",
     "DrainTimeout",
     "Intent",
@@ -51,9 +53,12 @@ __all__ = [
     "NotFound",
     "Persistio",
     "PersistioError",
+    "Pools",
     "Priority",
     "Receipt",
+    "SpoolLimits",
     "Tier",
+    "Timeouts",
     "Transaction",
     "Transitory",
     "ValidationError",

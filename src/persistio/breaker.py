@@ -3,15 +3,16 @@
 After ``failure_threshold`` consecutive failures the circuit opens and calls fail fast with
 ``BackendUnavailable`` (so a dead server costs a save microseconds, not a timeout). After a
 cool-down, growing exponentially (tenacity's wait strategy, capped at 5 s so a recovered server
-is probed soon) while failures continue, one probe call is let through (half-open); its success
-closes the circuit.
+is probed soon) while failures continue, one probe call is let through (half-open). Whatever the
+probe raises, it ends: an outage opens the circuit again; any other error (bad data, a refused
+value) shows the server answered, and closes it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -104,17 +105,49 @@ class CircuitBreaker:
             self._forced = False
             self._retry_at = 0.0
 
+    def refused(self) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"{self.tier} backend: circuit open after repeated failures; retrying later",
+            tier=self.tier,
+        )
+
+    def withdraw(self) -> None:
+        """Give back a probe that ``allow`` granted but that was never sent."""
+        with self._lock:
+            self._probing = False
+            if self._state == "half_open":
+                self._state = "open"
+
     @contextmanager
     def guard(self) -> Iterator[None]:
         """Run a backend call through the breaker; BackendUnavailable counts as a failure."""
-        if not self.allow():
-            raise BackendUnavailable(
-                f"{self.tier} backend: circuit open after repeated failures; retrying later",
-                tier=self.tier,
-            )
-        try:
+        with guard_all((self,)):
             yield
-        except BackendUnavailable:
-            self.failure()
-            raise
-        self.success()
+
+
+@contextmanager
+def guard_all(breakers: Sequence[CircuitBreaker]) -> Iterator[None]:
+    """One call that concerns several breakers (one server serving several tiers).
+
+    The call is refused if any of them refuses; its outcome counts for each of them: an outage
+    is a failure; a success, or any other error (the server answered), is a success.
+    """
+    allowed: list[CircuitBreaker] = []
+    for breaker in breakers:
+        if not breaker.allow():
+            for granted in allowed:
+                granted.withdraw()
+            raise breaker.refused()
+        allowed.append(breaker)
+    try:
+        yield
+    except BackendUnavailable:
+        for breaker in breakers:
+            breaker.failure()
+        raise
+    except BaseException:
+        for breaker in breakers:
+            breaker.success()
+        raise
+    for breaker in breakers:
+        breaker.success()

@@ -1,7 +1,9 @@
 """URLs and environment -> backends, chosen by URL scheme through a registry.
 
 A driver is imported only when its scheme is used; a missing one says which extra to install.
-Passwords never appear in errors, logs, ``repr`` or ``status()``: see ``masked``.
+Passwords never appear in errors, logs, ``repr`` or ``status()``: see ``urls.masked``. Two tiers
+given the same URL share one backend when its class serves both (one Redis holds the streams and
+the volatile values), so a save reaches that server once.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from .breaker import CircuitBreaker
+from .backends.base import Options
 from .errors import ConfigError
 from .intents import Tier
+from .urls import masked
 
 ENV = {
     Tier.TRANSITORY: "PERSISTIO_TRANSITORY_URL",
@@ -29,25 +32,6 @@ DATA_DIR_ENV = "PERSISTIO_DATA_DIR"
 
 
 @dataclass(frozen=True)
-class Options:
-    """Tuning shared by the backends."""
-
-    data_dir: Path
-    pool_size: int = 5
-    connect_timeout: float = 5.0
-    request_timeout: float = 10.0
-    dedup_window_seconds: float = 86_400.0
-    breaker_threshold: int = 3
-    breaker_reset: float = 0.5
-
-    def breaker(self, name: str) -> CircuitBreaker:
-        """A circuit breaker with the configured thresholds (one per backend or member)."""
-        return CircuitBreaker(
-            name, failure_threshold=self.breaker_threshold, reset_timeout=self.breaker_reset
-        )
-
-
-@dataclass(frozen=True)
 class Factory:
     target: str  # "module:attribute", imported on first use
     extra: str | None  # the pip extra that brings its driver
@@ -57,13 +41,13 @@ class Factory:
 REGISTRY: dict[Tier, dict[str, Factory]] = {
     Tier.TRANSITORY: {
         "sqlite": Factory("persistio.config:_sqlite_queue", None),
-        "redis": Factory("persistio.backends.redis_streams:from_url", "redis"),
-        "rediss": Factory("persistio.backends.redis_streams:from_url", "redis"),
+        "redis": Factory("persistio.backends.redis_store:from_url", "redis"),
+        "rediss": Factory("persistio.backends.redis_store:from_url", "redis"),
     },
     Tier.VOLATILE: {
         "memory": Factory("persistio.config:_memory", None),
-        "redis": Factory("persistio.backends.redis_cache:from_url", "redis"),
-        "rediss": Factory("persistio.backends.redis_cache:from_url", "redis"),
+        "redis": Factory("persistio.backends.redis_store:volatile_from_url", "redis"),
+        "rediss": Factory("persistio.backends.redis_store:volatile_from_url", "redis"),
     },
     Tier.ACID: {
         "sqlite": Factory("persistio.config:_sql_acid", None),
@@ -75,22 +59,6 @@ REGISTRY: dict[Tier, dict[str, Factory]] = {
         "cassandra": Factory("persistio.backends.cassandra:from_url", "cassandra"),
     },
 }
-
-
-def masked(url: str) -> str:
-    """The URL (or comma-separated URLs) with any password replaced by ``***``."""
-    if "," in url and "://" in url.split(",", 1)[1]:
-        return ",".join(masked(u) for u in url.split(","))
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def default_urls(data_dir: Path) -> dict[Tier, str]:
@@ -109,13 +77,50 @@ def env_urls(environ: Mapping[str, str]) -> dict[Tier, str]:
 FAILOVER_TIERS = (Tier.TRANSITORY, Tier.VOLATILE)
 
 
-def open_backend(tier: Tier, url: object, options: Options, setting: str) -> Any:
+def open_backends(
+    urls: Mapping[Tier, str],
+    options: Options,
+    setting: Callable[[Tier], str],
+    breaker: Callable[[str], Any],
+) -> dict[Tier, Any]:
+    """One backend per tier; tiers with the same URL share one when its class serves both."""
+    opened: dict[Tier, Any] = {}
+    try:
+        for tier, url in urls.items():
+            shared = next(
+                (
+                    b
+                    for t, b in opened.items()
+                    if urls[t] == url and tier.value in getattr(b, "tiers", ())
+                ),
+                None,
+            )
+            opened[tier] = shared or open_backend(tier, url, options, setting(tier), breaker)
+    except BaseException:
+        for backend in {id(b): b for b in opened.values()}.values():
+            backend.close()
+        raise
+    return opened
+
+
+def open_backend(
+    tier: Tier,
+    url: object,
+    options: Options,
+    setting: str,
+    breaker: Callable[[str], Any] | None = None,
+) -> Any:
     """Build the backend for ``url``; ConfigError names ``setting`` when the URL is wrong.
 
-    For the transitory and volatile tiers, ``"primary,fallback,..."`` builds a failover group.
+    For the transitory and volatile tiers, ``"primary,fallback,..."`` builds a failover group
+    (each member with a breaker from ``breaker``).
     """
     if tier in FAILOVER_TIERS and isinstance(url, str) and "," in url:
-        return _failover(tier, [u.strip() for u in url.split(",")], options, setting)
+        if breaker is None:
+            from .breaker import CircuitBreaker
+
+            breaker = CircuitBreaker
+        return _failover(tier, [u.strip() for u in url.split(",")], options, setting, breaker)
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{setting}: expected a URL string, got {url!r}")
     try:
@@ -141,7 +146,9 @@ def open_backend(tier: Tier, url: object, options: Options, setting: str) -> Any
     return build(url, options, setting)
 
 
-def _failover(tier: Tier, urls: list[str], options: Options, setting: str) -> Any:
+def _failover(
+    tier: Tier, urls: list[str], options: Options, setting: str, breaker: Callable[[str], Any]
+) -> Any:
     from .backends.failover import FailoverTransitory, FailoverVolatile
 
     members: list[Any] = []
@@ -155,8 +162,8 @@ def _failover(tier: Tier, urls: list[str], options: Options, setting: str) -> An
             member.close()
         raise
     if tier is Tier.TRANSITORY:
-        return FailoverTransitory(members, options.breaker)
-    return FailoverVolatile(members, options.breaker)
+        return FailoverTransitory(members, breaker)
+    return FailoverVolatile(members, breaker)
 
 
 def sqlite_path(url: str, setting: str) -> Path:
@@ -189,7 +196,12 @@ def _sql_acid(url: str, options: Options, setting: str) -> Any:
     elif url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
-        return SQLAcid(url, pool_size=options.pool_size, connect_timeout=options.connect_timeout)
+        return SQLAcid(
+            url,
+            pool_size=options.pool_size,
+            connect_timeout=options.connect_timeout,
+            request_timeout=options.request_timeout,
+        )
     except ImportError:
         raise
     except Exception as exc:  # SQLAlchemy's ArgumentError and friends: a malformed URL

@@ -87,7 +87,7 @@ def run_drill(
     store.setup()
     before = store.status()
     acked: list[tuple[DrillEvent, set[str]]] = []
-    breaker = store._router.backends.breakers[chosen]
+    breaker = store._router.stores.breakers[chosen]
     breaker.force_open()
     # a worker runs meanwhile, so deferred tasks meet the open circuit too (and are spooled)
     worker = threading.Thread(target=store.run_worker, name="persistio-drill-worker", daemon=True)

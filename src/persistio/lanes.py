@@ -1,12 +1,9 @@
-"""One thread pool per tier for REALTIME writes, each call bounded by the save's deadline.
+"""Threads for the rare save that writes to two blocking servers in one stage.
 
-Separate pools keep a frozen server from starving the healthy ones: calls hung on a paused
-PostgreSQL hold acid threads only, and Redis writes keep their own. A call that cannot even get a
-thread before the deadline is refused as unavailable; one whose circuit is open is refused without
-taking a thread at all.
-
-The deadline travels with the call (a context variable), so a backend can refuse to commit work
-that finishes after its caller has already been told it failed.
+The calling thread writes to the first server itself; each further blocking server's write runs
+on that server's own small pool, so a frozen server holds only its own threads and the save
+still answers by its deadline. A call that cannot even get a thread before the deadline is
+refused as unavailable.
 """
 
 from __future__ import annotations
@@ -15,46 +12,45 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import ContextVar
+from typing import TypeVar
 
-from .intents import Tier
-
-DEADLINE: ContextVar[float | None] = ContextVar("persistio_deadline", default=None)
-
-
-def deadline_passed() -> bool:
-    """True when the call running in this thread has outlived its caller's deadline."""
-    deadline = DEADLINE.get()
-    return deadline is not None and time.monotonic() > deadline
+T = TypeVar("T")
 
 
 class Lanes:
     def __init__(self, threads: int) -> None:
-        self._pools = {
-            t: ThreadPoolExecutor(threads, thread_name_prefix=f"persistio-{t.value}") for t in Tier
-        }
-        self._slots = {t: threading.BoundedSemaphore(threads) for t in Tier}
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._pools: dict[str, tuple[ThreadPoolExecutor, threading.BoundedSemaphore]] = {}
 
-    def submit(self, tier: Tier, call: Callable[[], None], deadline: float) -> Future[None] | None:
-        """Run ``call`` on the tier's pool; None if no thread frees up before ``deadline``."""
-        slots = self._slots[tier]
+    def _lane(self, name: str) -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
+        with self._lock:
+            lane = self._pools.get(name)
+            if lane is None:  # created on first use: most stores never need one
+                pool = ThreadPoolExecutor(self._threads, thread_name_prefix=f"persistio-{name}")
+                lane = self._pools[name] = (pool, threading.BoundedSemaphore(self._threads))
+            return lane
+
+    def submit(self, name: str, call: Callable[[], T], deadline: float) -> Future[T] | None:
+        """Run ``call`` on the lane ``name``; None if no thread frees up before ``deadline``."""
+        pool, slots = self._lane(name)
         if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return None
 
-        def run() -> None:
-            token = DEADLINE.set(deadline)
+        def run() -> T:
             try:
-                call()
+                return call()
             finally:
-                DEADLINE.reset(token)
                 slots.release()
 
         try:
-            return self._pools[tier].submit(run)
+            return pool.submit(run)
         except BaseException:
             slots.release()
             raise
 
     def shutdown(self) -> None:
-        for pool in self._pools.values():
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool, _ in pools:
             pool.shutdown(wait=True)

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .backends.base import VolatileEntry, key_text
+from .backends.base import Put, key_text
 from .errors import ValidationError
 from .intents import Tier, Volatile
 from .model import BoundIntent
 from .singleflight import SingleFlight
-from .writes import Backends, prepare, table_spec
+from .wiring import Stores
 
 MAX_QUERY_LIMIT = 10_000
 
 
 class Reader:
-    def __init__(self, backends: Backends, clock: Callable[[], int]) -> None:
+    def __init__(self, backends: Stores, clock: Callable[[], int]) -> None:
         self._backends = backends
         self._clock = clock
         self.rebuilds: SingleFlight[Any] = SingleFlight()
@@ -29,16 +29,16 @@ class Reader:
             )
         key = bound.codec.check_key(given, bound.key, where)
         with self._backends.guard(bound.tier):
-            prepare(self._backends, bound)
+            self._backends.prepare(bound)
             return self._read(bound, key)
 
     def _read(self, bound: BoundIntent, key: tuple[Any, ...]) -> Any:
         match bound.tier:
             case Tier.ACID:
-                row = self._backends.acid.get(table_spec(bound), key)
+                row = self._backends.acid.get(self._backends.ops.table(bound), key)
                 return None if row is None else bound.codec.from_row(row)
             case Tier.AMORPHOUS:
-                data = self._backends.amorphous.get(table_spec(bound), key)
+                data = self._backends.amorphous.get(self._backends.ops.table(bound), key)
                 return None if data is None else bound.codec.decode(data)
             case _:
                 return self._get_volatile(bound, key)
@@ -63,8 +63,8 @@ class Reader:
             if found is not None:
                 ts = self._clock()
                 ttl_us = int(ttl.total_seconds() * 1_000_000)
-                entry = VolatileEntry(text, ts, ts + ttl_us, bound.codec.encode(found))
-                self._backends.volatile.put(bound.name, [entry])  # already inside the guard
+                put = Put(bound.name, text, ts, ts + ttl_us, bound.codec.encode(found))
+                self._backends.volatile.write([put])  # already inside the guard
             return found
 
         # a storm of misses on one key runs one rebuild; the others wait for its result
@@ -84,7 +84,7 @@ class Reader:
             raise ValidationError(
                 f"{where}: limit={limit!r}: use an int from 1 to {MAX_QUERY_LIMIT}"
             )
-        spec = table_spec(bound)
+        spec = self._backends.ops.table(bound)
         partition = bound.codec.check_key(given, spec.key, where)
         return [
             bound.codec.decode(d) for d in self._backends.amorphous.query(spec, partition, limit)

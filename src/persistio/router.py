@@ -1,23 +1,41 @@
-"""Runs a save's tasks: REALTIME ones now, the rest onto the priority queues; applies on_outage."""
+"""Runs a save's tasks: REALTIME ones now, the rest onto the priority queues; applies on_outage.
+
+The path of one save (or one ``save_many``), in one direction:
+
+1. its works are turned into ops (``writes.OpBuilder``) and grouped per backend: everything bound
+   for one server is one batch (a Redis gets its stream entries, volatile values and deferred
+   task enqueues together);
+2. each batch goes to its backend once, under that server's circuit breaker: a backend with
+   asynchronous requests (Cassandra) is sent first; one that blocks runs on the calling thread
+   through its ``Combiner``, where concurrent saves share the round trip; a second blocking
+   server in the same stage runs on a thread of its own, so a frozen server never holds the
+   others past the deadline;
+3. each op's answer becomes its intent's state in the receipt: done, superseded, deferred,
+   buffered (spooled for replay) or dropped.
+
+Intents with ``on_outage="fail"`` run in a first stage, so a save that raises for them has
+written nothing else. One deadline covers the whole save.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Future, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import Any, cast
 
 import msgspec
 
-from .backends.base import QueueItem
+from .backends.base import Backend, ConcurrentBackend, Op, Pending, Put, Upsert
+from .combiner import Combiner
 from .errors import BackendUnavailable
 from .intents import Priority, Tier
 from .lanes import Lanes
 from .model import BoundIntent
 from .plan import TASK_ENCODER, SavePlan, Work
 from .spool import Spool
-from .writes import Backends, apply, group_by_intent
+from .wiring import Stores
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -29,6 +47,10 @@ class Receipt(msgspec.Struct, frozen=True):
     buffered: tuple[str, ...] = ()  # its backend was down: in the local spool, replayed later
     dropped: tuple[str, ...] = ()  # its backend was down and on_outage="drop" (counted)
     skipped: tuple[str, ...] = ()  # its when= predicate said no
+    superseded: tuple[str, ...] = ()  # written, but a newer value was already stored
+
+
+STATES = ("done", "deferred", "buffered", "dropped", "superseded")
 
 
 @dataclass
@@ -42,7 +64,9 @@ class Outcome:
             self.states.setdefault(w.task.write_id, {}).setdefault(state, []).append(w.bound.name)
 
     def receipt(self, plan: SavePlan) -> Receipt:
-        s = self.states.get(plan.write_id, {})
+        s = self.states.get(plan.write_id)
+        if s is None:
+            return Receipt(plan.write_id, skipped=tuple(plan.skipped))
         return Receipt(
             plan.write_id,
             done=tuple(s.get("done", ())),
@@ -50,135 +74,230 @@ class Outcome:
             buffered=tuple(s.get("buffered", ())),
             dropped=tuple(s.get("dropped", ())),
             skipped=tuple(plan.skipped),
+            superseded=tuple(s.get("superseded", ())),
         )
 
 
-K = TypeVar("K", bound=Hashable)
+@dataclass
+class Batch:
+    """Everything one stage sends to one backend, and whose each op is."""
+
+    backend: Backend
+    refused: BaseException | None = None  # its tier's circuit is open: not sent at all
+    ops: list[Op] = field(default_factory=list)
+    works: list[Work] = field(default_factory=list)
+    queued: list[bool] = field(default_factory=list)  # True: a deferred task's enqueue
+    bounds: dict[BoundIntent, None] = field(default_factory=dict)  # to prepare, in order
+
+    def add(self, op: Op, work: Work, queued: bool) -> None:
+        self.ops.append(op)
+        self.works.append(work)
+        self.queued.append(queued)
+        if not queued:
+            self.bounds[work.bound] = None
 
 
-class Job(NamedTuple):
-    tier: Tier  # whose breaker a missed deadline counts against
-    call: Callable[[], None]
+Result = list[bool] | BaseException
 
 
 class Router:
     """Dispatches planned saves; shared by every thread of a store."""
 
-    def __init__(self, backends: Backends, spool: Spool, lanes: Lanes, deadline: float) -> None:
-        self.backends = backends
+    def __init__(
+        self, stores: Stores, spool: Spool, lanes: Lanes, deadline: float, group_max: int
+    ) -> None:
+        self.stores = stores
         self.spool = spool
         self.deadline = deadline  # seconds a save waits for its REALTIME writes
         self._lanes = lanes
+        self.combiners = {
+            id(b): Combiner(f"{'/'.join(sorted(b.tiers))} backend", self._flusher(b), group_max)
+            for b in stores.distinct()
+            if not b.concurrent
+        }
         self.on_buffered: Callable[[], None] = lambda: None  # the store wakes its replayer
+
+    # -- saves ----------------------------------------------------------------------------------
 
     def dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:
         outcome = self.dispatch_works([w for p in plans for w in p.work])
         return [outcome.receipt(p) for p in plans]
 
     def dispatch_works(self, works: Sequence[Work]) -> Outcome:
-        """REALTIME works now, the others onto their priority queues, each bounded by the
-        REALTIME deadline.
-
-        Intents that fail the save on an outage go first, so a save that raises
-        BackendUnavailable has written nothing else; then the other REALTIME intents and the
-        deferred enqueues run together.
-        """
+        """REALTIME works now, the others onto their priority queues, within one deadline."""
+        deadline = time.monotonic() + self.deadline
         outcome = Outcome()
-        groups = group_by_intent(w for w in works if w.bound.priority is Priority.REALTIME)
-        failing = {b: ws for b, ws in groups.items() if b.intent.on_outage == "fail"}
-        for bound, error in self._run({b: self._writer(b, ws) for b, ws in failing.items()}):
-            if error is not None:
-                raise error
-            outcome.mark(failing[bound], "done")
-        deferred: dict[Priority, list[Work]] = {}
+        failing: list[Work] = []
+        now: list[Work] = []
+        later: list[Work] = []
         for w in works:
             if w.bound.priority is not Priority.REALTIME:
-                deferred.setdefault(w.bound.priority, []).append(w)
-        jobs: dict[BoundIntent | Priority, Job] = {
-            b: self._writer(b, ws) for b, ws in groups.items() if b not in failing
-        }
-        jobs.update({p: self._enqueuer(p, ws) for p, ws in deferred.items()})
-        for key, error in self._run(jobs):
-            done = groups[key] if isinstance(key, BoundIntent) else deferred[key]
-            if error is None:
-                outcome.mark(done, "done" if isinstance(key, BoundIntent) else "deferred")
-            elif not isinstance(error, BackendUnavailable):
-                raise error
-            elif isinstance(key, BoundIntent):
-                outcome.mark(done, self.on_outage(key, done))
-            else:  # the queue is down: the tasks go to the spool, replayed to their backends
-                self.spool.add([(w.bound.tier.value, TASK_ENCODER.encode(w.task)) for w in done])
-                self.on_buffered()
-                outcome.mark(done, "buffered")
+                later.append(w)
+            elif w.bound.intent.on_outage == "fail":
+                failing.append(w)
+            else:
+                now.append(w)
+        if failing:
+            self._stage(failing, [], deadline, outcome, failing=True)
+        if now or later:
+            self._stage(now, later, deadline, outcome, failing=False)
         return outcome
 
-    def _writer(self, bound: BoundIntent, works: list[Work]) -> Job:
-        return Job(bound.tier, lambda: apply(self.backends, bound, works))
+    def _stage(
+        self,
+        now: Sequence[Work],
+        later: Sequence[Work],
+        deadline: float,
+        outcome: Outcome,
+        *,
+        failing: bool,
+    ) -> None:
+        batches: dict[object, Batch] = {}
+        ops = self.stores.ops
+        for w in now:
+            self._batch(batches, w.bound.tier).add(ops.write(w), w, False)
+        if later:
+            batch = self._batch(batches, Tier.TRANSITORY)
+            for w in later:
+                batch.add(ops.enqueue(w), w, True)
+        results = self.run(list(batches.values()), deadline)
+        for batch, result in zip(batches.values(), results, strict=True):
+            self._settle(batch, result, outcome, failing)
 
-    def _enqueuer(self, priority: Priority, works: list[Work]) -> Job:
-        items = [QueueItem(w.dedup_key, TASK_ENCODER.encode(w.task)) for w in works]
+    def _settle(self, batch: Batch, result: Result, outcome: Outcome, failing: bool) -> None:
+        if not isinstance(result, BaseException):
+            for work, op, queued, took in zip(
+                batch.works, batch.ops, batch.queued, result, strict=True
+            ):
+                if queued:
+                    state = "deferred"
+                elif took or not isinstance(op, Put | Upsert):
+                    state = "done"
+                else:
+                    state = "superseded"
+                outcome.mark((work,), state)
+            return
+        if not isinstance(result, BackendUnavailable):
+            raise result
+        if failing:
+            names = sorted({w.bound.name for w in batch.works})
+            raise BackendUnavailable(
+                f"{result}; intents {names} have on_outage='fail', so nothing was written",
+                tier=getattr(result, "tier", ""),
+            ) from result
+        own = [w for w, q in zip(batch.works, batch.queued, strict=True) if not q]
+        tasks = [w for w, q in zip(batch.works, batch.queued, strict=True) if q]
+        for bound, group in _by_bound(own).items():
+            outcome.mark(group, self.on_outage(bound, group))
+        if tasks:  # the queue is down: the tasks go to the spool, replayed to their backends
+            self.buffer(tasks)
+            outcome.mark(tasks, "buffered")
 
-        def enqueue() -> None:
-            with self.backends.guard(Tier.TRANSITORY):
-                self.backends.transitory.enqueue(self.backends.queues[priority], items)
+    def _batch(self, batches: dict[object, Batch], tier: Tier) -> Batch:
+        """The batch for ``tier``'s backend; a tier whose circuit is open gets one of its own
+        that is refused without being sent (its server may be shared with healthy tiers)."""
+        backend = self.stores.by_tier[tier]
+        breaker = self.stores.breakers[tier]
+        key: object = id(backend)
+        if breaker.is_open():
+            key = tier
+        batch = batches.get(key)
+        if batch is None:
+            refused = breaker.refused() if key is tier else None
+            batch = batches[key] = Batch(backend, refused)
+        return batch
 
-        return Job(Tier.TRANSITORY, enqueue)
+    # -- sending --------------------------------------------------------------------------------
 
-    def _run(self, jobs: Mapping[K, Job]) -> list[tuple[K, BaseException | None]]:
-        """Run the jobs, each on its tier's lane; one that misses the deadline counts as its
-        backend being down.
+    def run(self, batches: Sequence[Batch], deadline: float) -> list[Result]:
+        """Send each batch to its backend once; an answer or an exception per batch.
 
-        One job whose backend bounds its own calls by the deadline (a socket or request
-        timeout) runs on the calling thread instead: a thread handoff costs more than a Redis
-        round trip. A write that missed the deadline may still land later: harmless for every
-        idempotent write, and the acid backend rolls back rather than commit work that came
-        back too late.
+        Asynchronous backends are sent first; the first blocking one runs on this thread; any
+        other blocking one on a lane, so each is bounded by the deadline on its own.
         """
-        if not jobs:
-            return []
-        deadline = time.monotonic() + self.deadline
-        results: dict[K, BaseException | None] = {}
-        futures: dict[K, Future[None]] = {}
-        runnable = []
-        for key, job in jobs.items():
-            if self.backends.breakers[job.tier].is_open():
-                results[key] = BackendUnavailable(f"{job.tier} backend: circuit open")
+        results: list[Result | None] = [None] * len(batches)
+        pending: dict[int, Pending] = {}
+        lanes: dict[int, Future[list[bool]]] = {}
+        inline: int | None = None
+        for i, batch in enumerate(batches):
+            if batch.refused is not None:
+                results[i] = batch.refused
+            elif batch.backend.concurrent:
+                started = self._call(_bind(self._start, batch, deadline))
+                if isinstance(started, BaseException):
+                    results[i] = started
+                else:
+                    pending[i] = started
+            elif inline is None:
+                inline = i
             else:
-                runnable.append((key, job))
-        inline = next(
-            (i for i, (_, job) in enumerate(runnable) if job.tier in self.backends.self_bounded),
-            None,
-        )
-        here = runnable.pop(inline) if inline is not None else None
-        for key, job in runnable:
-            future = self._lanes.submit(job.tier, job.call, deadline)
-            if future is None:
-                results[key] = BackendUnavailable(f"{job.tier} backend: every call is stuck")
-            else:
-                futures[key] = future
-        if here is not None:
-            try:
-                here[1].call()
-                results[here[0]] = None
-            except Exception as exc:
-                results[here[0]] = exc
-        wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
-        for key, future in futures.items():
-            if future.done():
-                results[key] = future.exception()
-                continue
-            tier = jobs[key].tier
-            self.backends.breakers[tier].failure()
-            results[key] = BackendUnavailable(
-                f"{tier} backend did not answer within {self.deadline}s"
-            )
-        return [(key, results[key]) for key in jobs]
+                future = self._lanes.submit(
+                    min(batch.backend.tiers), _bind(self._send, batch, deadline), deadline
+                )
+                if future is None:
+                    results[i] = BackendUnavailable(f"{_name(batch)} backend: every call is stuck")
+                else:
+                    lanes[i] = future
+        if inline is not None:
+            results[inline] = self._call(_bind(self._send, batches[inline], deadline))
+        for i, future in lanes.items():
+            results[i] = self._overdue(batches[i], self._call(_bind(_within, future, deadline)))
+        for i, waiting in pending.items():
+            results[i] = self._call(_bind(self._finish, batches[i], waiting, deadline))
+        return [r if r is not None else [] for r in results]
+
+    def _overdue(self, batch: Batch, result: Result) -> Result:
+        """A lane that missed the deadline counts against its tiers' breakers."""
+        if not isinstance(result, _Overdue):
+            return result
+        for breaker in self.stores.breakers_of(batch.ops):
+            breaker.failure()
+        return BackendUnavailable(f"{_name(batch)} backend did not answer within {self.deadline}s")
+
+    @staticmethod
+    def _call(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            return exc
+
+    def _send(self, batch: Batch, deadline: float) -> list[bool]:
+        self._prepare(batch)
+        return self.combiners[id(batch.backend)].submit(batch.ops, deadline)
+
+    def _prepare(self, batch: Batch) -> None:
+        for bound in batch.bounds:
+            if (bound.tier, bound.name) not in self.stores.ready:
+                with self.stores.guard(bound.tier):
+                    self.stores.prepare(bound)
+
+    def _start(self, batch: Batch, deadline: float) -> Pending:
+        self._prepare(batch)
+        return cast(ConcurrentBackend, batch.backend).write_async(batch.ops, deadline)
+
+    def _finish(self, batch: Batch, waiting: Pending, deadline: float) -> list[bool]:
+        with self.stores.guard_ops(batch.ops):
+            return waiting.result(max(0.001, deadline - time.monotonic()))
+
+    def _flusher(self, backend: Backend) -> Callable[[Sequence[Op], float], list[bool]]:
+        stores = self.stores
+
+        def flush(ops: Sequence[Op], deadline: float) -> list[bool]:
+            with stores.guard_ops(ops):
+                return backend.write(ops, deadline)
+
+        return flush
+
+    # -- outages --------------------------------------------------------------------------------
+
+    def buffer(self, works: Sequence[Work]) -> None:
+        self.spool.add([(w.bound.tier.value, TASK_ENCODER.encode(w.task)) for w in works])
+        self.on_buffered()
 
     def on_outage(self, bound: BoundIntent, works: Sequence[Work]) -> str:
         """Buffer or drop writes whose backend is down; return the state they ended in."""
         if bound.intent.on_outage == "buffer":
-            self.spool.add([(w.bound.tier.value, TASK_ENCODER.encode(w.task)) for w in works])
-            self.on_buffered()
+            self.buffer(works)
             return "buffered"
         if bound.intent.on_outage == "drop":
             self.spool.bump(f"dropped:{bound.tier.value}:{bound.name}", len(works))
@@ -187,3 +306,54 @@ class Router:
             f"{bound.tier} backend is unavailable and intent {bound.name!r} has on_outage='fail'",
             tier=bound.tier.value,
         )
+
+    # -- workers, replay ------------------------------------------------------------------------
+
+    def apply(self, works: Sequence[Work], deadline: float | None = None) -> list[Result]:
+        """Write ``works`` to their own stores, one batch per backend; a result per work.
+
+        Deferred tasks, spool replay and the outbox come through here: the same ops as a save.
+        """
+        deadline = time.monotonic() + self.deadline if deadline is None else deadline
+        batches: dict[object, Batch] = {}
+        where: list[tuple[int, int]] = []
+        for w in works:
+            batch = self._batch(batches, w.bound.tier)
+            where.append((id(batch), len(batch.ops)))
+            batch.add(self.stores.ops.write(w), w, False)
+        sent = list(batches.values())
+        results = dict(zip(map(id, sent), self.run(sent, deadline), strict=True))
+        out: list[Result] = []
+        for key, index in where:
+            result = results[key]
+            out.append(result if isinstance(result, BaseException) else [result[index]])
+        return out
+
+
+def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: fn(*args)
+
+
+def _name(batch: Batch) -> str:
+    return "/".join(sorted(batch.backend.tiers))
+
+
+class _Overdue(Exception):
+    """A lane call did not finish by the deadline."""
+
+
+def _within(future: Future[list[bool]], deadline: float) -> list[bool]:
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise _Overdue from None
+
+
+def _by_bound(works: Sequence[Work]) -> dict[BoundIntent, list[Work]]:
+    groups: dict[BoundIntent, list[Work]] = {}
+    for w in works:
+        groups.setdefault(w.bound, []).append(w)
+    return groups
+
+
+__all__ = ["STATES", "Outcome", "Receipt", "Router", "Tier"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .config import masked
 from .errors import PersistioError
 from .intents import Tier
 from .model import BoundIntent
 from .router import Router
-from .writes import stream_spec
+from .urls import masked
 
 
 def _health(backend: Any) -> dict[str, Any]:
@@ -36,17 +35,12 @@ def _stream(backend: Any, spec: Any) -> dict[str, Any]:
 def collect_status(
     router: Router, urls: dict[Tier, str], streams: Sequence[BoundIntent]
 ) -> dict[str, Any]:
-    backends = router.backends
-    by_tier = {
-        Tier.TRANSITORY: backends.transitory,
-        Tier.VOLATILE: backends.volatile,
-        Tier.ACID: backends.acid,
-        Tier.AMORPHOUS: backends.amorphous,
-    }
+    backends = router.stores
+    by_tier = backends.by_tier
     counters = router.spool.counters()
     spool = router.spool.depth()
     queues = {p.name.lower(): _stream(backends.transitory, s) for p, s in backends.queues.items()}
-    intent_streams = {b.name: _stream(backends.transitory, stream_spec(b)) for b in streams}
+    intent_streams = {b.name: _stream(backends.transitory, backends.ops.stream(b)) for b in streams}
     dead = sum(int(s.get("dead_letters", 0)) for s in (*queues.values(), *intent_streams.values()))
     return {
         "backends": {
@@ -79,14 +73,14 @@ def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
 
 def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dict[str, int]:
     """Work ``drain()`` still waits for, by place; empty when everything is done."""
-    backends = router.backends
+    backends = router.stores
     found: dict[str, int] = {}
     for priority, spec in backends.queues.items():
         n = backends.transitory.stats(spec).pending
         if n:
             found[f"queue:{priority.name.lower()}"] = n
     for bound in consumer_streams:
-        n = backends.transitory.stats(stream_spec(bound)).pending
+        n = backends.transitory.stats(backends.ops.stream(bound)).pending
         if n:
             found[f"stream:{bound.name}"] = n
     for tier, (n, _age) in router.spool.depth().items():

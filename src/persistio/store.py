@@ -10,7 +10,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .config import ENV, Options, default_urls, environ_settings, masked, open_backend
+from .backends.base import Options
+from .breaker import CircuitBreaker
+from .config import ENV, default_urls, environ_settings, open_backends
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
@@ -18,11 +20,14 @@ from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, WriteClock, plan_save
 from .reads import Reader
 from .router import Receipt, Router
+from .settings import FLAT, BreakerPolicy, Pools, Settings, SpoolLimits, Timeouts, resolve
 from .spool import Spool
 from .status import collect_status, pending_work
 from .transaction import Transaction
+from .urls import masked
+from .wiring import Stores
 from .worker import Consumer, Handler, SpoolReplayer, Worker
-from .writes import Backends, prepare, stream_spec, task_queues
+from .writes import task_queues
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Handler)
@@ -47,44 +52,35 @@ class Persistio:
         *,
         data_dir: str | Path = ".persistio",
         namespace: str = "",
-        pool_size: int = 5,
-        connect_timeout: float = 5.0,
-        realtime_threads: int = 8,
-        realtime_deadline: float = 5.0,
-        breaker_threshold: int = 3,
-        breaker_reset: float = 0.5,
-        worker_batch: int = 256,
-        dedup_window: timedelta = timedelta(hours=24),
-        spool_max_items: int = 1_000_000,
-        spool_max_bytes: int = 1 << 30,
-        spool_full_timeout: float = 5.0,
-        replay_interval: float = 0.2,
+        timeouts: Timeouts | None = None,
+        pools: Pools | None = None,
+        spool_limits: SpoolLimits | None = None,
+        breaker: BreakerPolicy | None = None,
+        dedup_window: timedelta = timedelta(hours=1),
+        **flat: Any,
     ) -> None:
-        _check_options(
-            pool_size,
-            connect_timeout,
-            realtime_threads,
-            worker_batch,
+        unknown = sorted(set(flat) - set(FLAT))
+        if unknown:
+            raise ConfigError(
+                f"Persistio() got unknown option(s) {unknown}; see help(persistio.Persistio)"
+            )
+        settings = resolve(
+            {
+                "timeouts": timeouts,
+                "pools": pools,
+                "spool_limits": spool_limits,
+                "breaker": breaker,
+            },
+            flat,
             dedup_window,
-            breaker_threshold,
         )
-        _check_seconds(realtime_deadline=realtime_deadline, breaker_reset=breaker_reset)
         if namespace and not is_safe_name(namespace):
             raise ConfigError(
                 f"Persistio(namespace={namespace!r}): use [a-z][a-z0-9_]{{0,47}} (it prefixes "
                 "the task queue names)"
             )
+        self.settings = settings
         data = Path(data_dir)
-        options = Options(
-            data,
-            pool_size,
-            connect_timeout,
-            dedup_window_seconds=dedup_window.total_seconds(),
-            breaker_threshold=breaker_threshold,
-            breaker_reset=breaker_reset,
-            # a Redis or Cassandra call then never outlives the save waiting for it
-            request_timeout=realtime_deadline,
-        )
         given = {
             Tier.TRANSITORY: _joined(transitory),
             Tier.VOLATILE: _joined(volatile),
@@ -93,42 +89,70 @@ class Persistio:
         }
         defaults = default_urls(data)
         self.urls = {t: u if u is not None else defaults[t] for t, u in given.items()}
-        opened: dict[Tier, Any] = {}
+        self._stores = self._wire(settings, data, namespace)
         try:
-            for tier, url in self.urls.items():
-                setting = f"{tier.value} (Persistio({tier.value}=...) or {ENV[tier]})"
-                opened[tier] = open_backend(tier, url, options, setting)
+            limits = settings.spool_limits
             self._spool = Spool(
                 Path(spool) if spool else data / "spool.db",
-                max_items=spool_max_items,
-                max_bytes=spool_max_bytes,
-                full_timeout=spool_full_timeout,
+                max_items=limits.max_items,
+                max_bytes=limits.max_bytes,
+                full_timeout=limits.full_timeout,
             )
         except BaseException:
-            for backend in opened.values():
-                backend.close()
+            self._stores.close()
             raise
-        backends = Backends(
-            opened[Tier.TRANSITORY],
-            opened[Tier.VOLATILE],
-            opened[Tier.ACID],
-            opened[Tier.AMORPHOUS],
-            {t: options.breaker(t.value) for t in Tier},
-            queues=task_queues(namespace),
-            self_bounded=frozenset(t for t, url in self.urls.items() if _self_bounded(url)),
+        deadline = settings.timeouts.realtime
+        self._lanes = Lanes(settings.pools.realtime_threads)
+        self._router = Router(
+            self._stores, self._spool, self._lanes, deadline, settings.pools.group_max
         )
-        self._lanes = Lanes(realtime_threads)
-        self._router = Router(backends, self._spool, self._lanes, realtime_deadline)
-        self._worker = Worker(self._router, batch=worker_batch)
+        self._worker = Worker(self._router, batch=settings.pools.worker_batch)
         self._clock = WriteClock()
-        self._reader = Reader(backends, self._clock.next)
+        self._reader = Reader(self._stores, self._clock.next)
         self._setup_lock = threading.Lock()
         self._set_up: set[str] = set()
         self._stop = threading.Event()
         self._closed = False
-        self._replayer = SpoolReplayer(self._worker, self._spool, replay_interval)
+        self._replayer = SpoolReplayer(
+            self._worker, self._spool, settings.spool_limits.replay_interval
+        )
         self._router.on_buffered = self._replayer.wake
         self._replayer.wake()  # a spool left by an earlier process is replayed too
+
+    def _wire(self, settings: Settings, data: Path, namespace: str) -> Stores:
+        """Open each tier's backend (one per server) and wire them with their breakers."""
+        options = Options(
+            data,
+            settings.pools.size,
+            settings.timeouts.connect,
+            # a Redis or Cassandra call then never outlives the save waiting for it
+            request_timeout=settings.timeouts.realtime,
+            dedup_window_seconds=settings.dedup_window.total_seconds(),
+        )
+        policy = settings.breaker
+
+        def breaker(name: str) -> CircuitBreaker:
+            return CircuitBreaker(
+                name,
+                failure_threshold=policy.threshold,
+                reset_timeout=policy.reset,
+                max_reset_timeout=policy.max_reset,
+            )
+
+        opened = open_backends(
+            self.urls,
+            options,
+            lambda tier: f"{tier.value} (Persistio({tier.value}=...) or {ENV[tier]})",
+            breaker,
+        )
+        return Stores(
+            opened[Tier.TRANSITORY],
+            opened[Tier.VOLATILE],
+            opened[Tier.ACID],
+            opened[Tier.AMORPHOUS],
+            queues=task_queues(namespace),
+            breaker_factory=breaker,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Persistio:
@@ -150,30 +174,31 @@ class Persistio:
             BackendUnavailable: a backend could not be reached.
         """
         self._check_open()
-        backends = self._router.backends
+        stores = self._stores
         with self._setup_lock:
-            backends.transitory.setup(list(backends.queues.values()))
+            with stores.guard(Tier.TRANSITORY):
+                stores.transitory.setup(list(stores.queues.values()))
             plans = REGISTRY.plans()
             for tier in Tier:
                 bounds = [b for p in plans for b in p.intents if b.tier is tier]
-                backends.ready.difference_update((tier, b.name) for b in bounds)
-                with backends.guard(tier):
+                stores.ready.difference_update((tier, b.name) for b in bounds)
+                with stores.guard(tier):
                     for bound in bounds:
-                        prepare(backends, bound)
+                        stores.prepare(bound)
             self._set_up.update(p.model_name for p in plans)
 
     def _ensure(self, plan: Plan) -> None:
         """Set a model up on first use; a tier that is down is set up by its first write."""
         if plan.model_name in self._set_up:
             return
-        backends = self._router.backends
+        stores = self._stores
         with self._setup_lock:
             if plan.model_name in self._set_up:
                 return
             for bound in plan.intents:
                 try:
-                    with backends.guard(bound.tier):
-                        prepare(backends, bound)
+                    with stores.guard(bound.tier):
+                        stores.prepare(bound)
                 except BackendUnavailable:
                     continue
             self._set_up.add(plan.model_name)
@@ -234,7 +259,8 @@ class Persistio:
 
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
-            self._worker.consumers[intent] = Consumer(bound, stream_spec(bound), handler, batch)
+            stream = self._stores.ops.stream(bound)
+            self._worker.consumers[intent] = Consumer(bound, stream, handler, batch)
             return handler
 
         return register
@@ -265,6 +291,15 @@ class Persistio:
     def _consumer_streams(self) -> list[BoundIntent]:
         return [c.bound for c in self._worker.consumers.values()]
 
+    def step(self) -> bool:
+        """One round of the worker's work (the outbox, the spool, one batch of the highest
+        non-empty priority queue, each consumer's batch); True when anything was done.
+
+        ``run_worker`` is this in a loop; call it yourself to drive work step by step.
+        """
+        self._check_open()
+        return self._worker.step()
+
     def run_worker(self, *, poll_interval: float = 0.05) -> None:
         """Run deferred tasks and consumers until ``stop_worker()`` (or SIGTERM in the CLI)."""
         self._check_open()
@@ -293,7 +328,7 @@ class Persistio:
         self._stop.set()
         self._replayer.stop()
         self._lanes.shutdown()
-        self._router.backends.close()
+        self._stores.close()
         self._spool.close()
 
     def _check_open(self) -> None:
@@ -312,41 +347,8 @@ class Persistio:
         self.close()
 
 
-def _self_bounded(url: str) -> bool:
-    # psycopg has no client-side statement timeout: a paused PostgreSQL would hold the caller
-    return not url.startswith("postgresql")
-
-
 def _joined(urls: str | Sequence[str] | None) -> str | None:
     """A list of URLs is a primary followed by its fallbacks: kept as "url,url"."""
     if isinstance(urls, list | tuple) and all(isinstance(u, str) for u in urls):
         return ",".join(urls)
     return urls  # type: ignore[return-value]  # anything else: open_backend names the setting
-
-
-def _check_seconds(**values: float) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"Persistio({name}={value!r}): use seconds > 0")
-
-
-def _check_options(
-    pool_size: int,
-    connect_timeout: float,
-    threads: int,
-    batch: int,
-    dedup_window: timedelta,
-    breaker_threshold: int,
-) -> None:
-    for name, value in (
-        ("breaker_threshold", breaker_threshold),
-        ("pool_size", pool_size),
-        ("realtime_threads", threads),
-        ("worker_batch", batch),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"Persistio({name}={value!r}): use an int >= 1")
-    if not isinstance(connect_timeout, int | float) or connect_timeout <= 0:
-        raise ConfigError(f"Persistio(connect_timeout={connect_timeout!r}): use seconds > 0")
-    if not isinstance(dedup_window, timedelta) or dedup_window <= timedelta(0):
-        raise ConfigError(f"Persistio(dedup_window={dedup_window!r}): use a positive timedelta")

@@ -46,3 +46,19 @@ def assert_settled(store: Persistio, timeout: float = 30.0) -> dict[str, Any]:
     found = {k: v for k, v in problems.items() if v}
     assert not found, f"the store did not settle cleanly: {found}"
     return status
+
+
+def planned_writes(store: Persistio, obj: Any) -> list[Any]:
+    """The writes one ``save(obj)`` would make (one per intent), planned but not written.
+
+    Pass them to ``replay`` in any order, any number of times, to test what a spool replay or a
+    redelivery does: every store keeps the newest write, and a consumer sees an entry once.
+    """
+    return list(store._plan(obj, "planned_writes").work)
+
+
+def replay(store: Persistio, writes: list[Any]) -> None:
+    """Apply ``writes`` (from ``planned_writes``) to their own stores, as a spool replay does."""
+    for result in store._router.apply(writes):
+        if isinstance(result, BaseException):
+            raise result

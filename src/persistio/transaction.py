@@ -10,10 +10,10 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .backends.base import Upsert
 from .intents import Tier
 from .plan import TASK_ENCODER, SavePlan
 from .router import Receipt
-from .writes import apply_in_transaction, group_by_intent
 
 if TYPE_CHECKING:
     from .store import Persistio
@@ -49,14 +49,17 @@ class Transaction:
         works = [w for p in self._plans for w in p.work]
         acid = [w for w in works if w.bound.tier is Tier.ACID]
         others = [w for w in works if w.bound.tier is not Tier.ACID]
-        backends = self._store._router.backends
-        with backends.guard(Tier.ACID), backends.acid.transaction() as tx:
-            for bound, group in group_by_intent(acid).items():
-                apply_in_transaction(backends, tx, bound, group)
+        stores = self._store._router.stores
+        with stores.guard(Tier.ACID), stores.acid.transaction() as tx:
+            for bound in {w.bound: None for w in acid}:
+                stores.prepare(bound)
+            upserts: list[Upsert] = [stores.ops.write(w) for w in acid]  # type: ignore[misc]
+            if upserts:
+                tx.upsert(upserts)
             if others:
                 tx.add_outbox([(w.dedup_key, TASK_ENCODER.encode(w.task)) for w in others])
         outcome = self._store._router.dispatch_works(others)
         outcome.mark(acid, "done")
         if others:
-            backends.acid.finish_outbox([w.dedup_key for w in others])
+            stores.acid.finish_outbox([w.dedup_key for w in others])
         self.receipts = [outcome.receipt(p) for p in self._plans]

@@ -24,7 +24,6 @@ from .model import BoundIntent
 from .plan import TASK_DECODER, UnknownModel, Work, work_from_task
 from .router import Router
 from .spool import Spool
-from .writes import apply, group_by_intent
 
 log = logging.getLogger("persistio.worker")
 OUTBOX_POLL = 2.5  # seconds between a running worker's looks at the outbox
@@ -60,7 +59,7 @@ class Worker:
 
     @property
     def _backends(self) -> Any:
-        return self.router.backends
+        return self.router.stores
 
     def consumer_name(self) -> str:
         return f"{self.name}-{threading.get_ident()}"
@@ -95,8 +94,9 @@ class Worker:
         return False
 
     def _run_tasks(self, stream: StreamSpec, deliveries: Sequence[Delivery]) -> None:
-        by_delivery: dict[int, Delivery] = {}
+        """Apply a batch of tasks, one round trip per store; ack what is done."""
         works: list[Work] = []
+        taken: list[Delivery] = []
         for d in deliveries:
             try:
                 work = work_from_task(TASK_DECODER.decode(d.payload))
@@ -104,39 +104,45 @@ class Worker:
                 self._failed(stream, d, exc)
                 continue
             works.append(work)
-            by_delivery[id(work)] = d
+            taken.append(d)
         done: list[str] = []
-        for bound, group in group_by_intent(works).items():
-            done.extend(self._run_group(stream, bound, group, by_delivery))
+        outages: dict[BoundIntent, list[tuple[Work, Delivery]]] = {}
+        for work, d, error in self._apply(works, taken):
+            if error is None:
+                done.append(d.id)
+            elif isinstance(error, BackendUnavailable):
+                outages.setdefault(work.bound, []).append((work, d))
+            else:
+                self._failed(stream, d, error)
+        for bound, group in outages.items():
+            if bound.intent.on_outage == "fail":
+                for _, d in group:
+                    self._retry(stream, d, "backend unavailable")
+                continue
+            self.router.on_outage(bound, [w for w, _ in group])  # buffered or dropped
+            done.extend(d.id for _, d in group)
         if done:
             with self._backends.guard(Tier.TRANSITORY):
                 self._backends.transitory.ack(stream, done)
 
-    def _run_group(
-        self,
-        stream: StreamSpec,
-        bound: BoundIntent,
-        group: list[Work],
-        by_delivery: dict[int, Delivery],
-    ) -> list[str]:
-        """Apply one intent's tasks; return the ids to acknowledge."""
-        ids = [by_delivery[id(w)].id for w in group]
-        try:
-            apply(self._backends, bound, group)
-        except BackendUnavailable:
-            if bound.intent.on_outage == "fail":
-                for w in group:
-                    self._retry(stream, by_delivery[id(w)], "backend unavailable")
-                return []
-            self.router.on_outage(bound, group)  # buffered or dropped: off the queue either way
-            return ids
-        except Exception as exc:
-            if len(group) == 1:
-                self._failed(stream, by_delivery[id(group[0])], exc)
-                return []
-            # isolate the poison task: one bad item must not hold back its batch
-            return [i for w in group for i in self._run_group(stream, bound, [w], by_delivery)]
-        return ids
+    def _apply(
+        self, works: Sequence[Work], deliveries: Sequence[Delivery]
+    ) -> list[tuple[Work, Delivery, BaseException | None]]:
+        """Each work with its error, if any; a batch refused for bad data is re-sent one work at
+        a time, so one poison task never holds back the others."""
+        out: list[tuple[Work, Delivery, BaseException | None]] = []
+        retry: list[tuple[Work, Delivery]] = []
+        for work, d, result in zip(works, deliveries, self.router.apply(works), strict=True):
+            if not isinstance(result, BaseException):
+                out.append((work, d, None))
+            elif isinstance(result, BackendUnavailable) or len(works) == 1:
+                out.append((work, d, result))
+            else:
+                retry.append((work, d))
+        for work, d in retry:
+            (result,) = self.router.apply([work])
+            out.append((work, d, result if isinstance(result, BaseException) else None))
+        return out
 
     # -- consumers ------------------------------------------------------------------------------
 
@@ -209,13 +215,15 @@ class Worker:
                     works.append((seq, work_from_task(TASK_DECODER.decode(data))))
                 except UnknownModel:
                     continue  # stays spooled until a process that knows the model replays it
-            try:
-                for bound, group in group_by_intent(w for _, w in works).items():
-                    apply(self._backends, bound, group)
-            except BackendUnavailable:
-                continue
-            if works:
-                spool.remove([seq for seq, _ in works])
+            results = self.router.apply([w for _, w in works])
+            replayed: list[int] = []
+            for (seq, _), result in zip(works, results, strict=True):
+                if not isinstance(result, BaseException):
+                    replayed.append(seq)
+                elif not isinstance(result, BackendUnavailable):
+                    raise result
+            if replayed:
+                spool.remove(replayed)
                 progressed = True
         return progressed
 

@@ -14,19 +14,30 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
 from cassandra.cluster import Session
 
-from persistio.backends.base import AmorphousRow, TableSpec
+from persistio.backends.base import Document, Options, TableSpec
 from persistio.backends.cassandra import CassandraDocuments, from_url, parse_url
 from persistio.codec import INT64_MAX, INT64_MIN, Column
-from persistio.config import Options
 from persistio.errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
 
 OPTIONS = Options(data_dir=Path("unused"), connect_timeout=5.0, request_timeout=10.0)
+
+
+class Row(NamedTuple):
+    key: tuple[Any, ...]  # partition values, then order values
+    payload: bytes
+    ts: int
+
+
+def write(store: CassandraDocuments, spec: TableSpec, rows: list[Row]) -> list[bool]:
+    return store.write([Document(spec, r.key, r.payload, r.ts) for r in rows])
+
+
 HOUR = 3600
 
 
@@ -148,7 +159,7 @@ def test_write_sets_writetime_and_remaining_ttl(store: CassandraDocuments, raw: 
     ts = _now_us() - 100_000_000
     at = datetime.fromtimestamp(ts / 1e6, UTC)
     # When it is written now
-    store.write(ACTIVITY, [AmorphousRow((7, at), b"payload", ts)])
+    write(store, ACTIVITY, [Row((7, at), b"payload", ts)])
     # Then Cassandra holds it at its write timestamp, expiring 1 hour after it was saved
     row = raw.execute(
         'SELECT "userId", at, object, WRITETIME(object) AS wt, TTL(object) AS ttl FROM be_activity '
@@ -165,12 +176,10 @@ def test_an_older_write_never_overwrites_a_newer_one(
     # Given the newest version of a row
     ts = _now_us()
     at = datetime(2024, 5, 1, 12, 0, 0, 123_456, tzinfo=UTC)
-    store.write(ACTIVITY, [AmorphousRow((8, at), b"new", ts)])
+    write(store, ACTIVITY, [Row((8, at), b"new", ts)])
     # When an older version is replayed (alone, and in a batch after the newest)
-    store.write(ACTIVITY, [AmorphousRow((8, at), b"old", ts - 1)])
-    store.write(
-        ACTIVITY, [AmorphousRow((8, at), b"new", ts), AmorphousRow((8, at), b"older", ts - 5)]
-    )
+    write(store, ACTIVITY, [Row((8, at), b"old", ts - 1)])
+    write(store, ACTIVITY, [Row((8, at), b"new", ts), Row((8, at), b"older", ts - 5)])
     # Then the newest stays, at its own write time
     row = raw.execute(
         'SELECT object, WRITETIME(object) AS wt FROM be_activity WHERE "userId" = 8'
@@ -185,8 +194,8 @@ def test_query_is_newest_first_and_limited_and_get_reads_one(store: CassandraDoc
     base = datetime(2025, 1, 1, tzinfo=UTC)
     ats = [base + timedelta(microseconds=i) for i in (3, 0, 9, 1, 7, 2, 8, 4, 6, 5)]
     ts = _now_us()
-    store.write(ACTIVITY, [AmorphousRow((9, at), f"{at.microsecond}".encode(), ts) for at in ats])
-    store.write(ACTIVITY, [AmorphousRow((10, base), b"other", ts)])
+    write(store, ACTIVITY, [Row((9, at), f"{at.microsecond}".encode(), ts) for at in ats])
+    write(store, ACTIVITY, [Row((10, base), b"other", ts)])
     # When the partition is queried
     # Then it comes newest first (µs keep rows apart), limited, and only that partition
     assert store.query(ACTIVITY, (9,), 4) == [b"9", b"8", b"7", b"6"]
@@ -199,7 +208,7 @@ def test_query_is_newest_first_and_limited_and_get_reads_one(store: CassandraDoc
 
 def test_retain_expires_the_row(store: CassandraDocuments, raw: Session) -> None:
     # Given a row under retain = 2 s, written 1 s after it was saved
-    store.write(FLEETING, [AmorphousRow((1,), b"soon gone", _now_us() - 1_000_000)])
+    write(store, FLEETING, [Row((1,), b"soon gone", _now_us() - 1_000_000)])
     ttl = raw.execute("SELECT TTL(object) AS ttl FROM be_fleeting WHERE k = 1").one()
     assert ttl is not None
     assert 1 <= ttl.ttl <= 2  # what is left of retain, rounded up
@@ -216,9 +225,9 @@ def test_a_late_write_already_past_retain_is_skipped(
 ) -> None:
     # Given a write saved 10 s ago under retain = 2 s (a replay from the spool), and a fresh one
     now = _now_us()
-    rows = [AmorphousRow((2,), b"expired", now - 10_000_000), AmorphousRow((3,), b"fresh", now)]
+    rows = [Row((2,), b"expired", now - 10_000_000), Row((3,), b"fresh", now)]
     # When both are written
-    store.write(FLEETING, rows)
+    write(store, FLEETING, rows)
     # Then only the fresh one exists: the late one is never resurrected
     assert raw.execute("SELECT object FROM be_fleeting WHERE k = 2").one() is None
     assert store.get(FLEETING, (3,)) == b"fresh"
@@ -238,7 +247,7 @@ def test_values_round_trip_as_data(store: CassandraDocuments, raw: Session, text
             key = (text, i, True, date(9999, 12, 31), u, Decimal("1E+30"), text.encode(), dt)
         payload = f"{text}|{i}".encode()
         # When it is written
-        store.write(TYPED, [AmorphousRow(key, payload, _now_us())])
+        write(store, TYPED, [Row(key, payload, _now_us())])
         # Then Cassandra holds exactly those values, and get/query find the row by them
         row = raw.execute(
             'SELECT b, d, u, dec, "by", dt, object FROM typed WHERE s = %s AND i = %s', key[:2]
@@ -256,7 +265,7 @@ def test_empty_text_in_clustering_and_naive_datetimes(store: CassandraDocuments)
     naive = datetime(2024, 2, 29, 23, 59, 59, 999_999)
     key = ("empty", 1, True, date(2024, 1, 1), uuid.UUID(int=0), Decimal(0), b"", naive)
     # When written; Then the same instant, aware, finds it: naive datetimes are taken as UTC
-    store.write(TYPED, [AmorphousRow(key, b"e", _now_us())])
+    write(store, TYPED, [Row(key, b"e", _now_us())])
     assert store.get(TYPED, (*key[:7], naive.replace(tzinfo=UTC))) == b"e"
 
 
@@ -264,7 +273,7 @@ def test_an_empty_single_partition_key_is_refused(store: CassandraDocuments) -> 
     # Given Cassandra cannot store an empty (single-column) partition key
     # When one is written, Then nothing is written and the error says why
     with pytest.raises(ValidationError, match="empty partition key"):
-        store.write(NOTES, [AmorphousRow(("", 1), b"x", _now_us())])
+        write(store, NOTES, [Row(("", 1), b"x", _now_us())])
     # And reading one finds nothing instead of failing
     assert store.get(NOTES, ("", 1)) is None
     assert store.query(NOTES, ("",), 10) == []
@@ -273,13 +282,13 @@ def test_an_empty_single_partition_key_is_refused(store: CassandraDocuments) -> 
 def test_an_int_past_bigint_is_a_validation_error(store: CassandraDocuments) -> None:
     # When a key does not fit a bigint; Then ValidationError, before anything is sent
     with pytest.raises(ValidationError, match="does not fit"):
-        store.write(NOTES, [AmorphousRow(("big", INT64_MAX + 1), b"x", _now_us())])
+        write(store, NOTES, [Row(("big", INT64_MAX + 1), b"x", _now_us())])
 
 
 def test_a_batch_is_written_concurrently(store: CassandraDocuments, raw: Session) -> None:
     # Given 500 rows of one partition; When written as one batch
     ts = _now_us()
-    store.write(NOTES, [AmorphousRow(("batch", n), b"%d" % n, ts) for n in range(500)])
+    write(store, NOTES, [Row(("batch", n), b"%d" % n, ts) for n in range(500)])
     # Then all of them are there, newest (highest seq) first
     count = raw.execute("SELECT COUNT(*) AS n FROM be_notes WHERE name = 'batch'").one()
     assert count is not None
@@ -294,7 +303,7 @@ def test_an_unmet_consistency_level_is_an_outage(
     spec = TableSpec(NOTES.name, NOTES.columns, NOTES.key, NOTES.order, consistency="TWO")
     # When it writes; Then Cassandra's Unavailable surfaces as BackendUnavailable
     with pytest.raises(BackendUnavailable) as caught:
-        store.write(spec, [AmorphousRow(("two", 1), b"x", _now_us())])
+        write(store, spec, [Row(("two", 1), b"x", _now_us())])
     assert caught.value.tier == "amorphous"
     # And the URL's default consistency applies to every table that sets none
     url = _url_for(cassandra_url, cassandra_keyspace, "consistency=three")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from persistio.backends.base import VolatileEntry, key_text
-from persistio.backends.redis_cache import RedisCache, from_url
-from persistio.config import Options
+from persistio.backends.base import Options, Put, key_text
+from persistio.backends.redis_store import RedisStore as RedisCache
+from persistio.backends.redis_store import volatile_from_url as from_url
 from persistio.errors import BackendUnavailable, ConfigError
 
 HOUR_US = 3_600_000_000
@@ -30,8 +30,12 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def entry(ts: int, payload: bytes, *, key: str = "7:1", ttl_us: int = HOUR_US) -> VolatileEntry:
-    return VolatileEntry(key, ts, ts + ttl_us, payload)
+def entry(ts: int, payload: bytes, *, key: str = "7:1", ttl_us: int = HOUR_US) -> Put:
+    return Put("here_now", key, ts, ts + ttl_us, payload)
+
+
+def put(backend: RedisCache, intent: str, entries: list[Put]) -> list[bool]:
+    return backend.write([e._replace(intent=intent) for e in entries])
 
 
 KEY = "pio:v:here_now:{7:1}"
@@ -42,7 +46,7 @@ def test_put_writes_a_hash_under_a_hash_tagged_key(cache: RedisCache, raw: redis
     ts = now_us()
 
     # When it is put
-    cache.put("here_now", [entry(ts, b"v1", key=key_text([7, 1]))])
+    put(cache, "here_now", [entry(ts, b"v1", key=key_text([7, 1]))])
 
     # Then Redis holds a hash with the write timestamp and the payload, and get() reads it
     assert raw.keys("*") == [KEY.encode()]
@@ -56,7 +60,7 @@ def test_absolute_expiry(cache: RedisCache, raw: redis.Redis) -> None:
     ts = now_us() - 600_000_000
 
     # When it is put now
-    cache.put("here_now", [entry(ts, b"v1")])
+    put(cache, "here_now", [entry(ts, b"v1")])
 
     # Then it expires at write time + TTL (in 50 minutes), not an hour from now
     assert raw.pexpiretime(KEY) == (ts + HOUR_US) // 1000
@@ -66,13 +70,14 @@ def test_absolute_expiry(cache: RedisCache, raw: redis.Redis) -> None:
 def test_older_write_never_overwrites_newer(cache: RedisCache, raw: redis.Redis) -> None:
     # Given a stored value
     ts = now_us()
-    cache.put("here_now", [entry(ts, b"new")])
+    put(cache, "here_now", [entry(ts, b"new")])
 
     # When an older write and a replay of the same write arrive
-    cache.put("here_now", [entry(ts - 1, b"older", ttl_us=2 * HOUR_US)])
-    cache.put("here_now", [entry(ts, b"same-ts", ttl_us=2 * HOUR_US)])
+    older = put(cache, "here_now", [entry(ts - 1, b"older", ttl_us=2 * HOUR_US)])
+    same = put(cache, "here_now", [entry(ts, b"same-ts", ttl_us=2 * HOUR_US)])
 
-    # Then the stored value, and its expiry, are unchanged
+    # Then both are answered as superseded, and the stored value and its expiry are unchanged
+    assert older == same == [False]
     assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"new"}
     assert raw.pexpiretime(KEY) == (ts + HOUR_US) // 1000
 
@@ -80,10 +85,13 @@ def test_older_write_never_overwrites_newer(cache: RedisCache, raw: redis.Redis)
 def test_newer_write_wins_and_moves_the_expiry(cache: RedisCache, raw: redis.Redis) -> None:
     # Given a stored value
     ts = now_us()
-    cache.put("here_now", [entry(ts, b"old")])
+    put(cache, "here_now", [entry(ts, b"old")])
 
     # When a newer write arrives, in a batch that also holds an older one for the same key
-    cache.put("here_now", [entry(ts + 5, b"newest"), entry(ts + 2, b"stale")])
+    assert put(cache, "here_now", [entry(ts + 5, b"newest"), entry(ts + 2, b"stale")]) == [
+        True,
+        False,
+    ]
 
     # Then the newest value is stored, expiring at its own write time + TTL
     assert raw.hgetall(KEY) == {b"ts": str(ts + 5).encode(), b"p": b"newest"}
@@ -97,7 +105,7 @@ def test_late_replay_of_an_expired_write_is_not_resurrected(
     ts = now_us() - 2 * HOUR_US
 
     # When it is put
-    cache.put("here_now", [entry(ts, b"expired")])
+    put(cache, "here_now", [entry(ts, b"expired")])
 
     # Then nothing was written
     assert raw.exists(KEY) == 0
@@ -107,10 +115,10 @@ def test_late_replay_of_an_expired_write_is_not_resurrected(
 def test_expired_replay_leaves_a_stored_value_alone(cache: RedisCache, raw: redis.Redis) -> None:
     # Given a stored value with a long TTL
     ts = now_us() - 10_000_000
-    cache.put("here_now", [entry(ts, b"kept", ttl_us=5 * HOUR_US)])
+    put(cache, "here_now", [entry(ts, b"kept", ttl_us=5 * HOUR_US)])
 
     # When a newer write with a short, already expired TTL is replayed late
-    cache.put("here_now", [entry(ts + 1, b"gone", ttl_us=1_000_000)])
+    put(cache, "here_now", [entry(ts + 1, b"gone", ttl_us=1_000_000)])
 
     # Then the stored value is untouched (like MemoryVolatile), not deleted by a past expiry
     assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"kept"}
@@ -118,7 +126,7 @@ def test_expired_replay_leaves_a_stored_value_alone(cache: RedisCache, raw: redi
 
 def test_value_disappears_at_its_expiry(cache: RedisCache) -> None:
     # Given a value that expires 300 ms after it was written
-    cache.put("here_now", [entry(now_us(), b"brief", ttl_us=300_000)])
+    put(cache, "here_now", [entry(now_us(), b"brief", ttl_us=300_000)])
     assert cache.get("here_now", "7:1") == b"brief"
 
     # When its expiry passes
@@ -134,7 +142,7 @@ def test_large_batch(cache: RedisCache, raw: redis.Redis) -> None:
     entries = [entry(ts, str(i).encode(), key=str(i)) for i in range(1200)]
 
     # When they are put
-    cache.put("counts", entries)
+    put(cache, "counts", entries)
 
     # Then every one is stored under its own hash-tagged key, with its expiry
     assert raw.dbsize() == 1200
@@ -147,7 +155,7 @@ def test_binary_payload_round_trips(cache: RedisCache) -> None:
     payload = bytes(range(256))
 
     # When it is put and read
-    cache.put("here_now", [entry(now_us(), payload)])
+    put(cache, "here_now", [entry(now_us(), payload)])
 
     # Then it comes back unchanged
     assert cache.get("here_now", "7:1") == payload
@@ -157,7 +165,7 @@ def test_only_intent_names_become_key_names(cache: RedisCache) -> None:
     # Given names that would break the key layout, then they are refused before any write
     for bad in ("Here", "a}b", "x:y", ""):
         with pytest.raises(ValueError, match="not an intent name"):
-            cache.put(bad, [entry(now_us(), b"v")])
+            put(cache, bad, [entry(now_us(), b"v")])
 
 
 def test_unreachable_server_raises_backend_unavailable(tmp_path: Path) -> None:
@@ -169,8 +177,8 @@ def test_unreachable_server_raises_backend_unavailable(tmp_path: Path) -> None:
     calls: list[Callable[[], object]] = [
         backend.ping,
         lambda: backend.get("here_now", "7:1"),
-        lambda: backend.put("here_now", [entry(now_us(), b"v")]),
-        lambda: backend.put("here_now", [entry(now_us(), b"v", key=str(i)) for i in range(3)]),
+        lambda: put(backend, "here_now", [entry(now_us(), b"v")]),
+        lambda: put(backend, "here_now", [entry(now_us(), b"v", key=str(i)) for i in range(3)]),
     ]
     started = time.monotonic()
     for call in calls:

@@ -10,9 +10,10 @@ from typing import cast
 import pytest
 import redis
 
-from persistio.backends.base import Delivery, QueueItem, StreamSpec
-from persistio.backends.redis_streams import GROUP, RedisStreams, from_url
-from persistio.config import Options
+from persistio.backends.base import Append, Delivery, Options, StreamSpec
+from persistio.backends.redis_store import RedisStore as RedisStreams
+from persistio.backends.redis_store import from_url
+from persistio.backends.redis_streams import GROUP
 from persistio.errors import BackendUnavailable, ConfigError
 
 VISIBILITY = 0.2
@@ -36,8 +37,13 @@ def spec(name: str = "notify_friends", max_age_seconds: float | None = None) -> 
     return StreamSpec(name, 3, VISIBILITY, max_age_seconds)
 
 
-def items(*dedups: str) -> list[QueueItem]:
-    return [QueueItem(d, f"payload-{d}".encode()) for d in dedups]
+def items(*dedups: str) -> list[tuple[str, bytes]]:
+    return [(d, f"payload-{d}".encode()) for d in dedups]
+
+
+def enqueue(backend: RedisStreams, stream: StreamSpec, entries: list[tuple[str, bytes]]) -> int:
+    """Append entries a consumer sees (deduplicated); how many were new."""
+    return sum(backend.write([Append(stream, d, p) for d, p in entries]))
 
 
 def fields_of(raw: redis.Redis, key: str) -> list[dict[bytes, bytes]]:
@@ -67,10 +73,10 @@ def test_setup_creates_stream_and_group_idempotently(
 
 def test_enqueue_deduplicates_by_dedup_key(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given an item already enqueued
-    assert streams.enqueue(spec(), items("w1")) == 1
+    assert enqueue(streams, spec(), items("w1")) == 1
 
     # When the same dedup key is enqueued again, also twice within one batch
-    added = streams.enqueue(spec(), [*items("w1"), *items("w2"), *items("w2")])
+    added = enqueue(streams, spec(), [*items("w1"), *items("w2"), *items("w2")])
 
     # Then only the new one was added, with its fields, and each marker expires with the window
     assert added == 1
@@ -78,15 +84,29 @@ def test_enqueue_deduplicates_by_dedup_key(streams: RedisStreams, raw: redis.Red
     fields = fields_of(raw, "pio:{notify_friends}")
     assert [(f[b"d"], f[b"p"]) for f in fields] == [(b"w1", b"payload-w1"), (b"w2", b"payload-w2")]
     assert abs(float(fields[0][b"t"]) - time.time()) < 5
-    assert 86_000_000 < raw.pttl("pio:{notify_friends}:seen:w1") <= 86_400_000
+    assert 3_500_000 < raw.pttl("pio:{notify_friends}:seen:w1") <= 3_600_000
+
+
+def test_task_queue_entries_are_not_deduplicated_and_leave_no_marker(
+    streams: RedisStreams, raw: redis.Redis
+) -> None:
+    # Given a task queue entry (its effect is a last-write-wins write: a duplicate is harmless)
+    task = Append(spec("tasks.normal"), "w1:feed", b"task", dedupe=False)
+
+    # When it is appended twice
+    assert streams.write([task, task]) == [True, True]
+
+    # Then both entries are there and Redis holds nothing else for them
+    assert raw.xlen("pio:{tasks.normal}") == 2
+    assert raw.keys("pio:{tasks.normal}:seen:*") == []
 
 
 def test_enqueue_batches_large_inputs(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given 1200 items, 200 of them already enqueued
-    streams.enqueue(spec(), items(*(f"w{i}" for i in range(200))))
+    enqueue(streams, spec(), items(*(f"w{i}" for i in range(200))))
 
-    # When all 1200 are enqueued (three script calls in one pipeline)
-    added = streams.enqueue(spec(), items(*(f"w{i}" for i in range(1200))))
+    # When all 1200 are enqueued (two script calls in one pipeline)
+    added = enqueue(streams, spec(), items(*(f"w{i}" for i in range(1200))))
 
     # Then only the 1000 new ones were added
     assert added == 1000
@@ -98,7 +118,7 @@ def test_enqueue_and_claim_work_without_setup(streams: RedisStreams, raw: redis.
     raw.xadd("pio:{tasks.low}", {"d": "early", "p": "x", "t": "1.0"})
 
     # When items are enqueued and claimed
-    streams.enqueue(spec(), items("w1"))
+    enqueue(streams, spec(), items("w1"))
     fresh = streams.claim(spec(), "c1", 10)
     early = streams.claim(spec("tasks.low"), "c1", 10)
 
@@ -110,7 +130,7 @@ def test_enqueue_and_claim_work_without_setup(streams: RedisStreams, raw: redis.
 
 def test_claim_hands_out_each_new_entry_once(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given three enqueued items
-    streams.enqueue(spec(), items("a", "b", "c"))
+    enqueue(streams, spec(), items("a", "b", "c"))
 
     # When two consumers claim, the first at most two items
     first = streams.claim(spec(), "c1", 2)
@@ -130,7 +150,7 @@ def test_claim_hands_out_each_new_entry_once(streams: RedisStreams, raw: redis.R
 
 def test_ack_expunges(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given two claimed items
-    streams.enqueue(spec(), items("a", "b"))
+    enqueue(streams, spec(), items("a", "b"))
     claimed = streams.claim(spec(), "c1", 10)
 
     # When both are acknowledged
@@ -147,7 +167,7 @@ def test_unacked_entry_is_redelivered_after_visibility(
     streams: RedisStreams, raw: redis.Redis
 ) -> None:
     # Given an item claimed by a consumer that never acknowledges it
-    streams.enqueue(spec(), items("a"))
+    enqueue(streams, spec(), items("a"))
     [first] = streams.claim(spec(), "dead-consumer", 10)
 
     # When another consumer claims before and after the visibility timeout
@@ -164,7 +184,7 @@ def test_unacked_entry_is_redelivered_after_visibility(
 
 def test_release_makes_entry_claimable_after_delay(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given a claimed item whose handler failed
-    streams.enqueue(spec(), items("a"))
+    enqueue(streams, spec(), items("a"))
     [delivery] = streams.claim(spec(), "c1", 10)
 
     # When it is released with a 0.1 s delay (visibility is 0.2 s)
@@ -181,7 +201,7 @@ def test_release_makes_entry_claimable_after_delay(streams: RedisStreams, raw: r
 
 def test_release_delay_longer_than_visibility_is_cut_to_it(streams: RedisStreams) -> None:
     # Given a claimed item
-    streams.enqueue(spec(), items("a"))
+    enqueue(streams, spec(), items("a"))
     [delivery] = streams.claim(spec(), "c1", 10)
 
     # When it is released with a delay far beyond the visibility timeout
@@ -194,8 +214,8 @@ def test_release_delay_longer_than_visibility_is_cut_to_it(streams: RedisStreams
 
 def test_release_of_a_finished_entry_is_a_no_op(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given one delivery acknowledged elsewhere, and one whose stream was deleted
-    streams.enqueue(spec(), items("a"))
-    streams.enqueue(spec("other"), items("b"))
+    enqueue(streams, spec(), items("a"))
+    enqueue(streams, spec("other"), items("b"))
     [acked] = streams.claim(spec(), "c1", 10)
     [orphan] = streams.claim(spec("other"), "c1", 10)
     streams.ack(spec(), [acked.id])
@@ -213,7 +233,7 @@ def test_release_of_a_finished_entry_is_a_no_op(streams: RedisStreams, raw: redi
 
 def test_dead_letter_moves_the_entry(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given an item delivered for the last time
-    streams.enqueue(spec(), items("a", "b"))
+    enqueue(streams, spec(), items("a", "b"))
     delivery = streams.claim(spec(), "c1", 1)[0]
 
     # When it is dead-lettered
@@ -234,13 +254,13 @@ def test_dead_letter_moves_the_entry(streams: RedisStreams, raw: redis.Redis) ->
 def test_entries_past_max_age_are_dead_lettered(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given a stream with a 0.2 s max age: one entry in flight and one never claimed
     aged = spec(max_age_seconds=0.2)
-    streams.enqueue(aged, items("in_flight"))
+    enqueue(streams, aged, items("in_flight"))
     [in_flight] = streams.claim(aged, "c1", 10)
-    streams.enqueue(aged, items("waiting"))
+    enqueue(streams, aged, items("waiting"))
 
     # When a claim runs after both grew too old, and a fresh item is there
     time.sleep(0.25)
-    streams.enqueue(aged, items("fresh"))
+    enqueue(streams, aged, items("fresh"))
     claimed = streams.claim(aged, "c1", 10)
 
     # Then only the fresh item is handed out; both old ones moved to the dead-letter stream
@@ -257,7 +277,7 @@ def test_entries_past_max_age_are_dead_lettered(streams: RedisStreams, raw: redi
 
 def test_entry_deleted_while_pending_is_cleaned(streams: RedisStreams, raw: redis.Redis) -> None:
     # Given a claimed item that someone deleted with redis-cli before it was acknowledged
-    streams.enqueue(spec(), items("a"))
+    enqueue(streams, spec(), items("a"))
     [delivery] = streams.claim(spec(), "c1", 10)
     raw.xdel("pio:{notify_friends}", delivery.id)
 
@@ -275,7 +295,7 @@ def test_stats(streams: RedisStreams) -> None:
     assert tuple(streams.stats(spec())) == (0, None, 0)
 
     # When three items are enqueued, one claimed (in flight), one acknowledged
-    streams.enqueue(spec(), items("a", "b", "c"))
+    enqueue(streams, spec(), items("a", "b", "c"))
     time.sleep(0.05)
     first, _ = streams.claim(spec(), "c1", 2)
     streams.ack(spec(), [first.id])
@@ -293,7 +313,7 @@ def test_delivery_round_trips_binary_payloads(streams: RedisStreams) -> None:
     payload = bytes(range(256))
 
     # When it is enqueued and claimed
-    streams.enqueue(spec(), [QueueItem("0190d1c4-7c8e-7b6a-9f00-000000000001", payload)])
+    enqueue(streams, spec(), [("0190d1c4-7c8e-7b6a-9f00-000000000001", payload)])
     [delivery] = streams.claim(spec(), "c1", 1)
 
     # Then it comes back unchanged
@@ -307,7 +327,7 @@ def test_only_stream_names_become_key_names(streams: RedisStreams) -> None:
     for bad in ("Bad", "a}b", "x:y", "tasks.", "", "a b"):
         # Then they are refused before anything reaches Redis
         with pytest.raises(ValueError, match="not a stream name"):
-            streams.enqueue(spec(bad), items("a"))
+            enqueue(streams, spec(bad), items("a"))
 
 
 def test_unreachable_server_raises_backend_unavailable(tmp_path: Path) -> None:
@@ -319,7 +339,7 @@ def test_unreachable_server_raises_backend_unavailable(tmp_path: Path) -> None:
     calls: list[Callable[[], object]] = [
         backend.ping,
         lambda: backend.setup([spec()]),
-        lambda: backend.enqueue(spec(), items("a")),
+        lambda: enqueue(backend, spec(), items("a")),
         lambda: backend.claim(spec(), "c1", 1),
         lambda: backend.ack(spec(), ["1-0"]),
         lambda: backend.stats(spec()),

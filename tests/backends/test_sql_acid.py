@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
+import psycopg
 import pytest
 
 import persistio as pio
-from persistio.backends.base import AcidRow, TableSpec
+from persistio.backends.base import TableSpec, Upsert
 from persistio.backends.sql import SQLAcid
 from persistio.codec import Column
 from tests.models import Profile
 
 V1 = TableSpec("evolving", (Column("id", "int", False), Column("name", "str", False)), ("id",))
 V2 = TableSpec("evolving", (*V1.columns, Column("score", "float", True)), ("id",))
+
+
+class Row(NamedTuple):
+    values: dict[str, Any]
+    ts: int
+
+
+def upsert(acid: SQLAcid, spec: TableSpec, rows: list[Row]) -> list[bool]:
+    return acid.write([Upsert(spec, r.values, r.ts) for r in rows])
 
 
 @pytest.fixture
@@ -66,26 +77,30 @@ def test_columns_are_typed_after_the_fields(
 def test_an_older_write_never_wins(acid: SQLAcid, raw_pg: Any) -> None:
     # Given a row written at ts=200
     acid.setup([V1])
-    acid.upsert(V1, [AcidRow({"id": 1, "name": "new"}, 200)])
+    upsert(acid, V1, [Row({"id": 1, "name": "new"}, 200)])
 
     # When an older write (a replay) and an equal one arrive
-    acid.upsert(V1, [AcidRow({"id": 1, "name": "old"}, 100)])
-    acid.upsert(V1, [AcidRow({"id": 1, "name": "same-ts"}, 200)])
+    older = upsert(acid, V1, [Row({"id": 1, "name": "old"}, 100)])
+    same = upsert(acid, V1, [Row({"id": 1, "name": "same-ts"}, 200)])
 
-    # Then the stored row is still the newest
+    # Then the older one is answered as superseded (a replay of the same write holds the same
+    # timestamp: it is the stored write), and the stored row is still the newest
+    assert older == [False]
+    assert same == [True]
     assert raw_pg.execute("SELECT name, _pio_ts FROM evolving WHERE id = 1").fetchall() == [
         ("new", 200)
     ]
 
     # And a batch with two writes of one key keeps the newer, whatever its position
-    acid.upsert(V1, [AcidRow({"id": 2, "name": "b"}, 5), AcidRow({"id": 2, "name": "a"}, 3)])
+    took = upsert(acid, V1, [Row({"id": 2, "name": "b"}, 5), Row({"id": 2, "name": "a"}, 3)])
+    assert took == [True, False]
     assert raw_pg.execute("SELECT name FROM evolving WHERE id = 2").fetchone() == ("b",)
 
 
 def test_setup_adds_new_columns_and_never_drops(acid: SQLAcid, raw_pg: Any) -> None:
     # Given a table with a row, made from the first version of a model
     acid.setup([V1])
-    acid.upsert(V1, [AcidRow({"id": 3, "name": "kept"}, 1)])
+    upsert(acid, V1, [Row({"id": 3, "name": "kept"}, 1)])
 
     # When the model gains a field and setup runs again (twice: it is idempotent)
     acid.setup([V2])
@@ -163,3 +178,52 @@ def test_a_storm_of_misses_runs_one_rebuild(pg_database_url: str, tmp_path: Path
         # Then all got the profile, and the rebuild ran far fewer times than the misses
         assert results == [profile] * 16
         assert 1 <= store._reader.rebuilds.runs <= 2  # a late thread may hit the stored copy
+
+
+OTHER = TableSpec("evolving_other", (Column("id", "int", False),), ("id",))
+
+
+def test_a_batch_over_several_tables_commits_as_one(acid: SQLAcid, raw_pg: Any) -> None:
+    # Given two tables, and a batch whose second table's row is refused (NULL in a NOT NULL)
+    acid.setup([V1, OTHER])
+    good = Upsert(V1, {"id": 10, "name": "ok"}, 1)
+    bad = Upsert(OTHER, {"id": None}, 1)
+
+    # When the batch is written
+    with pytest.raises(pio.ValidationError):
+        acid.write([good, bad])
+
+    # Then neither row exists: one transaction; and a good batch lands in both tables
+    assert raw_pg.execute("SELECT count(*) FROM evolving WHERE id = 10").fetchone() == (0,)
+    assert acid.write([good, Upsert(OTHER, {"id": 10}, 1)]) == [True, True]
+    assert raw_pg.execute("SELECT count(*) FROM evolving_other").fetchone() == (1,)
+
+
+def test_a_write_past_its_deadline_is_not_sent(acid: SQLAcid, raw_pg: Any) -> None:
+    # Given a write whose deadline has already passed
+    acid.setup([V1])
+
+    # When it is written, then it is refused, nothing is committed, and the next write works
+    with pytest.raises(pio.BackendUnavailable, match="deadline"):
+        acid.write([Upsert(V1, {"id": 11, "name": "late"}, 1)], time.monotonic() - 0.01)
+    assert raw_pg.execute("SELECT count(*) FROM evolving WHERE id = 11").fetchone() == (0,)
+    assert acid.write([Upsert(V1, {"id": 11, "name": "on time"}, 2)]) == [True]
+
+
+def test_the_server_refuses_a_write_it_runs_after_the_deadline(acid: SQLAcid, raw_pg: Any) -> None:
+    # Given the guarded upsert, as a paused server would run it after the pause: its deadline
+    # (on the server's clock) already past
+    from persistio.backends.pg_writes import Statements, parameters
+
+    acid.setup([V1])
+    rows = [Upsert(V1, {"id": 12, "name": "late"}, 1)]
+    sql = Statements().upsert(V1, guarded=True)
+
+    # When the server runs it, then it fails (the transaction aborts) and nothing is written
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        raw_pg.execute(sql, parameters(V1, rows, time.time() - 1))
+    raw_pg.rollback()
+    assert raw_pg.execute("SELECT count(*) FROM evolving WHERE id = 12").fetchone() == (0,)
+    # And within its deadline the same statement writes
+    raw_pg.execute(sql, parameters(V1, rows, time.time() + 5))
+    assert raw_pg.execute("SELECT name FROM evolving WHERE id = 12").fetchone() == ("late",)

@@ -39,14 +39,13 @@ def test_consumer_ack_expunges_and_poison_is_dead_lettered(store: pio.Persistio)
 
 def test_redelivered_saves_are_not_enqueued_twice(store: pio.Persistio) -> None:
     # Given a planned save whose transitory write is applied twice (a replay)
-    from persistio.writes import apply
+    from persistio.testing import planned_writes, replay
 
     got: list[Job] = []
     store.consumer("jobs")(got.append)
-    plan = store._plan(Job(42), "save")
-    for work in plan.work:
-        apply(store._router.backends, work.bound, [work])
-        apply(store._router.backends, work.bound, [work])
+    for work in planned_writes(store, Job(42)):
+        replay(store, [work])
+        replay(store, [work])
 
     # When it is drained
     store.drain(timeout=30)

@@ -17,14 +17,14 @@ def test_low_backlog_never_delays_high_work(tmp_path: Path) -> None:
         assert store.status()["queues"]["low"]["pending"] == 100_000
 
         # And one LOW batch already taken by a worker poll
-        assert store._worker.step()
+        assert store.step()
 
         # When a HIGH task arrives
         store.save(HighWork(1, "now"))
         assert store.get(HighWork, "urgent", id=1) is None
 
         # Then the very next poll runs it, ahead of the 99,744 LOW tasks still queued
-        assert store._worker.step()
+        assert store.step()
         assert store.get(HighWork, "urgent", id=1) == HighWork(1, "now")
         queues = store.status()["queues"]
         assert queues["high"]["pending"] == 0

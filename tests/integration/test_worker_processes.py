@@ -87,11 +87,12 @@ def test_three_workers_apply_every_effect_once(
     seen = Counter(int(n) for n in effects.lrange(key, 0, -1))
     assert len(seen) == TASKS
     assert max(seen.values()) == 1
-    with store._router.backends.acid.engine.connect() as conn:  # type: ignore[attr-defined]
-        import sqlalchemy as sa
+    import psycopg
 
-        rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT n) FROM fanout_rows")).one()
-    assert tuple(rows) == (TASKS, TASKS)
+    conninfo = pg_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT count(*), count(DISTINCT n) FROM fanout_rows").fetchone()
+    assert rows == (TASKS, TASKS)
     raw_cassandra.set_keyspace(cassandra_keyspace)
     docs = raw_cassandra.execute("SELECT count(*) FROM fanout_docs").one()[0]
     assert docs == TASKS

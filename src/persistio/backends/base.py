@@ -12,11 +12,23 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, NamedTuple, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import quote
 from uuid import UUID
 
 from ..codec import Column
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a backend is built with besides its URL (from the store's settings)."""
+
+    data_dir: Path
+    pool_size: int = 5
+    connect_timeout: float = 5.0
+    request_timeout: float = 10.0  # a call with no deadline of its own never waits longer
+    dedup_window_seconds: float = 3_600.0
 
 
 @dataclass(frozen=True)
@@ -42,11 +54,6 @@ class StreamSpec:
     retry_backoff_seconds: float = 0.2  # first retry delay; doubles per delivery
 
 
-class QueueItem(NamedTuple):
-    dedup: str  # enqueue is deduplicated by this (the write id, per stream)
-    payload: bytes
-
-
 class Delivery(NamedTuple):
     id: str
     dedup: str
@@ -61,66 +68,120 @@ class StreamStats(NamedTuple):
     dead_letters: int
 
 
-class VolatileEntry(NamedTuple):
+class Append(NamedTuple):
+    """Add one entry to a stream (an intent's, or a task queue)."""
+
+    stream: StreamSpec
+    item_id: str  # write id and intent: names the entry in deliveries and dead letters
+    payload: bytes
+    # only entries a consumer sees are deduplicated (by item_id, within the dedup window); a
+    # deferred task's effect is a last-write-wins write, so a duplicate costs work, not data
+    dedupe: bool = True
+
+
+class Put(NamedTuple):
+    """Write one volatile value unless a newer one is stored or it has already expired."""
+
+    intent: str
     key: str
     ts: int
     expires_at_us: int  # absolute: write timestamp + ttl, also for a late replay
     payload: bytes
 
 
-class AcidRow(NamedTuple):
+class Upsert(NamedTuple):
+    """Write one acid row unless the stored row holds a newer write timestamp."""
+
+    table: TableSpec
     values: dict[str, Any]
     ts: int
 
 
-class AmorphousRow(NamedTuple):
+class Document(NamedTuple):
+    """Write one amorphous row at its write timestamp (the newest write wins)."""
+
+    table: TableSpec
     key: tuple[Any, ...]  # partition values, then order values
     payload: bytes
     ts: int
 
 
-class TransitoryBackend(Protocol):
+Op = Append | Put | Upsert | Document
+"""One write of a batch. ``Backend.write`` answers each with True (it took effect) or False
+(an Append already enqueued, a Put or Upsert that lost to a newer stored value, a value that
+had expired before it arrived)."""
+
+
+class Pending(Protocol):
+    """The result of ``write_async``: wait for it once."""
+
+    def result(self, timeout: float) -> list[bool]: ...
+
+
+class Backend(Protocol):
+    """What every backend is, whatever its tier: its capabilities and its one write method.
+
+    Capabilities are class attributes, so the store never looks at a URL to decide how to call a
+    backend:
+
+    - ``tiers``: the tiers it can serve; one instance may serve several (one Redis server holds
+      both the streams and the volatile values, and then a save writes to it once).
+    - ``bounded``: every call returns by the deadline it is given (socket or request timeouts,
+      local files): the calling thread may run it; otherwise it runs on a thread of its own.
+    - ``concurrent``: ``write_async`` sends the writes as the driver's own asynchronous requests,
+      so they run while the caller writes to the other stores.
+    """
+
+    tiers: ClassVar[frozenset[str]]
+    bounded: ClassVar[bool]
+    concurrent: ClassVar[bool]
+
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class ConcurrentBackend(Backend, Protocol):
+    """A backend whose ``concurrent`` is True."""
+
+    def write_async(self, ops: Sequence[Op], deadline: float | None = None) -> Pending: ...
+
+
+class TransitoryBackend(Backend, Protocol):
     def setup(self, streams: Sequence[StreamSpec]) -> None: ...
-    def enqueue(self, stream: StreamSpec, items: Sequence[QueueItem]) -> int: ...
     def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]: ...
     def ack(self, stream: StreamSpec, ids: Sequence[str]) -> None: ...
     def release(self, stream: StreamSpec, delivery: Delivery, delay_seconds: float) -> None: ...
     def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None: ...
     def stats(self, stream: StreamSpec) -> StreamStats: ...
-    def ping(self) -> None: ...
-    def close(self) -> None: ...
 
 
-class VolatileBackend(Protocol):
-    def put(self, intent: str, entries: Sequence[VolatileEntry]) -> None: ...
+class VolatileBackend(Backend, Protocol):
     def get(self, intent: str, key: str) -> bytes | None: ...
-    def ping(self) -> None: ...
-    def close(self) -> None: ...
 
 
 class AcidTransaction(Protocol):
-    def upsert(self, table: TableSpec, rows: Sequence[AcidRow]) -> None: ...
+    def upsert(self, ops: Sequence[Upsert]) -> None: ...
     def add_outbox(self, items: Sequence[tuple[str, bytes]]) -> None: ...
 
 
-class AcidBackend(Protocol):
+class AcidBackend(Backend, Protocol):
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
-    def upsert(self, table: TableSpec, rows: Sequence[AcidRow]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> dict[str, Any] | None: ...
     def transaction(self) -> AbstractContextManager[AcidTransaction]: ...
     def take_outbox(self, limit: int, older_than_seconds: float) -> list[tuple[str, bytes]]: ...
     def finish_outbox(self, keys: Sequence[str]) -> None: ...
-    def ping(self) -> None: ...
-    def close(self) -> None: ...
 
 
-class AmorphousBackend(Protocol):
+class AmorphousBackend(Backend, Protocol):
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
-    def write(self, table: TableSpec, rows: Sequence[AmorphousRow]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None: ...
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
-    def ping(self) -> None: ...
-    def close(self) -> None: ...
+
+
+def refuse(backend: object, op: Op) -> TypeError:
+    """The error for an op a backend does not take: the router sends each op to its tier."""
+    return TypeError(f"{type(backend).__name__} does not take {type(op).__name__} writes")
 
 
 def key_text(values: Sequence[Any]) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import cassandra
@@ -33,13 +33,12 @@ import cassandra.protocol
 from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-from cassandra.concurrent import execute_concurrent
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-from ..config import Options, masked
 from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
-from .base import AmorphousRow, TableSpec
+from ..urls import masked
+from .base import Document, Op, Options, TableSpec, refuse
 
 TIER = "amorphous"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")  # keyspace and table names (intent names)
@@ -178,7 +177,9 @@ def _short(exc: BaseException) -> str:
 class CassandraDocuments:
     """Amorphous backend on Cassandra: query-shaped tables, newest write wins, TTL = retain.
 
-    Thread-safe. Nothing connects until first use, so building a store does no I/O.
+    Thread-safe. Nothing connects until first use, so building a store does no I/O. Writes are
+    the driver's asynchronous requests (``write_async``), so a save's Cassandra rows are in flight
+    while it writes to the other stores.
 
     Args:
         url: ``cassandra://[user:password@]host1[:port][,host2[:port]]/keyspace`` with optional
@@ -189,6 +190,10 @@ class CassandraDocuments:
         options: Connect and request timeouts.
         setting: Names the setting in a ``ConfigError`` for a malformed URL.
     """
+
+    tiers: ClassVar[frozenset[str]] = frozenset({"amorphous"})
+    bounded: ClassVar[bool] = True  # every request has a timeout
+    concurrent: ClassVar[bool] = True
 
     def __init__(self, url: str, options: Options, setting: str) -> None:
         self.endpoint, self._password = parse_url(url, setting)
@@ -357,27 +362,42 @@ class CassandraDocuments:
                 "change in Cassandra: drop the table or rename the intent"
             )
 
-    def write(self, table: TableSpec, rows: Sequence[AmorphousRow]) -> None:
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Insert each row at its write timestamp, with TTL = what is left of ``retain``."""
-        if not rows:
-            return
-        _check_ttl(table)
-        with self._mapped(f"write to {table.name}"):
-            stmt = self._statement("insert", table)
+        pending = self.write_async(ops, deadline)
+        return pending.result(self._remaining(deadline))
+
+    def write_async(self, ops: Sequence[Op], deadline: float | None = None) -> Requests:
+        """Send the inserts as asynchronous requests (at most IN_FLIGHT at a time)."""
+        where = "write to " + ", ".join(sorted({op.table.name for op in ops}))  # type: ignore[union-attr]
+        with self._mapped(where):
+            session = self._connect()
             now = time.time()
             bound = []
-            for row in rows:
+            for op in ops:
+                if type(op) is not Document:
+                    raise refuse(self, op)
+                spec = op.table
+                _check_ttl(spec)
                 ttl = 0  # 0 = no TTL
-                if table.ttl_seconds is not None:
-                    remaining = table.ttl_seconds - (now - row.ts / 1e6)
+                if spec.ttl_seconds is not None:
+                    remaining = spec.ttl_seconds - (now - op.ts / 1e6)
                     if remaining <= 0:
                         continue  # a late replay already past its expiry: never resurrect it
                     # rounded up: at most a second late, never expiring before its time
                     ttl = math.ceil(remaining)
-                bound.append(self._bind(stmt, table, row.key, row.payload, row.ts, ttl))
-            # a bounded window of async requests; the first failure is raised
-            batch = [(b, None) for b in bound]
-            execute_concurrent(self._connect(), batch, concurrency=IN_FLIGHT)
+                stmt = self._statement("insert", spec)
+                bound.append(self._bind(stmt, spec, op.key, op.payload, op.ts, ttl))
+            timeout = self._remaining(deadline)
+            return Requests(self, session, bound, len(ops), timeout, where)
+
+    def _remaining(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self._options.request_timeout
+        return max(0.001, min(self._options.request_timeout, deadline - time.monotonic()))
+
+    def mapped(self, where: str) -> Any:
+        return self._mapped(where)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
         """The stored payload for the full key (partition + order values), or None."""
@@ -439,6 +459,75 @@ def _cql_type(kind: str) -> str:
 def _key_columns(spec: TableSpec) -> list[Any]:
     by_name = {c.name: c for c in spec.columns}
     return [by_name[n] for n in (*spec.key, *spec.order)]
+
+
+class Requests:
+    """Inserts in flight; ``result`` waits for all of them (the first failure is raised)."""
+
+    def __init__(
+        self,
+        backend: CassandraDocuments,
+        session: Any,
+        statements: list[Any],
+        ops: int,
+        timeout: float,
+        where: str,
+    ) -> None:
+        self._backend = backend
+        self._session = session
+        self._statements = statements
+        self._ops = ops
+        self._timeout = timeout
+        self._where = where
+        self._lock = threading.Lock()
+        self._next = 0
+        self._done = 0
+        self._error: BaseException | None = None
+        self._finished = threading.Event()
+        if not statements:
+            self._finished.set()
+        for _ in range(min(IN_FLIGHT, len(statements))):
+            self._send()
+
+    def _send(self) -> None:
+        with self._lock:
+            if self._next >= len(self._statements) or self._error is not None:
+                return
+            stmt = self._statements[self._next]
+            self._next += 1
+        try:
+            future = self._session.execute_async(stmt, timeout=self._timeout)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        future.add_callbacks(self._succeeded, self._failed)
+
+    def _succeeded(self, _rows: Any) -> None:
+        with self._lock:
+            self._done += 1
+            finished = self._done == len(self._statements)
+        if finished:
+            self._finished.set()
+        else:
+            self._send()
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        self._finished.set()
+
+    def result(self, timeout: float) -> list[bool]:
+        if not self._finished.wait(timeout):
+            raise BackendUnavailable(
+                f"{TIER} backend {self._backend._where} {self._where}: no answer within "
+                f"{timeout:.2f}s",
+                tier=TIER,
+            )
+        if self._error is not None:
+            with self._backend.mapped(self._where):
+                raise self._error
+        return [True] * self._ops
 
 
 def from_url(url: str, options: Options, setting: str) -> CassandraDocuments:

@@ -13,18 +13,17 @@ during the switch-over may be delivered twice. Consumers are at-least-once anywa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable
 from .base import (
     Delivery,
-    QueueItem,
+    Op,
     StreamSpec,
     StreamStats,
     TransitoryBackend,
     VolatileBackend,
-    VolatileEntry,
 )
 
 T = TypeVar("T")
@@ -77,6 +76,10 @@ def _split(delivery_id: str) -> tuple[int, str]:
 class FailoverTransitory:
     """A transitory backend over a primary and fallbacks."""
 
+    tiers: ClassVar[frozenset[str]] = frozenset({"transitory"})
+    bounded: ClassVar[bool] = True
+    concurrent: ClassVar[bool] = False
+
     def __init__(
         self,
         members: Sequence[TransitoryBackend],
@@ -87,8 +90,8 @@ class FailoverTransitory:
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         self._m.each(lambda _i, m: m.setup(streams))
 
-    def enqueue(self, stream: StreamSpec, items: Sequence[QueueItem]) -> int:
-        return self._m.first(lambda m: m.enqueue(stream, items))
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
+        return self._m.first(lambda m: m.write(ops, deadline))
 
     def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]:
         claimed: list[Delivery] = []
@@ -141,6 +144,10 @@ class FailoverTransitory:
 class FailoverVolatile:
     """A volatile backend over a primary and fallbacks; reads return the first member's hit."""
 
+    tiers: ClassVar[frozenset[str]] = frozenset({"volatile"})
+    bounded: ClassVar[bool] = True
+    concurrent: ClassVar[bool] = False
+
     def __init__(
         self,
         members: Sequence[VolatileBackend],
@@ -148,8 +155,8 @@ class FailoverVolatile:
     ) -> None:
         self._m: _Members[VolatileBackend] = _Members("volatile", members, breaker)
 
-    def put(self, intent: str, entries: Sequence[VolatileEntry]) -> None:
-        self._m.first(lambda m: m.put(intent, entries))
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
+        return self._m.first(lambda m: m.write(ops, deadline))
 
     def get(self, intent: str, key: str) -> bytes | None:
         hits = self._m.each(lambda _i, m: m.get(intent, key))

@@ -5,34 +5,45 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
-from .base import VolatileEntry
+from .base import Op, Put, refuse
 
 
 class MemoryVolatile:
     """Values live in this process only; they can be lost and rebuilt, as volatile data may."""
 
+    tiers: ClassVar[frozenset[str]] = frozenset({"volatile"})
+    bounded: ClassVar[bool] = True
+    concurrent: ClassVar[bool] = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._data: dict[tuple[str, str], VolatileEntry] = {}
+        self._data: dict[tuple[str, str], Put] = {}
         self._writes = 0
 
-    def put(self, intent: str, entries: Sequence[VolatileEntry]) -> None:
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         now_us = time.time_ns() // 1000
+        written: list[bool] = []
         with self._lock:
-            for entry in entries:
-                slot = (intent, entry.key)
+            for op in ops:
+                if type(op) is not Put:
+                    raise refuse(self, op)
+                slot = (op.intent, op.key)
                 current = self._data.get(slot)
-                if current is not None and current.ts >= entry.ts:
-                    continue  # an older or replayed write never wins
-                if entry.expires_at_us <= now_us:
+                if current is not None and current.ts >= op.ts:
+                    written.append(False)  # an older or replayed write never wins
+                elif op.expires_at_us <= now_us:
                     # Written late (a replay): already expired, and an expired value never
                     # resurrects; a newer stored one expires later, so nothing is lost.
-                    continue
-                self._data[slot] = entry
-            self._writes += len(entries)
+                    written.append(False)
+                else:
+                    self._data[slot] = op
+                    written.append(True)
+            self._writes += len(ops)
             if self._writes > 10_000:
                 self._sweep(now_us)
+        return written
 
     def get(self, intent: str, key: str) -> bytes | None:
         now_us = time.time_ns() // 1000

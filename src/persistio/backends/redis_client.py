@@ -27,8 +27,9 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from ..config import Options, masked
 from ..errors import BackendUnavailable, ConfigError
+from ..urls import masked
+from .base import Options
 
 # Intent names are validated when declared; re-checked here because they become key names.
 INTENT_NAME = re.compile(r"[a-z][a-z0-9_]*")

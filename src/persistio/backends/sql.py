@@ -2,7 +2,9 @@
 
 A table per intent, named after it, one typed column per field, the intent's key as primary key,
 and a hidden ``_pio_ts`` column. Every write is an upsert that only replaces a row holding an older
-write timestamp, so replays and redeliveries can never let an older write win.
+write timestamp, so replays and redeliveries can never let an older write win. A batch of writes
+(one save's rows, or a group of saves') commits as one transaction. On PostgreSQL the write path
+is ``pg_writes`` (one round trip, deadline-guarded); SQLite goes through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import BackendUnavailable
-from ..lanes import deadline_passed
-from .base import AcidRow, TableSpec
+from .base import Op, TableSpec, Upsert, refuse
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_TS, sa_type
 
@@ -142,13 +143,39 @@ def latest_per_key(table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[dict
 
 
 class SQLAcid:
-    """The acid backend over one SQLAlchemy engine."""
+    """The acid backend over one SQLAlchemy engine.
 
-    def __init__(self, url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> None:
+    Args:
+        url: ``postgresql+psycopg://...`` or ``sqlite:///path.db``.
+        pool_size: Pooled connections (PostgreSQL), as many again under a burst.
+        connect_timeout: Seconds to open a connection.
+        request_timeout: Seconds a call may take when its caller gives no deadline.
+    """
+
+    tiers: ClassVar[frozenset[str]] = frozenset({"acid"})
+    # PostgreSQL calls are bounded by the watchdog, SQLite ones by its busy timeout and the
+    # deadline check before COMMIT
+    bounded: ClassVar[bool] = True
+    concurrent: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 10.0,
+    ) -> None:
         self.engine = make_engine(url, pool_size=pool_size, connect_timeout=connect_timeout)
+        self.request_timeout = request_timeout
         self._outbox_ready = False
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._tables = SQLTables()
+        self._postgres: Any = None
+        if self.engine.dialect.name == "postgresql":
+            from .pg_backend import PostgresWrites
+
+            self._postgres = PostgresWrites(self.engine.url, pool_size, connect_timeout)
         self._outbox = sa.Table(
             OUTBOX,
             self._tables.metadata,
@@ -166,26 +193,51 @@ class SQLAcid:
                 table.create(conn, checkfirst=True)
                 add_missing_columns(conn, table)
 
-    def upsert(self, table: TableSpec, rows: Sequence[AcidRow]) -> None:
-        def write() -> None:
-            with self.engine.begin() as conn:
-                self._upsert(conn, table, rows)
-                if deadline_passed():
-                    # the save already reported this write as failed (a paused server answered
-                    # late): roll back, so "raised" keeps meaning "not committed"
-                    raise BackendUnavailable(
-                        f"acid backend answered after the save's deadline; {table.name} "
-                        "rolled back",
-                        tier="acid",
-                    )
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
+        """Upsert every row in one transaction; True for each row that took effect.
 
-        with mapped_errors("acid", f"upsert into {table.name}"):
-            _once_more_on_disconnect(write)
+        Nothing is committed once ``deadline`` (monotonic) has passed: the write raises
+        BackendUnavailable instead, and its caller may report it as not written.
+        """
+        if not ops:
+            return []
+        for op in ops:
+            if type(op) is not Upsert:
+                raise refuse(self, op)
+        upserts: Sequence[Upsert] = ops  # type: ignore[assignment]  # checked just above
+        if deadline is None:
+            deadline = time.monotonic() + self.request_timeout
+        if self._postgres is not None:
+            return self._postgres.write(upserts, deadline)  # type: ignore[no-any-return]
+        names = ", ".join(sorted({op.table.name for op in upserts}))
+        with mapped_errors("acid", f"upsert into {names}"):
+            return _once_more_on_disconnect(lambda: self._sqlite_write(upserts, deadline))
 
-    def _upsert(self, conn: sa.Connection, spec: TableSpec, rows: Sequence[AcidRow]) -> None:
-        table = self._tables.table(spec)
-        values = latest_per_key(table, [{**r.values, WRITE_TS: r.ts} for r in rows])
-        conn.execute(self._tables.upsert(conn, table), values)
+    def _sqlite_write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
+        written = [True] * len(ops)
+        with self.engine.begin() as conn:
+            for indexes in by_table(ops).values():
+                group = [ops[i] for i in indexes]
+                for i, took in zip(indexes, self._upsert(conn, group), strict=True):
+                    written[i] = took
+            if time.monotonic() > deadline:
+                # the caller has already been told this write failed: roll back, so "raised"
+                # keeps meaning "not committed"
+                raise BackendUnavailable(
+                    f"acid backend answered after the deadline; {names_of(ops)} rolled back",
+                    tier="acid",
+                )
+        return written
+
+    def _upsert(self, conn: sa.Connection, ops: Sequence[Upsert]) -> list[bool]:
+        """One table's rows through SQLAlchemy; which of them took effect."""
+        table = self._tables.table(ops[0].table)
+        values = [{**op.values, WRITE_TS: op.ts} for op in ops]
+        newest = latest_per_key(table, values)
+        result = conn.execute(self._tables.upsert(conn, table), newest)
+        if result.rowcount == len(ops):
+            return [True] * len(ops)
+        return stored_is_ours(conn, table, values)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> dict[str, Any] | None:
         t = self._tables.table(table)
@@ -219,7 +271,7 @@ class SQLAcid:
             .order_by(box.c.created_at)
             .limit(limit)
         )
-        with mapped_errors("acid", "outbox read"), self.engine.connect() as conn:
+        with mapped_errors("acid", "outbox read"), self._autocommit.connect() as conn:
             return [(r.key, r.task) for r in conn.execute(query)]
 
     def _ensure_outbox(self) -> None:
@@ -237,11 +289,39 @@ class SQLAcid:
         conn.execute(sa.insert(self._outbox), rows)
 
     def ping(self) -> None:
-        with mapped_errors("acid", "ping"), self.engine.connect() as conn:
+        with mapped_errors("acid", "ping"), self._autocommit.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.close()
         self.engine.dispose()
+
+
+def by_table(ops: Sequence[Upsert]) -> dict[TableSpec, list[int]]:
+    """Op indexes per table, in first-seen order."""
+    groups: dict[TableSpec, list[int]] = {}
+    for i, op in enumerate(ops):
+        groups.setdefault(op.table, []).append(i)
+    return groups
+
+
+def names_of(ops: Sequence[Upsert]) -> str:
+    return ", ".join(sorted({op.table.name for op in ops}))
+
+
+def stored_is_ours(
+    conn: sa.Connection, table: sa.Table, values: Sequence[dict[str, Any]]
+) -> list[bool]:
+    """Fewer rows changed than sent: read which keys hold our write (the rest lost to newer)."""
+    key = [c.name for c in table.primary_key.columns]
+    found: dict[tuple[Any, ...], int] = {}
+    for chunk in range(0, len(values), 500):
+        part = values[chunk : chunk + 500]
+        where = sa.or_(*(sa.and_(*(table.c[k] == v[k] for k in key)) for v in part))
+        query = sa.select(*(table.c[k] for k in key), table.c[WRITE_TS]).where(where)
+        found.update({tuple(r[:-1]): r[-1] for r in conn.execute(query)})
+    return [found.get(tuple(v[k] for k in key)) == v[WRITE_TS] for v in values]
 
 
 def _once_more_on_disconnect(call: Callable[[], T]) -> T:
@@ -262,8 +342,14 @@ class SQLTransaction:
         self._backend = backend
         self._conn = conn
 
-    def upsert(self, table: TableSpec, rows: Sequence[AcidRow]) -> None:
-        self._backend._upsert(self._conn, table, rows)
+    def upsert(self, ops: Sequence[Upsert]) -> None:
+        backend = self._backend
+        for indexes in by_table(ops).values():
+            group = [ops[i] for i in indexes]
+            if backend._postgres is not None:
+                backend._postgres.upsert_in(self._conn, group)
+            else:
+                backend._upsert(self._conn, group)
 
     def add_outbox(self, items: Sequence[tuple[str, bytes]]) -> None:
         self._backend.add_outbox(self._conn, items)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from .base import AmorphousRow, TableSpec
+from .base import Document, Op, TableSpec, refuse
 from .sql import SQLTables, add_missing_columns, latest_per_key, make_engine
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_TS
@@ -28,6 +28,10 @@ _EXTRA = (
 class SQLiteDocuments:
     """Query-shaped tables in one SQLite file."""
 
+    tiers: ClassVar[frozenset[str]] = frozenset({"amorphous"})
+    bounded: ClassVar[bool] = True  # a local file: SQLite's busy timeout bounds a wait
+    concurrent: ClassVar[bool] = False
+
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._tables = SQLTables()
@@ -42,22 +46,29 @@ class SQLiteDocuments:
                 table.create(conn, checkfirst=True)
                 add_missing_columns(conn, table)
 
-    def write(self, table: TableSpec, rows: Sequence[AmorphousRow]) -> None:
-        t = self._table(table)
-        names = (*table.key, *table.order)
-        values = []
-        for row in rows:
-            expires = None if table.ttl_seconds is None else row.ts / 1e6 + table.ttl_seconds
-            values.append(
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
+        """Every row in one transaction, each at its write timestamp (the newest wins)."""
+        by_table: dict[TableSpec, list[dict[str, Any]]] = {}
+        for op in ops:
+            if type(op) is not Document:
+                raise refuse(self, op)
+            spec = op.table
+            expires = None if spec.ttl_seconds is None else op.ts / 1e6 + spec.ttl_seconds
+            names = (*spec.key, *spec.order)
+            by_table.setdefault(spec, []).append(
                 {
-                    **dict(zip(names, row.key, strict=True)),
-                    BLOB: row.payload,
-                    WRITE_TS: row.ts,
+                    **dict(zip(names, op.key, strict=True)),
+                    BLOB: op.payload,
+                    WRITE_TS: op.ts,
                     EXPIRES: expires,
                 }
             )
-        with mapped_errors("amorphous", f"write to {table.name}"), self.engine.begin() as conn:
-            conn.execute(self._tables.upsert(conn, t), latest_per_key(t, values))
+        where = ", ".join(sorted(t.name for t in by_table))
+        with mapped_errors("amorphous", f"write to {where}"), self.engine.begin() as conn:
+            for spec, values in by_table.items():
+                t = self._table(spec)
+                conn.execute(self._tables.upsert(conn, t), latest_per_key(t, values))
+        return [True] * len(ops)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
         t = self._table(table)

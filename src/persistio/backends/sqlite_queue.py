@@ -2,7 +2,8 @@
 
 The same semantics as Redis Streams with a consumer group: a claimed item is invisible for the
 stream's visibility timeout, then handed out again; an acknowledged item is deleted (expunged);
-enqueue is deduplicated by write id within a window; items past ``max_age`` are dead-lettered.
+an entry a consumer sees is deduplicated by item id within a window (task queue entries are not:
+their effects are last-write-wins writes); items past ``max_age`` are dead-lettered.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import BackendUnavailable
-from .base import Delivery, QueueItem, StreamSpec, StreamStats
+from .base import Append, Delivery, Op, StreamSpec, StreamStats, refuse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -48,6 +50,10 @@ CREATE INDEX IF NOT EXISTS dead_letters_by_stream ON dead_letters (stream);
 
 class SQLiteQueue:
     """One SQLite file holds every stream; safe across threads and across processes."""
+
+    tiers: ClassVar[frozenset[str]] = frozenset({"transitory"})
+    bounded: ClassVar[bool] = True  # a local file: SQLite's busy timeout bounds a wait
+    concurrent: ClassVar[bool] = False
 
     def __init__(self, path: Path, *, dedup_window_seconds: float = 86_400.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,23 +92,29 @@ class SQLiteQueue:
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         return None  # one schema serves every stream
 
-    def enqueue(self, stream: StreamSpec, items: Sequence[QueueItem]) -> int:
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
+        """Append the entries in one transaction; True for each one added."""
         now = time.time()
-        added = 0
+        added: list[bool] = []
         with self._write() as cur:
-            for item in items:
-                cur.execute(
-                    "INSERT OR IGNORE INTO seen (stream, dedup, at) VALUES (?, ?, ?)",
-                    (stream.name, item.dedup, now),
-                )
-                if cur.rowcount:
+            for op in ops:
+                if type(op) is not Append:
+                    raise refuse(self, op)
+                if op.dedupe:
                     cur.execute(
-                        "INSERT INTO items (stream, dedup, payload, enqueued_at, visible_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (stream.name, item.dedup, item.payload, now, now),
+                        "INSERT OR IGNORE INTO seen (stream, dedup, at) VALUES (?, ?, ?)",
+                        (op.stream.name, op.item_id, now),
                     )
-                    added += 1
-            self._enqueues_since_purge += len(items)
+                    if not cur.rowcount:
+                        added.append(False)
+                        continue
+                cur.execute(
+                    "INSERT INTO items (stream, dedup, payload, enqueued_at, visible_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (op.stream.name, op.item_id, op.payload, now, now),
+                )
+                added.append(True)
+            self._enqueues_since_purge += len(ops)
             if self._enqueues_since_purge > 50_000:
                 self._enqueues_since_purge = 0
                 cur.execute("DELETE FROM seen WHERE at < ?", (now - self.dedup_window_seconds,))

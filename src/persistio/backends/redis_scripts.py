@@ -1,0 +1,160 @@
+"""The Lua scripts of the Redis backend: one write script, the claim and the release.
+
+Each runs atomically on the server. Keys are passed in KEYS (never built inside a script), so a
+Redis Cluster can route every call; in a cluster, one call only touches keys of one hash slot.
+"""
+
+from __future__ import annotations
+
+# One round trip for every write of a batch: stream entries (deduplicated or not) and volatile
+# values. ARGV[1] dedup window (ms), ARGV[2] enqueue time (epoch seconds, the entries' `t`), then
+# one op after another, each starting with its kind:
+#   'a' deduplicated append: KEYS stream, seen-marker; ARGV item id, payload
+#   'q' plain append:        KEYS stream;              ARGV item id, payload
+#   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload
+# Returns one integer per op: 1 written, 0 duplicate or superseded, 2 expired before it arrived.
+# Timestamps (~1.8e15 us) are compared as Lua doubles: exact below 2^53 (until year ~2255).
+WRITE_SCRIPT = """
+local window, now = ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+-- the server's clock decides expiry, as it is the one that will expire the key
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+local k, a = 1, 3
+while a <= #ARGV do
+  local kind = ARGV[a]
+  if kind == 'v' then
+    local ts, expire_at = ARGV[a + 1], tonumber(ARGV[a + 2])
+    if expire_at <= now_ms then
+      out[#out + 1] = 2  -- written late (a replay) and already expired: never resurrect it
+    else
+      local stored = redis.call('HGET', KEYS[k], 'ts')
+      if stored and tonumber(stored) >= tonumber(ts) then
+        out[#out + 1] = 0  -- an older, or the same, write never wins
+      else
+        redis.call('HSET', KEYS[k], 'ts', ts, 'p', ARGV[a + 3])
+        redis.call('PEXPIREAT', KEYS[k], ARGV[a + 2])
+        out[#out + 1] = 1
+      end
+    end
+    k, a = k + 1, a + 4
+  elseif kind == 'a' then
+    if redis.call('SET', KEYS[k + 1], '1', 'NX', 'PX', window) then
+      redis.call('XADD', KEYS[k], '*', 'd', ARGV[a + 1], 'p', ARGV[a + 2], 't', now)
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    k, a = k + 2, a + 3
+  else
+    redis.call('XADD', KEYS[k], '*', 'd', ARGV[a + 1], 'p', ARGV[a + 2], 't', now)
+    out[#out + 1] = 1
+    k, a = k + 1, a + 3
+  end
+end
+return out
+"""
+
+# KEYS[1] the stream, KEYS[2] its dead letters; ARGV: group, consumer, count, visibility (ms),
+# max age (ms, or '' for none), now (epoch seconds, the dead letters' `at`), the expiry reason,
+# EXPIRE_BATCH, PENDING_ROUNDS.
+# Returns {id, dedup, payload, deliveries, enqueued_at} per entry handed out.
+CLAIM_SCRIPT = """
+local stream, dead, group, consumer = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local count = tonumber(ARGV[3])
+local cutoff = nil
+if ARGV[5] ~= '' then
+  local t = redis.call('TIME')  -- the clock that stamped the ids
+  cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[5])
+end
+
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return ''
+end
+
+local function deliveries(id)
+  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  if p[1] then return p[1][4] end
+  return 0
+end
+
+local function expire(id, fields, n)
+  redis.call('XADD', dead, '*', 'dedup', field(fields, 'd'), 'payload', field(fields, 'p'),
+    'deliveries', n, 'reason', ARGV[7], 'at', ARGV[6])
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+end
+
+local function expired(id)
+  return cutoff ~= nil and tonumber(string.match(id, '^(%d+)')) < cutoff
+end
+
+local out = {}
+local function hand_out(id, fields, n)
+  if expired(id) then
+    expire(id, fields, n - 1)  -- this hand-out did not happen
+  else
+    out[#out + 1] = {id, field(fields, 'd'), field(fields, 'p'), n, field(fields, 't')}
+  end
+end
+
+local function create_group()
+  -- no setup() yet: the group starts at id 0, so entries added before it are delivered
+  local ok = redis.pcall('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+  if type(ok) == 'table' and ok.err and not string.find(ok.err, 'BUSYGROUP', 1, true) then
+    error(ok)
+  end
+end
+
+if cutoff ~= nil then
+  -- ids are enqueue times, so the expired entries are the stream's head, in flight or not;
+  -- sweeping them first means XAUTOCLAIM below never hands one out
+  local last = string.format('%.0f', cutoff - 1)
+  local old = redis.call('XRANGE', stream, '-', last, 'COUNT', tonumber(ARGV[8]))
+  if #old > 0 then create_group() end
+  for _, e in ipairs(old) do
+    expire(e[1], e[2], deliveries(e[1]))
+  end
+end
+
+local r = redis.pcall('XAUTOCLAIM', stream, group, consumer, ARGV[4], '0-0', 'COUNT', count)
+if type(r) == 'table' and r.err then
+  if not string.find(r.err, 'NOGROUP', 1, true) then return r end
+  create_group()
+  r = {'0-0', {}}
+end
+
+local rounds = tonumber(ARGV[9])
+while true do
+  for _, e in ipairs(r[2]) do
+    if type(e[2]) == 'table' then
+      hand_out(e[1], e[2], deliveries(e[1]))
+    else
+      redis.call('XACK', stream, group, e[1])  -- Redis 6.2: deleted while pending
+    end
+  end
+  rounds = rounds - 1
+  if r[1] == '0-0' or #out >= count or rounds <= 0 then break end
+  r = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], r[1], 'COUNT', count - #out)
+end
+
+if #out < count then
+  local new = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count - #out,
+    'STREAMS', stream, '>')
+  if new then
+    for _, e in ipairs(new[1][2]) do hand_out(e[1], e[2], 1) end
+  end
+end
+return out
+"""
+
+# KEYS[1] the stream; ARGV: group, id, idle (ms). Keeps the entry with its current consumer.
+RELEASE_SCRIPT = """
+local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if p.err or not p[1] then return 0 end  -- acknowledged, or its stream was deleted: nothing to do
+redis.call('XCLAIM', KEYS[1], ARGV[1], p[1][2], 0, ARGV[2], 'IDLE', ARGV[3], 'JUSTID')
+return 1
+"""

@@ -1,0 +1,118 @@
+"""The store's settings, grouped: timeouts, pools, the spool's limits and the breaker policy.
+
+``Persistio(timeouts=pio.Timeouts(realtime=1.0), spool_limits=pio.SpoolLimits(max_items=10_000))``
+reads better than a long keyword list; the flat keywords of earlier versions
+(``realtime_deadline=``, ``spool_max_items=`` ...) keep working and fill in the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``realtime`` bounds a save's REALTIME writes and every backend request."""
+
+    connect: float = 5.0
+    realtime: float = 5.0
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Connections and threads."""
+
+    size: int = 5  # pooled connections per server (PostgreSQL, Redis: twice as many)
+    realtime_threads: int = 8  # per tier, for a save that writes to several blocking servers
+    worker_batch: int = 256  # deferred tasks a worker takes at a time
+    group_max: int = 256  # saves one flush to a server may carry (group commit)
+
+
+@dataclass(frozen=True)
+class SpoolLimits:
+    """The local spool that holds writes while their server is down."""
+
+    max_items: int = 1_000_000
+    max_bytes: int = 1 << 30
+    full_timeout: float = 5.0  # a save waits this long for room before it is refused
+    replay_interval: float = 0.2
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """Open a backend's circuit after ``threshold`` failures in a row; probe after ``reset``
+    seconds, doubling while failures continue, up to ``max_reset``."""
+
+    threshold: int = 3
+    reset: float = 0.5
+    max_reset: float = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    pools: Pools = field(default_factory=Pools)
+    spool_limits: SpoolLimits = field(default_factory=SpoolLimits)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    dedup_window: timedelta = timedelta(hours=1)
+
+
+# flat keyword (earlier versions) -> (group, field)
+FLAT = {
+    "connect_timeout": ("timeouts", "connect"),
+    "realtime_deadline": ("timeouts", "realtime"),
+    "pool_size": ("pools", "size"),
+    "realtime_threads": ("pools", "realtime_threads"),
+    "worker_batch": ("pools", "worker_batch"),
+    "spool_max_items": ("spool_limits", "max_items"),
+    "spool_max_bytes": ("spool_limits", "max_bytes"),
+    "spool_full_timeout": ("spool_limits", "full_timeout"),
+    "replay_interval": ("spool_limits", "replay_interval"),
+    "breaker_threshold": ("breaker", "threshold"),
+    "breaker_reset": ("breaker", "reset"),
+}
+GROUPS = {
+    "timeouts": Timeouts,
+    "pools": Pools,
+    "spool_limits": SpoolLimits,
+    "breaker": BreakerPolicy,
+}
+
+
+def resolve(groups: dict[str, Any], flat: dict[str, Any], dedup_window: Any) -> Settings:
+    """Settings from the grouped objects and the flat keywords; ConfigError names a bad one."""
+    chosen: dict[str, Any] = {}
+    for name, cls in GROUPS.items():
+        given = groups.get(name)
+        if given is not None and not isinstance(given, cls):
+            raise ConfigError(f"Persistio({name}={given!r}): use pio.{cls.__name__}(...)")
+        chosen[name] = given if given is not None else cls()
+    for key, value in flat.items():
+        group, attr = FLAT[key]
+        if groups.get(group) is not None:
+            raise ConfigError(
+                f"Persistio({key}=...) and Persistio({group}=...) both set {group}.{attr}: "
+                "use one of them"
+            )
+        chosen[group] = replace(chosen[group], **{attr: value})
+    for name in GROUPS:
+        _check(name, chosen[name])
+    if not isinstance(dedup_window, timedelta) or dedup_window <= timedelta(0):
+        raise ConfigError(f"Persistio(dedup_window={dedup_window!r}): use a positive timedelta")
+    return Settings(dedup_window=dedup_window, **chosen)
+
+
+def _check(group: str, value: Any) -> None:
+    for f in fields(value):
+        v = getattr(value, f.name)
+        flat = next((k for k, (g, a) in FLAT.items() if (g, a) == (group, f.name)), None)
+        label = f"Persistio({flat}={v!r})" if flat else f"{type(value).__name__}({f.name}={v!r})"
+        if f.type in ("int", int):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{label}: use an int >= 1")
+        elif not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"{label}: use seconds > 0")
