@@ -5,6 +5,7 @@ Nothing here is timed. It runs in the parent process only, between phases.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -60,6 +61,7 @@ class Admin:
         self.endpoints = endpoints
         self.say = say
         self.pg_calls: dict[str, int] = {}  # statements run in each database (pg_count)
+        self.can_checkpoint = True  # until refused
         self._pg_restore: list[tuple[str, str | None]] = []  # (setting, ALTER SYSTEM value)
         self.redis = {
             db: redis.Redis.from_url(endpoints.redis_url(db))
@@ -103,6 +105,18 @@ class Admin:
         row = self.pg(database).execute(query).fetchone()
         return int(row[0]) if row else 0
 
+    def checkpoint(self) -> bool:
+        """``CHECKPOINT`` (role pg_checkpoint), so every measured run starts as soon after one
+        as the others: WAL volume depends on it (full-page images). False when not allowed."""
+        if not self.can_checkpoint:
+            return False
+        try:
+            self._plain_pg().execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            self.can_checkpoint = False
+            self.say("cannot CHECKPOINT before each run (no pg_checkpoint role): WAL is noisier")
+        return self.can_checkpoint
+
     def pg_settings(self) -> dict[str, str]:
         """The settings a reader needs to judge the numbers, as the server runs them now."""
         rows = self._plain_pg().execute(
@@ -141,10 +155,9 @@ class Admin:
         except (psycopg.Error, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             self.say(f"WARNING: PostgreSQL durability not switched on ({error}); see README")
-            try:  # undo what was set, so a later reload by anyone does not apply it
+            # undo what was set, so a later reload by anyone does not apply it
+            with contextlib.suppress(psycopg.Error):
                 self.pg_restore_durability(wait_seconds=0)
-            except psycopg.Error:
-                pass
             return {"found": found, "changed": [], "error": error}
         return {"found": found, "changed": changed, "error": None}
 

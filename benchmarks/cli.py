@@ -142,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         runner.start_agents()
         records = runner.run()
+        meta["server_settings"]["postgres_checkpoint_before_each_run"] = admin.can_checkpoint
         if plan.outage:
             durability = "relaxed" if "relaxed" in plan.durabilities else plan.durabilities[-1]
             admin.set_durability(durability)

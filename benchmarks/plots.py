@@ -221,8 +221,9 @@ def _outage(outages: Sequence[dict[str, Any]], path: Path) -> Path:
         for o in outages:
             if o["workload"] != workload or not o["acks_per_s"]:
                 continue
-            xs = list(range(len(o["acks_per_s"])))
-            ax.step(xs, o["acks_per_s"], where="post", label=o["arm"], color=COLORS[o["arm"]])
+            ys = [*o["acks_per_s"], o["acks_per_s"][-1]]  # the last second drawn too
+            xs = list(range(len(ys)))
+            ax.step(xs, ys, where="post", label=o["arm"], color=COLORS[o["arm"]])
             if o["pause_at_s"] is not None and o["resume_at_s"] is not None:
                 span = (o["pause_at_s"], o["resume_at_s"])
         if span:

@@ -167,6 +167,7 @@ class Runner:
         for arm, rec in records.items():
             with self._guarded(rec):
                 self.stores[arm].reset(workload)
+                self.admin.checkpoint()
                 phase = self.phase(arm, workload, durability, config, rate=None)
                 self._add(rec, phase)
                 began = min((r.began for r in phase.loads), default=0.0)
