@@ -112,6 +112,13 @@ class Codec:
             raise ValidationError(f"{where}: {exc}") from exc
         return data
 
+    def validate_for(self, obj: Any, where: str, intent: str) -> bytes:
+        """``validate`` for an intent's derived object; the error names the intent."""
+        try:
+            return self.validate(obj, "")
+        except ValidationError as exc:
+            raise ValidationError(f"{where}, intent {intent!r}{exc}") from exc.__cause__
+
     def check_int64(self, obj: Any, where: str, intent: str) -> None:
         """SQL integer columns are 64-bit: refuse a larger int before anything is written."""
         for name in self._int_columns:

@@ -25,28 +25,25 @@ FIELD_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 
 @dataclass(frozen=True, eq=False)
 class BoundIntent:
-    """An intent checked against its model: what it stores and how that is keyed."""
+    """An intent checked against its model: what it stores and how that is keyed.
+
+    What a save asks of it on every call is copied into plain attributes once, here.
+    """
 
     intent: Intent
     model: type
     stored: type
     codec: Codec
+    name: str = field(init=False)
+    tier: Tier = field(init=False)
+    priority: Priority = field(init=False)
+    key: tuple[str, ...] = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.intent.name
-
-    @property
-    def tier(self) -> Tier:
-        return self.intent.tier
-
-    @property
-    def priority(self) -> Priority:
-        return self.intent.priority
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        return self.intent.key_fields()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.intent.name)
+        object.__setattr__(self, "tier", self.intent.tier)
+        object.__setattr__(self, "priority", self.intent.priority)
+        object.__setattr__(self, "key", self.intent.key_fields())
 
     def derive(self, obj: Any) -> Any | None:
         """The object this intent stores for ``obj``, or None when ``when`` says skip."""

@@ -53,28 +53,30 @@ class Receipt(msgspec.Struct, frozen=True):
 STATES = ("done", "deferred", "buffered", "dropped", "superseded")
 
 
-@dataclass
 class Outcome:
-    """Intent states per write id, filled in while a batch of saves is dispatched."""
+    """Settles each work's state (on the work itself); receipts are read back from them."""
 
-    states: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-
-    def mark(self, works: Sequence[Work], state: str) -> None:
+    @staticmethod
+    def mark(works: Sequence[Work], state: str) -> None:
         for w in works:
-            self.states.setdefault(w.task.write_id, {}).setdefault(state, []).append(w.bound.name)
+            w.state = state
 
-    def receipt(self, plan: SavePlan) -> Receipt:
-        s = self.states.get(plan.write_id)
-        if s is None:
-            return Receipt(plan.write_id, skipped=tuple(plan.skipped))
+    @staticmethod
+    def receipt(plan: SavePlan) -> Receipt:
+        states: dict[str, list[str]] = {}
+        for w in plan.work:
+            if w.state is not None:
+                states.setdefault(w.state, []).append(w.bound.name)
+        if len(states) == 1 and "done" in states:  # the common case: everything written
+            return Receipt(plan.write_id, done=tuple(states["done"]), skipped=tuple(plan.skipped))
         return Receipt(
             plan.write_id,
-            done=tuple(s.get("done", ())),
-            deferred=tuple(s.get("deferred", ())),
-            buffered=tuple(s.get("buffered", ())),
-            dropped=tuple(s.get("dropped", ())),
+            done=tuple(states.get("done", ())),
+            deferred=tuple(states.get("deferred", ())),
+            buffered=tuple(states.get("buffered", ())),
+            dropped=tuple(states.get("dropped", ())),
             skipped=tuple(plan.skipped),
-            superseded=tuple(s.get("superseded", ())),
+            superseded=tuple(states.get("superseded", ())),
         )
 
 
@@ -85,11 +87,11 @@ class Batch:
     backend: Backend
     refused: BaseException | None = None  # its tier's circuit is open: not sent at all
     ops: list[Op] = field(default_factory=list)
-    works: list[Work] = field(default_factory=list)
+    works: list[Work] = field(default_factory=list)  # whose each op is
     queued: list[bool] = field(default_factory=list)  # True: a deferred task's enqueue
     bounds: dict[BoundIntent, None] = field(default_factory=dict)  # to prepare, in order
 
-    def add(self, op: Op, work: Work, queued: bool) -> None:
+    def add(self, op: Op, work: Work, queued: bool = False) -> None:
         self.ops.append(op)
         self.works.append(work)
         self.queued.append(queued)
@@ -155,11 +157,11 @@ class Router:
         batches: dict[object, Batch] = {}
         ops = self.stores.ops
         for w in now:
-            self._batch(batches, w.bound.tier).add(ops.write(w), w, False)
+            self._batch(batches, w.bound.tier).add(ops.write(w), w)
         if later:
             batch = self._batch(batches, Tier.TRANSITORY)
             for w in later:
-                batch.add(ops.enqueue(w), w, True)
+                batch.add(ops.enqueue(w), w, queued=True)
         results = self.run(list(batches.values()), deadline)
         for batch, result in zip(batches.values(), results, strict=True):
             self._settle(batch, result, outcome, failing)
@@ -170,12 +172,11 @@ class Router:
                 batch.works, batch.ops, batch.queued, result, strict=True
             ):
                 if queued:
-                    state = "deferred"
+                    work.state = "deferred"
                 elif took or not isinstance(op, Put | Upsert):
-                    state = "done"
+                    work.state = "done"
                 else:
-                    state = "superseded"
-                outcome.mark((work,), state)
+                    work.state = "superseded"
             return
         if not isinstance(result, BackendUnavailable):
             raise result
@@ -320,7 +321,7 @@ class Router:
         for w in works:
             batch = self._batch(batches, w.bound.tier)
             where.append((id(batch), len(batch.ops)))
-            batch.add(self.stores.ops.write(w), w, False)
+            batch.add(self.stores.ops.write(w), w)
         sent = list(batches.values())
         results = dict(zip(map(id, sent), self.run(sent, deadline), strict=True))
         out: list[Result] = []

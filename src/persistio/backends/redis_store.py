@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.typing import EncodableT
+from redis.utils import HIREDIS_AVAILABLE
 
 from ..urls import masked
 from .base import Append, Delivery, Op, Options, Put, StreamSpec, refuse
@@ -19,6 +22,9 @@ from .redis_cache import RedisCache, volatile_key
 from .redis_client import open_client, unavailable_on_outage
 from .redis_scripts import WRITE_SCRIPT
 from .redis_streams import RedisStreams, stream_key
+
+if HIREDIS_AVAILABLE:
+    import hiredis
 
 # Ops per script call: bounds one call's run time on the server (a script blocks the server
 # while it runs) and the request's size; a bigger batch is split into calls of one pipeline.
@@ -46,6 +52,7 @@ class RedisStore(RedisStreams, RedisCache):
         self._window_ms = max(1, round(options.dedup_window_seconds * 1000))
         self._write = self._client.register_script(WRITE_SCRIPT)
         self._stream_scripts()
+        self._keys: dict[str, str] = {}  # stream name -> key, intent -> volatile key prefix
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
@@ -59,7 +66,8 @@ class RedisStore(RedisStreams, RedisCache):
         tier = "transitory" if isinstance(ops[0], Append) else "volatile"
         with unavailable_on_outage(tier, self._where):
             if len(calls) == 1:
-                replies = [self._write(keys=calls[0][0], args=calls[0][1])]
+                keys, args = calls[0]
+                replies = [self._evalsha(keys, args)]
             else:
                 pipe = self._client.pipeline(transaction=False)
                 for keys, args in calls:
@@ -67,12 +75,48 @@ class RedisStore(RedisStreams, RedisCache):
                 replies = pipe.execute()
         return [int(r) == 1 for reply in replies for r in reply]
 
+    def _evalsha(self, keys: list[str], args: list[EncodableT]) -> Any:
+        """One EVALSHA on a pooled connection, packed by hiredis in one C call.
+
+        The redis-py command layers cost more than the round trip at this size; a stale pooled
+        connection (the server restarted) is retried once on a fresh one, which is safe: a
+        deduplicated append or a volatile write applied twice changes nothing, and a task
+        queue entry applied twice only repeats a last-write-wins write.
+        """
+        if not HIREDIS_AVAILABLE:
+            return self._write(keys=keys, args=args)
+        command = _packed(self._write.sha, keys, args)
+        pool = self._client.connection_pool
+        for attempt in (1, 2):
+            conn: Any = pool.get_connection()  # redis-py's connection methods are untyped
+            try:
+                conn.send_packed_command([command])
+                reply = conn.read_response()
+            except RedisConnectionError:
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+                continue
+            except NoScriptError:  # the server restarted and lost its script cache
+                self._write.sha = str(self._client.script_load(WRITE_SCRIPT))
+                command = _packed(self._write.sha, keys, args)
+                continue
+            except BaseException:
+                conn.disconnect()  # a timeout leaves a reply in flight: never reuse it
+                raise
+            finally:
+                pool.release(conn)
+            return reply
+        return self._write(keys=keys, args=args)  # pragma: no cover - loop always returns
+
     def _call(self, ops: Sequence[Op], now: str) -> tuple[list[str], list[EncodableT]]:
         keys: list[str] = []
         args: list[EncodableT] = [self._window_ms, now]
+        known = self._keys
         for op in ops:
             if type(op) is Append:
-                key = stream_key(op.stream.name)
+                name = op.stream.name
+                key = known.get(name) or known.setdefault(name, stream_key(name))
                 if op.dedupe:
                     keys += (key, f"{key}:seen:{op.item_id}")
                     args += ("a", op.item_id, op.payload)
@@ -80,7 +124,9 @@ class RedisStore(RedisStreams, RedisCache):
                     keys.append(key)
                     args += ("q", op.item_id, op.payload)
             elif type(op) is Put:
-                keys.append(volatile_key(op.intent, op.key))
+                slot = f"v:{op.intent}"
+                prefix = known.get(slot) or known.setdefault(slot, volatile_key(op.intent, "")[:-2])
+                keys.append(f"{prefix}{{{op.key}}}")
                 args += ("v", op.ts, op.expires_at_us // 1000, op.payload)
             else:
                 raise refuse(self, op)
@@ -93,6 +139,12 @@ class RedisStore(RedisStreams, RedisCache):
     def close(self) -> None:
         self._client.close()
         self._client.connection_pool.disconnect()
+
+
+def _packed(sha: str, keys: list[str], args: list[EncodableT]) -> bytes:
+    command: tuple[Any, ...] = ("EVALSHA", sha, len(keys), *keys, *args)
+    packed: bytes = hiredis.pack_command(command)
+    return packed
 
 
 def from_url(url: str, options: Options, setting: str) -> RedisStore:
