@@ -47,6 +47,7 @@ class Combiner:
         self._busy = False
         self.flushes = 0  # round trips made
         self.requests = 0  # callers served: requests / flushes is the mean group size
+        self.largest = 0  # the most callers one flush carried
 
     def submit(self, ops: Sequence[Op], deadline: float) -> list[bool]:
         """Write ``ops`` (alone or with other callers'); raise its own error.
@@ -84,7 +85,9 @@ class Combiner:
                 self._queue.remove(request)
             request.done = True  # in flight: its result, when it comes, is dropped
             # not counted by the breaker: the flush it waited for counts once, for everyone
-            request.error = BackendUnavailable(f"{self.name}: no answer before the deadline")
+            request.error = BackendUnavailable(
+                f"{self.name} backend: no answer before the deadline"
+            )
             return False
 
     def _take(self) -> list[_Request]:
@@ -110,6 +113,7 @@ class Combiner:
             return
         self.flushes += 1
         self.requests += len(group)
+        self.largest = max(self.largest, len(group))
         ops = [op for r in group for op in r.ops] if len(group) > 1 else group[0].ops
         deadline = min(r.deadline for r in group)
         try:

@@ -113,7 +113,7 @@ class Router:
         self.deadline = deadline  # seconds a save waits for its REALTIME writes
         self._lanes = lanes
         self.combiners = {
-            id(b): Combiner(f"{'/'.join(sorted(b.tiers))} backend", self._flusher(b), group_max)
+            id(b): Combiner("/".join(sorted(b.tiers)), self._flusher(b), group_max)
             for b in stores.distinct()
             if not b.concurrent
         }

@@ -60,6 +60,11 @@ def collect_status(
             "by_tier": {t: {"items": n, "oldest_age_s": age} for t, (n, age) in spool.items()},
         },
         "dead_letters": dead,
+        # per server written from the calling thread: round trips, and the saves they carried
+        "group_commit": {
+            c.name: {"flushes": c.flushes, "saves": c.requests, "largest": c.largest}
+            for c in router.combiners.values()
+        },
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
         "buffered": counters.get("buffered", 0),

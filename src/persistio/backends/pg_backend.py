@@ -161,25 +161,23 @@ class PostgresWrites:
         groups: dict[TableSpec, list[int]],
         server_deadline: float,
     ) -> list[bool]:
-        statements = []
+        specs = tuple(groups)
+        params: list[Any] = []
+        tables = []
         for spec, indexes in groups.items():
             rows, survived = newest_per_key([ops[i] for i in indexes])
-            sql = self._statements.upsert(spec, guarded=True)
-            statements.append((spec, indexes, rows, survived, sql))
-        cursors = [dbapi.cursor() for _ in statements]
-        if len(statements) == 1:
-            _, _, rows, _, sql = statements[0]
-            cursors[0].execute(sql, parameters(rows[0].table, rows, server_deadline), prepare=True)
+            params += parameters(spec, rows, server_deadline)
+            tables.append((spec, indexes, rows, survived))
+        cur = dbapi.execute(self._statements.upserts(specs, guarded=True), params, prepare=True)
+        if len(specs) == 1:
+            counts = [cur.rowcount]
         else:
-            with dbapi.pipeline():  # BEGIN, every table, COMMIT: one round trip
-                dbapi.execute("BEGIN")
-                for cur, (spec, _, rows, _, sql) in zip(cursors, statements, strict=True):
-                    cur.execute(sql, parameters(spec, rows, server_deadline), prepare=True)
-                dbapi.execute("COMMIT")
+            row = cur.fetchone()
+            counts = [int(n) for n in row] if row is not None else []
         written = [True] * len(ops)
-        for cur, (spec, indexes, rows, survived, _) in zip(cursors, statements, strict=True):
+        for count, (spec, indexes, rows, survived) in zip(counts, tables, strict=True):
             took = survived
-            if cur.rowcount != len(rows) or not all(survived):
+            if count != len(rows) or not all(survived):
                 took = _ours(dbapi, spec, [ops[i] for i in indexes])
             for i, t in zip(indexes, took, strict=True):
                 written[i] = t

@@ -2,8 +2,8 @@
 
 One ``INSERT ... SELECT * FROM unnest(%b::type[], ...) ON CONFLICT (key) DO UPDATE ... WHERE
 stored _pio_ts < new _pio_ts`` per table (prepared, binary arrays: one statement for any number of
-rows), several tables in one pipelined ``BEGIN ... COMMIT``: a batch is one transaction and one
-round trip.
+rows); several tables as data-modifying CTEs of one statement, which PostgreSQL runs atomically:
+a batch is one statement, one transaction and one round trip, whatever tables it touches.
 
 "A save that raised committed nothing" is kept without a second round trip for a client-side
 check before COMMIT: the statement itself refuses to write once the save's deadline has passed on
@@ -48,18 +48,30 @@ def quoted(name: str) -> str:
 
 
 class Statements:
-    """The upsert statement of each table, built once per table spec."""
+    """The upsert statement of each table (and of each set of tables), built once."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._built: dict[tuple[TableSpec, bool], str] = {}
+        self._built: dict[tuple[tuple[TableSpec, ...], bool], str] = {}
 
     def upsert(self, spec: TableSpec, guarded: bool) -> str:
-        found = self._built.get((spec, guarded))
+        return self.upserts((spec,), guarded)
+
+    def upserts(self, specs: tuple[TableSpec, ...], guarded: bool) -> str:
+        """One statement for every table of ``specs``: returns one row count per table."""
+        found = self._built.get((specs, guarded))
         if found is None:
-            found = _upsert_sql(spec, guarded)
+            if len(specs) == 1:
+                found = _upsert_sql(specs[0], guarded)
+            else:
+                parts = [
+                    f"t{i} AS ({_upsert_sql(spec, guarded)} RETURNING 1)"
+                    for i, spec in enumerate(specs)
+                ]
+                counts = ", ".join(f"(SELECT count(*) FROM t{i})" for i in range(len(specs)))
+                found = f"WITH {', '.join(parts)} SELECT {counts}"
             with self._lock:
-                self._built[(spec, guarded)] = found
+                self._built[(specs, guarded)] = found
         return found
 
 
