@@ -149,11 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"outage phase: PostgreSQL paused for {args.pause:.0f} s per arm and workload")
             outages = run_outages(runner, records, durability, OutageSize(pause=args.pause))
     finally:
+        aborted = sys.exc_info()[1] is not None  # ^C, SIGTERM, a fatal error: do not linger
         _unwind(
             [
                 admin.restore_durability,  # first: the shared Redis must never stay at 'always'
                 admin.pg_restore_durability,
-                runner.close,
+                lambda: runner.close(grace=3.0 if aborted else 30.0),
                 *([] if args.keep else [lambda: _cleanup(admin, endpoints)]),
                 admin.release_lock,
                 admin.close,

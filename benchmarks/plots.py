@@ -12,6 +12,7 @@ from .results import RunRecord
 from .workload import WORKLOADS
 
 COLORS = {"single_postgres": "#4c72b0", "raw_tiered": "#dd8452", "persistio": "#55a868"}
+STYLES = {"single_postgres": "-", "raw_tiered": "--", "persistio": ":"}  # lines can coincide
 DURABILITIES = ("strict", "relaxed")
 
 Config = tuple[int, int, int]  # batch, processes, threads
@@ -223,7 +224,15 @@ def _outage(outages: Sequence[dict[str, Any]], path: Path) -> Path:
                 continue
             ys = [*o["acks_per_s"], o["acks_per_s"][-1]]  # the last second drawn too
             xs = list(range(len(ys)))
-            ax.step(xs, ys, where="post", label=o["arm"], color=COLORS[o["arm"]])
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                label=o["arm"],
+                color=COLORS[o["arm"]],
+                linestyle=STYLES[o["arm"]],
+                linewidth=1.8,
+            )
             if o["pause_at_s"] is not None and o["resume_at_s"] is not None:
                 span = (o["pause_at_s"], o["resume_at_s"])
         if span:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -110,13 +111,16 @@ class AgentPool:
     def alive(self) -> bool:
         return all(a.process.is_alive() for a in (*self.loaders, *self.workers))
 
-    def close(self) -> None:
+    def close(self, grace: float = 30.0) -> None:
+        """Ask every agent to finish; one still busy after ``grace`` seconds (a load loop the
+        harness abandoned on ^C or SIGTERM) is ended by its own handle."""
         agents = (*self.loaders, *self.workers)
         for agent in agents:
             with contextlib.suppress(OSError):  # it is gone already
                 agent.conn.send(None)
+        deadline = time.monotonic() + grace
         for agent in agents:
-            agent.process.join(timeout=30)
+            agent.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if agent.process.is_alive():  # one of ours, stuck: end it by its own handle
                 agent.process.terminate()
                 agent.process.join(timeout=10)

@@ -320,9 +320,9 @@ class Runner:
         self._seq += SEQ_STRIDE
         return self._seq
 
-    def close(self) -> None:
+    def close(self, grace: float = 30.0) -> None:
         if self.pool is not None:
-            self.pool.close()
+            self.pool.close(grace)
             self.pool = None
 
 

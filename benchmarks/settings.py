@@ -18,8 +18,10 @@ REDIS_DB_RAW = 11
 REDIS_DB_LOCK = 12
 NAMESPACE = re.compile(r"bench[a-z0-9_]{0,30}")
 # The test servers run with synchronous_commit=off (and fsync=off) in postgresql.conf; every
-# benchmark session asks for synchronous commits itself, without ALTER SYSTEM.
-SYNC_COMMIT = quote("-c synchronous_commit=on")
+# benchmark session asks for synchronous commits itself too (also when the run's ALTER SYSTEM
+# was refused). The space-free form: a URL renderer that writes a space as '+' (SQLAlchemy's
+# URL.render_as_string does) would turn "-c synchronous_commit=on" into "+synchronous_commit".
+SYNC_COMMIT = quote("--synchronous_commit=on")
 
 
 class SettingsError(Exception):
