@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -39,6 +39,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
 from ..urls import masked
 from .base import Document, Op, Options, TableSpec, refuse
+from .cassandra_requests import Requests, batched
 
 TIER = "amorphous"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")  # keyspace and table names (intent names)
@@ -48,7 +49,6 @@ BLOB = "object"
 DEFAULT_PORT = 9042
 DEFAULT_DC = "datacenter1"  # what a stock single node reports in system.local
 MAX_TTL = 630_720_000  # 20 years: Cassandra refuses a larger TTL
-IN_FLIGHT = 96  # concurrent requests per write batch: keeps the node busy, bounds memory
 DDL_TIMEOUT = 60.0  # schema changes wait for every node to agree
 OPTIONS = ("replication_factor", "consistency", "dc", "protocol_version")
 
@@ -368,7 +368,8 @@ class CassandraDocuments:
         return pending.result(self._remaining(deadline))
 
     def write_async(self, ops: Sequence[Op], deadline: float | None = None) -> Requests:
-        """Send the inserts as asynchronous requests (at most IN_FLIGHT at a time)."""
+        """Send the inserts as asynchronous requests (at most IN_FLIGHT at a time), rows bound
+        for the same replica grouped in small unlogged batches (see ``cassandra_requests``)."""
         where = "write to " + ", ".join(sorted({op.table.name for op in ops}))  # type: ignore[union-attr]
         with self._mapped(where):
             session = self._connect()
@@ -387,16 +388,20 @@ class CassandraDocuments:
                     # rounded up: at most a second late, never expiring before its time
                     ttl = math.ceil(remaining)
                 stmt = self._statement("insert", spec)
-                bound.append(self._bind(stmt, spec, op.key, op.payload, op.ts, ttl))
+                bound.append(
+                    (self._bind(stmt, spec, op.key, op.payload, op.ts, ttl), len(op.payload))
+                )
+            statements = batched(bound, self._cluster.metadata, self.endpoint.keyspace)
             timeout = self._remaining(deadline)
-            return Requests(self, session, bound, len(ops), timeout, where)
+            return Requests(self.mapped, session, statements, len(ops), timeout, where)
 
     def _remaining(self, deadline: float | None) -> float:
         if deadline is None:
             return self._options.request_timeout
         return max(0.001, min(self._options.request_timeout, deadline - time.monotonic()))
 
-    def mapped(self, where: str) -> Any:
+    def mapped(self, where: str) -> AbstractContextManager[None]:
+        """Driver errors of ``where`` as persistio's (for requests answered later)."""
         return self._mapped(where)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
@@ -459,75 +464,6 @@ def _cql_type(kind: str) -> str:
 def _key_columns(spec: TableSpec) -> list[Any]:
     by_name = {c.name: c for c in spec.columns}
     return [by_name[n] for n in (*spec.key, *spec.order)]
-
-
-class Requests:
-    """Inserts in flight; ``result`` waits for all of them (the first failure is raised)."""
-
-    def __init__(
-        self,
-        backend: CassandraDocuments,
-        session: Any,
-        statements: list[Any],
-        ops: int,
-        timeout: float,
-        where: str,
-    ) -> None:
-        self._backend = backend
-        self._session = session
-        self._statements = statements
-        self._ops = ops
-        self._timeout = timeout
-        self._where = where
-        self._lock = threading.Lock()
-        self._next = 0
-        self._done = 0
-        self._error: BaseException | None = None
-        self._finished = threading.Event()
-        if not statements:
-            self._finished.set()
-        for _ in range(min(IN_FLIGHT, len(statements))):
-            self._send()
-
-    def _send(self) -> None:
-        with self._lock:
-            if self._next >= len(self._statements) or self._error is not None:
-                return
-            stmt = self._statements[self._next]
-            self._next += 1
-        try:
-            future = self._session.execute_async(stmt, timeout=self._timeout)
-        except Exception as exc:
-            self._failed(exc)
-            return
-        future.add_callbacks(self._succeeded, self._failed)
-
-    def _succeeded(self, _rows: Any) -> None:
-        with self._lock:
-            self._done += 1
-            finished = self._done == len(self._statements)
-        if finished:
-            self._finished.set()
-        else:
-            self._send()
-
-    def _failed(self, exc: BaseException) -> None:
-        with self._lock:
-            if self._error is None:
-                self._error = exc
-        self._finished.set()
-
-    def result(self, timeout: float) -> list[bool]:
-        if not self._finished.wait(timeout):
-            raise BackendUnavailable(
-                f"{TIER} backend {self._backend._where} {self._where}: no answer within "
-                f"{timeout:.2f}s",
-                tier=TIER,
-            )
-        if self._error is not None:
-            with self._backend.mapped(self._where):
-                raise self._error
-        return [True] * self._ops
 
 
 def from_url(url: str, options: Options, setting: str) -> CassandraDocuments:
