@@ -1,27 +1,53 @@
 """``python -m examples.checkin_game <command>``: simulate, check in, query, serve.
 
 Every command takes ``--data-dir`` (embedded files and the spool) and ``--real`` (use the
-servers named by PERSISTIO_*_URL instead of the embedded defaults).
+servers named by PERSISTIO_*_URL instead of the embedded defaults). ``serve`` runs the HTTP API
+and its page (``api.py``) on uvicorn.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
 import persistio as pio
 
-from . import web
 from .game import Game, open_store
 from .report import summary
 from .simulate import Progress, run
 from .world import make_checkins, make_world
 
 DEFAULT_DATA_DIR = ".persistio/checkin_game"
+HOST = "127.0.0.1"  # a demo surface: never listen beyond this machine
+
+
+def _feed(game: Game, user_id: int) -> dict[str, Any]:
+    return {"user": user_id, "activity": game.feed(user_id), "inbox": game.inbox(user_id)}
+
+
+def _here(game: Game, venue_id: int) -> dict[str, Any]:
+    return {"venue": venue_id, "here": game.here(venue_id)}
+
+
+def _badges(game: Game, user_id: int) -> dict[str, Any]:
+    points, awards = game.ledger(user_id)
+    return {"user": user_id, "points": 0 if points is None else points.total, "awards": awards}
+
+
+def _friends(game: Game, user_id: int) -> dict[str, Any]:
+    return {"user": user_id, "friends": game.friends(user_id), "nearby": game.nearby(user_id)}
+
+
+QUERIES: dict[str, Callable[[Game, int], dict[str, Any]]] = {
+    "feed": _feed,
+    "here": _here,
+    "badges": _badges,
+    "friends": _friends,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,8 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     for name, key in (("here", "venue"), ("badges", "user"), ("friends", "user")):
         sub.add_parser(name, parents=[common], help=f"the {name} query").add_argument(key, type=int)
 
-    serve = sub.add_parser("serve", parents=[common], help="read-only JSON API on 127.0.0.1")
+    serve = sub.add_parser(
+        "serve", parents=[common], help="the HTTP API and its page (uvicorn, 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="run no worker in the server (only with --real and workers elsewhere)",
+    )
     return parser
 
 
@@ -102,20 +135,28 @@ def _checkin(game: Game, args: argparse.Namespace) -> None:
     )
 
 
-def _serve(game: Game, args: argparse.Namespace) -> None:
-    server = web.make_server(game, args.port)
-    host, port = server.server_address[:2]
-    print(f"serving on http://{host!s}:{port}/ (feed|here|badges|friends)/<id>; Ctrl-C stops")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .api import create_app, open_async_store
+
+    app = create_app(
+        lambda: open_async_store(real=args.real, data_dir=args.data_dir),
+        worker=not args.no_worker,
+    )
+    print(
+        f"serving the check-in game on http://{HOST}:{args.port}/?venue=1&user=1 "
+        f"(API docs: /docs); Ctrl-C stops",
+        flush=True,
+    )
+    uvicorn.run(app, host=HOST, port=args.port, log_level="warning")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "serve":  # the app opens its own (async) store in its lifespan
+        _serve(args)
+        return 0
     try:
         with open_store(real=args.real, data_dir=args.data_dir) as store:
             game = Game(store)
@@ -124,10 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _simulate(game, args)
                 case "checkin":
                     _checkin(game, args)
-                case "serve":
-                    _serve(game, args)
                 case "feed" | "here" | "badges" | "friends":
-                    query = web.QUERIES[args.command]
+                    query = QUERIES[args.command]
                     _print(query(game, args.venue if args.command == "here" else args.user))
     except pio.NotFound as exc:
         print(f"error: {exc}", file=sys.stderr)

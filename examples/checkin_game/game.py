@@ -98,7 +98,14 @@ class Game:
         """Save a batch of check-ins: their REALTIME intents (friend delivery, where-now, the
         counting rows) are written before this returns, the rest is queued by priority; then
         the venue rosters and grid cells are updated, and nearby friends looked up."""
-        receipts = self.store.save_many(checkins)
+        return self.place(checkins, self.store.save_many(checkins), nearby=nearby)
+
+    def place(
+        self, checkins: Sequence[Checkin], receipts: Sequence[pio.Receipt], *, nearby: bool = True
+    ) -> list[CheckinResult]:
+        """What follows the save of check-ins: file them in their venues' rosters and grid
+        cells, and look up nearby friends (the web API saves through ``AsyncPersistio`` first,
+        then calls this)."""
         now = datetime.now(UTC)
         cells: CellCache = {}
         record(self.store, checkins, now, cells)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -17,19 +15,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import persistio as pio
-from examples.checkin_game import cli, web
+from examples.checkin_game import cli
 from examples.checkin_game.game import Game
 from examples.checkin_game.geo import NEARBY_M, cell_of, cells_around, distance_m
-from examples.checkin_game.models import Checkin, Inbox, Mayor, User, Venue
+from examples.checkin_game.models import Checkin, Inbox, Mayor, Venue
 from examples.checkin_game.reads import venue_hour_count, visits_in_window
 from examples.checkin_game.simulate import run
 from examples.checkin_game.world import make_checkins, make_world
+from tests.examples.checkin_world import add_block
 
 REAL_REDIS_DB = 5  # this suite's own Redis database; flushed before each real test
 NOW = datetime.now(UTC)
@@ -53,19 +51,6 @@ def game(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Iterator[
 def base() -> int:
     """An id offset of this test's own: the real stores are shared by the whole session."""
     return 10**12 + secrets.randbelow(10**6) * 10**4
-
-
-def add_block(game: Game, base: int) -> tuple[int, int, int, Venue, Venue, Venue]:
-    """Ann is friends with Bo and Cy; venues one and two are 120 m apart, three is far away."""
-    ann, bo, cy = base + 1, base + 2, base + 3
-    joined = datetime(2025, 1, 1, tzinfo=UTC)
-    game.add_users([User(u, n, joined) for u, n in ((ann, "ann"), (bo, "bo"), (cy, "cy"))])
-    v1 = Venue(base + 1, "Cafe", "cafe", 40.7300, -73.9900)
-    v2 = Venue(base + 2, "Bar", "bar", 40.7310, -73.9905)
-    v3 = Venue(base + 3, "Museum", "museum", 40.8000, -73.9000)
-    game.add_venues([v1, v2, v3])
-    game.set_friends({ann: [bo, cy], bo: [ann], cy: [ann]})
-    return ann, bo, cy, v1, v2, v3
 
 
 def test_a_checkin_lands_in_every_store_by_priority(
@@ -256,46 +241,6 @@ def test_badge_rules(tmp_path: Path, base: int) -> None:
         assert Counter(a.badge for a in awards) == {"newbie": 1, "mayor": 5, "explorer": 1}
 
 
-def test_read_only_http_api(tmp_path: Path, base: int) -> None:
-    # Given a served game where Ann has checked in
-    with pio.Persistio(data_dir=tmp_path) as store:
-        game = Game(store)
-        ann, bo, _, v1, _, _ = add_block(game, base)
-        c = game.check_in(game.new_checkin(ann, v1.venue_id)).checkin
-        store.drain(timeout=30)
-        server, thread = web.serve_in_thread(game)
-        host, port = server.server_address[:2]
-        root = f"http://{host!s}:{port}"
-
-        def get(path: str) -> Any:
-            with urllib.request.urlopen(root + path, timeout=10) as response:
-                return json.loads(response.read())
-
-        try:
-            # When each query is asked over HTTP, Then it answers with JSON
-            assert host == "127.0.0.1"
-            assert get(f"/feed/{ann}")["activity"][0]["checkin_id"] == str(c.id)
-            assert get(f"/here/{v1.venue_id}") == {"venue": v1.venue_id, "here": [ann]}
-            badges = get(f"/badges/{ann}")
-            assert badges["points"] == 55
-            assert {a["badge"] for a in badges["awards"]} == {"newbie", "mayor"}
-            assert get(f"/friends/{ann}")["friends"] == [bo, base + 3]
-            # and anything else is refused
-            with pytest.raises(urllib.error.HTTPError) as missing:
-                get("/users")
-            missing.value.close()  # an HTTPError holds the response open
-            assert missing.value.code == 404
-            post = urllib.request.Request(root + f"/feed/{ann}", data=b"{}", method="POST")
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(post, timeout=10)
-            refused.value.close()
-            assert refused.value.code == 405
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=10)
-
-
 def test_cli_simulates_then_answers_queries(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -346,9 +291,3 @@ def test_any_point_within_nearby_range_is_in_the_3x3_cells(
         return
     # Then its cell is one of the nine a nearby lookup reads
     assert cell_of(*other) in cells_around(lat, lon)
-
-
-def test_encoded_answers_round_trip() -> None:
-    # Given a check-in, When it is encoded for the HTTP API, Then it is plain JSON
-    c = Checkin(uuid.uuid4(), 1, 2, NOW, 40.7, -73.9)
-    assert msgspec.json.decode(web.encode(c))["id"] == str(c.id)
