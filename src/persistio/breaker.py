@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -31,8 +31,10 @@ class CircuitBreaker:
         failure_threshold: int = 3,
         reset_timeout: float = 0.5,
         max_reset_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tier = tier
+        self._clock = clock  # injectable, so the state machine is testable without sleeping
         self.failure_threshold = failure_threshold
         self._cooldown = tenacity.wait_exponential(multiplier=reset_timeout, max=max_reset_timeout)
         self._lock = threading.Lock()
@@ -54,7 +56,7 @@ class CircuitBreaker:
         """Open and not yet due for a probe: a call would be refused (this takes no probe)."""
         with self._lock:
             return self._state == "open" and (
-                self._forced or self._probing or time.monotonic() < self._retry_at
+                self._forced or self._probing or self._clock() < self._retry_at
             )
 
     def allow(self) -> bool:
@@ -62,7 +64,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state == "closed":
                 return True
-            if self._forced or self._probing or time.monotonic() < self._retry_at:
+            if self._forced or self._probing or self._clock() < self._retry_at:
                 self.rejected += 1
                 return False
             self._state = "half_open"
@@ -91,7 +93,7 @@ class CircuitBreaker:
         self._state = "open"
         state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
         state.attempt_number = self._opens
-        self._retry_at = time.monotonic() + float(self._cooldown(state))
+        self._retry_at = self._clock() + float(self._cooldown(state))
 
     def force_open(self) -> None:
         """Open the circuit on purpose and keep it open (an outage drill)."""

@@ -339,6 +339,22 @@ def _name(batch: Batch) -> str:
     return "/".join(sorted(batch.backend.tiers))
 
 
+def isolated(router: Router, works: Sequence[Work]) -> list[BaseException | None]:
+    """Each work's error, if any. A store that refuses a batch for bad data refuses all of it:
+    the batch is then re-sent one work at a time, so one poison task never fails the others."""
+    results = router.apply(works)
+    out: list[BaseException | None] = []
+    for work, result in zip(works, results, strict=True):
+        if not isinstance(result, BaseException):
+            out.append(None)
+        elif isinstance(result, BackendUnavailable) or len(works) == 1:
+            out.append(result)
+        else:
+            (alone,) = router.apply([work])
+            out.append(alone if isinstance(alone, BaseException) else None)
+    return out
+
+
 class _Overdue(Exception):
     """A lane call did not finish by the deadline."""
 

@@ -40,6 +40,9 @@ class SpoolLimits:
     max_bytes: int = 1 << 30
     full_timeout: float = 5.0  # a save waits this long for room before it is refused
     replay_interval: float = 0.2
+    # a spooled or outboxed task of a model this process does not know waits this long (a
+    # rolling deploy: another process may know it) before it is set aside as a dead letter
+    unknown_model_grace: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,11 @@ def collect_status(
         "streams": intent_streams,
         "spool": {
             "depth": sum(n for n, _ in spool.values()),
+            "bytes": router.spool.size()[1],
             "by_tier": {t: {"items": n, "oldest_age_s": age} for t, (n, age) in spool.items()},
+            "dead_letters": router.spool.dead_count(),
         },
-        "dead_letters": dead,
+        "dead_letters": dead + router.spool.dead_count(),
         # per server written from the calling thread: round trips, and the saves they carried
         "group_commit": {
             c.name: {"flushes": c.flushes, "saves": c.requests, "largest": c.largest}

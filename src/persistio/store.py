@@ -19,6 +19,7 @@ from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, WriteClock, plan_save
 from .reads import Reader
+from .replay import SpoolReplayer
 from .router import Receipt, Router
 from .settings import FLAT, BreakerPolicy, Pools, Settings, SpoolLimits, Timeouts, resolve
 from .spool import Spool
@@ -26,7 +27,7 @@ from .status import collect_status, pending_work
 from .transaction import Transaction
 from .urls import masked
 from .wiring import Stores
-from .worker import Consumer, Handler, SpoolReplayer, Worker
+from .worker import Consumer, Handler, Worker
 from .writes import task_queues
 
 T = TypeVar("T")
@@ -106,7 +107,11 @@ class Persistio:
         self._router = Router(
             self._stores, self._spool, self._lanes, deadline, settings.pools.group_max
         )
-        self._worker = Worker(self._router, batch=settings.pools.worker_batch)
+        self._worker = Worker(
+            self._router,
+            batch=settings.pools.worker_batch,
+            unknown_model_grace=settings.spool_limits.unknown_model_grace,
+        )
         self._clock = WriteClock()
         self._reader = Reader(self._stores, self._clock.next)
         self._setup_lock = threading.Lock()
@@ -114,7 +119,7 @@ class Persistio:
         self._stop = threading.Event()
         self._closed = False
         self._replayer = SpoolReplayer(
-            self._worker, self._spool, settings.spool_limits.replay_interval
+            self._worker.replay, self._spool, settings.spool_limits.replay_interval
         )
         self._router.on_buffered = self._replayer.wake
         self._replayer.wake()  # a spool left by an earlier process is replayed too

@@ -10,18 +10,18 @@ SECRET_PARAMETERS = frozenset({"password", "pass", "pwd", "secret", "token", "ss
 def masked(url: str) -> str:
     """The URL (or comma-separated URLs) with any password replaced by ``***``.
 
-    Both places a password can hide are masked: ``user:password@host`` and ``?password=...``.
+    Both places a password can hide are masked: ``user:password@host`` and ``?password=...``;
+    a host list (``h1:9042,h2:9042``) is kept as it is.
     """
     if "," in url and "://" in url.split(",", 1)[1]:
         return ",".join(masked(u) for u in url.split(","))
     try:
         parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is not None:
-        user = parts.username or ""
-        parts = parts._replace(netloc=f"{user}:***@{parts.hostname or ''}{port}")
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hosts}")
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         if any(k.lower() in SECRET_PARAMETERS for k, _ in pairs):

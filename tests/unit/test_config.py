@@ -40,6 +40,20 @@ def test_passwords_are_masked() -> None:
     assert masked("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
+def test_passwords_in_query_strings_are_masked() -> None:
+    # Given URLs that carry a password as a query parameter (libpq and Cassandra styles)
+    shown = masked("postgresql://app@db:5432/app?sslmode=require&password=s3cret")
+    both = masked("cassandra://u:p4ss@h1:9042,h2:9042/ks?replication=3&PASSWORD=s3cret")
+
+    # Then the secret never shows, the other parameters do
+    assert "s3cret" not in shown
+    assert "password=***" in shown
+    assert "sslmode=require" in shown
+    assert "s3cret" not in both
+    assert "p4ss" not in both
+    assert "replication=3" in both
+
+
 def test_repr_and_status_hide_passwords(tmp_path: Path) -> None:
     # SQLite has no password, so check repr on a URL with one through the masked helper's use
     store = pio.Persistio(data_dir=tmp_path)

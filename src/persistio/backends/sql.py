@@ -261,18 +261,19 @@ class SQLAcid:
         with mapped_errors("acid", "transaction"), self.engine.begin() as conn:
             yield SQLTransaction(self, conn)
 
-    def take_outbox(self, limit: int, older_than_seconds: float) -> list[tuple[str, bytes]]:
-        """Outbox rows left by a process that committed and then failed to dispatch."""
+    def take_outbox(self, limit: int, older_than_seconds: float) -> list[tuple[str, bytes, float]]:
+        """Outbox rows left by a process that committed and then failed to dispatch:
+        (key, task, created_at)."""
         self._ensure_outbox()
         box = self._outbox
         query = (
-            sa.select(box.c.key, box.c.task)
+            sa.select(box.c.key, box.c.task, box.c.created_at)
             .where(box.c.created_at <= time.time() - older_than_seconds)
             .order_by(box.c.created_at)
             .limit(limit)
         )
         with mapped_errors("acid", "outbox read"), self._autocommit.connect() as conn:
-            return [(r.key, r.task) for r in conn.execute(query)]
+            return [(r.key, r.task, r.created_at) for r in conn.execute(query)]
 
     def _ensure_outbox(self) -> None:
         # drain() asks for outbox rows before any acid intent may have been set up
