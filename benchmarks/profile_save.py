@@ -173,7 +173,7 @@ def main() -> None:
                 t.start()
             for t in threads:
                 t.join()
-            return share * args.threads
+            return int(share * args.threads)
 
         phase(f"{args.mix} save x {args.threads} thread(s)", singles, args.top)
         batches = make(args.mix, seq, args.n)
@@ -189,7 +189,7 @@ def main() -> None:
             """The worker's side: the deferred tasks of ``args.n`` saves, reported per task."""
             store.save_many(make(args.mix, seq + args.n, args.n))
             queues = store.status()["queues"]
-            tasks = sum(int(q["pending"]) for q in queues.values())
+            tasks: int = sum(int(q["pending"]) for q in queues.values())
             while store.step():
                 pass
             return tasks

@@ -5,6 +5,7 @@ Importing this package does no I/O and imports no database driver.
 """
 
 from .aio import AsyncPersistio, AsyncTransaction
+from .deadletters import DeadLetter
 from .errors import (
     BackendUnavailable,
     ConfigError,
@@ -47,6 +48,7 @@ __all__ = [
     "BackendUnavailable",
     "BreakerPolicy",
     "ConfigError",
+    "DeadLetter",
     "DrainTimeout",
     "Intent",
     "IntentError",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from .deadletters import DeadLetter
 from .router import Receipt
 from .store import Persistio
 from .transaction import Transaction
@@ -105,6 +106,19 @@ class AsyncPersistio:
 
     def stop_worker(self) -> None:
         self.sync.stop_worker()
+
+    async def dead_letters(
+        self, intent: str | None = None, *, limit: int = 100
+    ) -> list[DeadLetter]:
+        return await self._run(self.sync.dead_letters, intent, limit=limit)
+
+    async def redrive(self, ids: Sequence[str] | None = None, *, intent: str | None = None) -> int:
+        return await self._run(self.sync.redrive, ids, intent=intent)
+
+    async def purge_dead_letters(
+        self, ids: Sequence[str] | None = None, *, intent: str | None = None
+    ) -> int:
+        return await self._run(self.sync.purge_dead_letters, ids, intent=intent)
 
     async def status(self) -> dict[str, Any]:
         return await self._run(self.sync.status)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+import msgspec
+
 from .aio import AsyncPersistio
 from .errors import PersistioError
 from .intents import Tier
@@ -105,7 +107,39 @@ def _drill(store: Persistio, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-COMMANDS = {"worker": _worker, "status": _status, "setup": _setup, "drill": _drill}
+def _dead_letters(store: Persistio, args: argparse.Namespace) -> int:
+    ids = args.id or None
+    if args.action in ("redrive", "purge") and ids is None and args.intent is None and not args.all:
+        print(
+            f"persistio dead-letters {args.action}: name what with --id, --intent or --all",
+            file=sys.stderr,
+        )
+        return 2
+    if args.action == "redrive":
+        print(f"redriven: {store.redrive(ids, intent=args.intent)}")
+        return 0
+    if args.action == "purge":
+        print(f"purged: {store.purge_dead_letters(ids, intent=args.intent)}")
+        return 0
+    letters = store.dead_letters(args.intent, limit=args.limit)
+    if ids is not None:
+        letters = [d for d in letters if d.id in ids]
+    if args.json or args.action == "show":
+        print(json.dumps([msgspec.to_builtins(d) for d in letters], indent=2))
+        return 0 if letters or args.action == "list" else 1
+    print(f"{'id':<40} {'intent':<20} {'attempts':>8}  reason")
+    for d in letters:
+        print(f"{d.id:<40} {d.intent:<20} {d.attempts:>8}  {d.reason[:80]}")
+    return 0
+
+
+COMMANDS = {
+    "worker": _worker,
+    "status": _status,
+    "setup": _setup,
+    "drill": _drill,
+    "dead-letters": _dead_letters,
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -128,6 +162,16 @@ def parser() -> argparse.ArgumentParser:
     drill.add_argument("--rate", type=float, default=100.0, help="saves per second")
     drill.add_argument("--timeout", type=float, default=300.0, help="seconds to converge")
     drill.add_argument("--json", action="store_true")
+    dead = sub.add_parser(
+        "dead-letters", help="list, show, redrive or purge items set aside after failing"
+    )
+    dead.add_argument("action", choices=["list", "show", "redrive", "purge"])
+    dead.add_argument("store")
+    dead.add_argument("--intent", help="only this intent's dead letters")
+    dead.add_argument("--id", action="append", help="a dead letter's id (repeatable)")
+    dead.add_argument("--all", action="store_true", help="redrive/purge every dead letter")
+    dead.add_argument("--limit", type=int, default=100)
+    dead.add_argument("--json", action="store_true")
     return p
 
 

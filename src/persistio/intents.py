@@ -138,6 +138,8 @@ class Transitory(Intent):
     max_deliveries: int
     visibility: timedelta
     retry_backoff: timedelta
+    dead_max: int
+    dead_max_age: timedelta
 
     def __init__(
         self,
@@ -147,6 +149,8 @@ class Transitory(Intent):
         max_deliveries: int = 5,
         visibility: timedelta = timedelta(seconds=30),
         retry_backoff: timedelta = timedelta(milliseconds=200),
+        dead_max: int = 10_000,
+        dead_max_age: timedelta = timedelta(days=7),
         priority: Priority | None = None,
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
@@ -159,6 +163,8 @@ class Transitory(Intent):
         object.__setattr__(self, "max_deliveries", max_deliveries)
         object.__setattr__(self, "visibility", visibility)
         object.__setattr__(self, "retry_backoff", retry_backoff)
+        object.__setattr__(self, "dead_max", dead_max)
+        object.__setattr__(self, "dead_max_age", dead_max_age)
 
     def problems(self) -> list[str]:
         found = super().problems()
@@ -170,6 +176,10 @@ class Transitory(Intent):
             found.append(f"visibility={self.visibility!r}: use a positive timedelta")
         if not _positive(self.retry_backoff):
             found.append(f"retry_backoff={self.retry_backoff!r}: use a positive timedelta")
+        if not isinstance(self.dead_max, int) or self.dead_max < 1:
+            found.append(f"dead_max={self.dead_max!r}: use an int >= 1")
+        if not _positive(self.dead_max_age):
+            found.append(f"dead_max_age={self.dead_max_age!r}: use a positive timedelta")
         return found
 
 

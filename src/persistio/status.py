@@ -69,6 +69,10 @@ def collect_status(
         },
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
+        # dead letters dropped to keep them within their count and age bounds, and purged
+        "dead_letters_dropped": _prefixed(counters, "dead_letters_dropped:"),
+        "dead_letters_purged": counters.get("dead_letters_purged", 0),
+        "worker_errors": counters.get("worker_errors", 0),
         "buffered": counters.get("buffered", 0),
         "replayed": counters.get("replayed", 0),
     }

@@ -13,6 +13,7 @@ from typing import Any, Self, TypeVar
 from .backends.base import Options
 from .breaker import CircuitBreaker
 from .config import ENV, default_urls, environ_settings, open_backends
+from .deadletters import DeadLetter, DeadLetters
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
@@ -122,6 +123,7 @@ class Persistio:
             self._worker.replay, self._spool, settings.spool_limits.replay_interval
         )
         self._router.on_buffered = self._replayer.wake
+        self._dead = DeadLetters(self._stores, self._spool, self._transitory_intents)
         self._replayer.wake()  # a spool left by an earlier process is replayed too
 
     def _wire(self, settings: Settings, data: Path, namespace: str) -> Stores:
@@ -317,13 +319,38 @@ class Persistio:
         """Ask ``run_worker`` to return after the step in progress."""
         self._stop.set()
 
+    # -- dead letters ---------------------------------------------------------------------------
+
+    def dead_letters(self, intent: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        """Items set aside after they kept failing: a stream's (its consumer raised), a task
+        queue's (a deferred write kept failing) and the spool's (a replay the store refused),
+        oldest first, each with its reason, attempts, times and a summary.
+        """
+        self._check_open()
+        return self._dead.list(intent, limit)
+
+    def redrive(self, ids: Sequence[str] | None = None, *, intent: str | None = None) -> int:
+        """Put dead letters back where they came from (all, those of ``intent``, or ``ids`` from
+        ``dead_letters()``); return how many. Their consumers and workers try them again."""
+        self._check_open()
+        return self._dead.redrive(ids, intent)
+
+    def purge_dead_letters(
+        self, ids: Sequence[str] | None = None, *, intent: str | None = None
+    ) -> int:
+        """Delete dead letters for good (all, those of ``intent``, or ``ids``); how many."""
+        self._check_open()
+        return self._dead.purge(ids, intent)
+
     # -- visibility and lifecycle ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """Backends' health, queue depth and oldest age per priority, streams, spool, counters."""
         self._check_open()
-        streams = [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
-        return collect_status(self._router, self.urls, streams)
+        return collect_status(self._router, self.urls, self._transitory_intents())
+
+    def _transitory_intents(self) -> list[BoundIntent]:
+        return [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
 
     def close(self) -> None:
         """Stop workers and close every connection; idempotent."""

@@ -188,8 +188,10 @@ class Worker:
                 delivery.deliveries,
                 reason,
             )
-            self._backends.transitory.dead_letter(stream, delivery, reason[:1000])
+            dropped = self._backends.transitory.dead_letter(stream, delivery, reason[:1000])
             self.router.spool.bump(f"dead_letters:{stream.name}")
+            if dropped:  # the oldest dead letters went, to keep them within their bounds
+                self.router.spool.bump(f"dead_letters_dropped:{stream.name}", dropped)
         else:
             if not quiet:
                 log.warning(

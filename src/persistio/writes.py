@@ -50,6 +50,8 @@ def stream_spec(bound: BoundIntent) -> StreamSpec:
         visibility_seconds=intent.visibility.total_seconds(),
         max_age_seconds=_seconds(intent.max_age),
         retry_backoff_seconds=intent.retry_backoff.total_seconds(),
+        dead_max=intent.dead_max,
+        dead_max_age_seconds=intent.dead_max_age.total_seconds(),
     )
 
 

@@ -199,6 +199,19 @@ def test_a_batch_over_several_tables_commits_as_one(acid: SQLAcid, raw_pg: Any) 
     assert raw_pg.execute("SELECT count(*) FROM evolving_other").fetchone() == (1,)
 
 
+def test_options_in_the_url_reach_the_write_connections(pg_database_url: str) -> None:
+    # Given a URL whose libpq options hold a space (they did not survive a round trip through
+    # SQLAlchemy's URL text: every write failed)
+    url = f"{pg_database_url}?options=-c%20application_name%3Dpio_url_options"
+    acid = SQLAcid(url)
+    try:
+        acid.setup([V1])
+        # When a row is written, then it lands
+        assert acid.write([Upsert(V1, {"id": 30, "name": "opts"}, 1)]) == [True]
+    finally:
+        acid.close()
+
+
 def test_a_write_past_its_deadline_is_not_sent(acid: SQLAcid, raw_pg: Any) -> None:
     # Given a write whose deadline has already passed
     acid.setup([V1])

@@ -52,6 +52,9 @@ class StreamSpec:
     visibility_seconds: float = 30.0
     max_age_seconds: float | None = None
     retry_backoff_seconds: float = 0.2  # first retry delay; doubles per delivery
+    # dead letters are kept bounded: the oldest go (and are counted) past either limit
+    dead_max: int = 10_000
+    dead_max_age_seconds: float = 7 * 86_400.0
 
 
 class Delivery(NamedTuple):
@@ -60,6 +63,19 @@ class Delivery(NamedTuple):
     payload: bytes
     deliveries: int  # how many times it has been handed out, this time included
     enqueued_at: float  # epoch seconds
+
+
+class DeadEntry(NamedTuple):
+    """One dead letter of a stream, as its backend keeps it."""
+
+    id: str
+    item_id: str
+    payload: bytes
+    deliveries: int
+    reason: str
+    enqueued_at: float  # epoch seconds
+    first_failed_at: float
+    dead_at: float
 
 
 class StreamStats(NamedTuple):
@@ -152,7 +168,10 @@ class TransitoryBackend(Backend, Protocol):
     def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]: ...
     def ack(self, stream: StreamSpec, ids: Sequence[str]) -> None: ...
     def release(self, stream: StreamSpec, delivery: Delivery, delay_seconds: float) -> None: ...
-    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None: ...
+    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> int: ...
+    def dead_letters(self, stream: StreamSpec, limit: int) -> list[DeadEntry]: ...
+    def redrive(self, stream: StreamSpec, ids: Sequence[str] | None, limit: int) -> int: ...
+    def purge(self, stream: StreamSpec, ids: Sequence[str] | None) -> int: ...
     def stats(self, stream: StreamSpec) -> StreamStats: ...
 
 

@@ -18,6 +18,7 @@ from typing import ClassVar, Generic, TypeVar
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable
 from .base import (
+    DeadEntry,
     Delivery,
     Op,
     StreamSpec,
@@ -117,13 +118,50 @@ class FailoverTransitory:
         index, inner = _split(delivery.id)
         self._on(index, lambda m: m.release(stream, delivery._replace(id=inner), delay_seconds))
 
-    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> int:
         index, inner = _split(delivery.id)
-        self._on(index, lambda m: m.dead_letter(stream, delivery._replace(id=inner), reason))
+        return self._on(index, lambda m: m.dead_letter(stream, delivery._replace(id=inner), reason))
 
-    def _on(self, index: int, call: Callable[[TransitoryBackend], None]) -> None:
+    def dead_letters(self, stream: StreamSpec, limit: int) -> list[DeadEntry]:
+        found: list[DeadEntry] = []
+
+        def take(index: int, member: TransitoryBackend) -> None:
+            found.extend(
+                e._replace(id=f"{index}|{e.id}") for e in member.dead_letters(stream, limit)
+            )
+
+        self._m.each(take)
+        return sorted(found, key=lambda e: e.dead_at)[:limit]
+
+    def redrive(self, stream: StreamSpec, ids: Sequence[str] | None, limit: int) -> int:
+        return sum(self._by_member(ids, lambda m, inner: m.redrive(stream, inner, limit)))
+
+    def purge(self, stream: StreamSpec, ids: Sequence[str] | None) -> int:
+        return sum(self._by_member(ids, lambda m, inner: m.purge(stream, inner)))
+
+    def _by_member(
+        self,
+        ids: Sequence[str] | None,
+        call: Callable[[TransitoryBackend, Sequence[str] | None], int],
+    ) -> list[int]:
+        if ids is None:
+            return self._m.each(lambda _i, m: call(m, None))
+        by_member: dict[int, list[str]] = {}
+        for entry_id in ids:
+            index, inner = _split(entry_id)
+            by_member.setdefault(index, []).append(inner)
+        done: list[int] = []
+        for index, member_ids in by_member.items():
+
+            def on_member(member: TransitoryBackend, chosen: list[str] = member_ids) -> int:
+                return call(member, chosen)
+
+            done.append(self._on(index, on_member))
+        return done
+
+    def _on(self, index: int, call: Callable[[TransitoryBackend], T]) -> T:
         with self._m.breakers[index].guard():
-            call(self._m.members[index])
+            return call(self._m.members[index])
 
     def stats(self, stream: StreamSpec) -> StreamStats:
         found = self._m.each(lambda _i, m: m.stats(stream))

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from ..errors import BackendUnavailable, PersistioError, ValidationError
@@ -110,8 +111,7 @@ class PostgresWrites:
     """Guarded upserts of one batch: one transaction, one round trip."""
 
     def __init__(self, url: sa.URL, pool_size: int, connect_timeout: float) -> None:
-        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._pool = WritePool(conninfo, 2 * pool_size, connect_timeout)
+        self._pool = WritePool(conninfo_of(url), 2 * pool_size, connect_timeout)
         self._statements = Statements()
         self.watchdog = Watchdog("persistio-acid-watchdog")
 
@@ -191,6 +191,22 @@ class PostgresWrites:
         sql = self._statements.upsert(spec, guarded=False)
         with mapped(f"upsert into {spec.name}"):
             dbapi.cursor().execute(sql, parameters(spec, rows, None), prepare=True)
+
+
+def conninfo_of(url: sa.URL) -> str:
+    """libpq's key=value form of a SQLAlchemy URL, query options included as they are.
+
+    (A URL rendered back to text would write a space in ``?options=-c x=y`` as ``+``, which
+    libpq does not read as a space.)"""
+    query = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
+    params: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "dbname": url.database,
+        "user": url.username,
+        "password": url.password,
+    }
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None}, **query)
 
 
 def _by_table(ops: Sequence[Upsert]) -> dict[TableSpec, list[int]]:

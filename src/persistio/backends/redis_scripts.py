@@ -151,10 +151,50 @@ end
 return out
 """
 
-# KEYS[1] the stream; ARGV: group, id, idle (ms). Keeps the entry with its current consumer.
+# KEYS[1] the stream, KEYS[2] its first-failure times; ARGV: group, id, idle (ms), now (epoch
+# seconds), keep (s). Keeps the entry with its current consumer; notes when it first failed.
 RELEASE_SCRIPT = """
 local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if p.err or not p[1] then return 0 end  -- acknowledged, or its stream was deleted: nothing to do
 redis.call('XCLAIM', KEYS[1], ARGV[1], p[1][2], 0, ARGV[2], 'IDLE', ARGV[3], 'JUSTID')
+redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[5])  -- failures are rare: the hash lives while they go on
 return 1
+"""
+
+# Move an entry to the dead letters, atomically with its removal, and keep the dead letters
+# bounded by count and age. KEYS[1] the stream, KEYS[2] its dead letters, KEYS[3] its
+# first-failure times; ARGV: group, id, item id, payload, deliveries, reason, now (epoch s),
+# enqueued at, max dead letters, oldest dead letter kept (ms since the epoch).
+# Returns how many older dead letters were dropped to keep the bounds.
+DEAD_SCRIPT = """
+local first = redis.call('HGET', KEYS[3], ARGV[2]) or ARGV[7]
+redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'dedup', ARGV[3], 'payload', ARGV[4], 'deliveries', ARGV[5],
+  'reason', ARGV[6], 'at', ARGV[7], 'first', first, 't', ARGV[8])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+local dropped = redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[9])
+return dropped + redis.call('XTRIM', KEYS[2], 'MINID', ARGV[10])
+"""
+
+# Put dead letters back on their stream (the ids given, or the oldest ARGV[3]). KEYS[1] the
+# stream, KEYS[2] its dead letters; ARGV: now (epoch s), limit, then ids. Returns how many.
+REDRIVE_SCRIPT = """
+local entries = {}
+if #ARGV > 2 then
+  for i = 3, #ARGV do
+    local found = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i])
+    if found[1] then entries[#entries + 1] = found[1] end
+  end
+else
+  entries = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', tonumber(ARGV[2]))
+end
+for _, e in ipairs(entries) do
+  local f = {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  redis.call('XADD', KEYS[1], '*', 'd', f['dedup'] or '', 'p', f['payload'] or '', 't', ARGV[1])
+  redis.call('XDEL', KEYS[2], e[1])
+end
+return #entries
 """

@@ -35,9 +35,9 @@ import redis
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
-from .base import Delivery, StreamSpec, StreamStats
+from .base import DeadEntry, Delivery, StreamSpec, StreamStats
 from .redis_client import unavailable_on_outage
-from .redis_scripts import CLAIM_SCRIPT, RELEASE_SCRIPT
+from .redis_scripts import CLAIM_SCRIPT, DEAD_SCRIPT, REDRIVE_SCRIPT, RELEASE_SCRIPT
 
 GROUP = "persistio"
 EXPIRED = "expired: older than max_age"
@@ -75,6 +75,8 @@ class RedisStreams:
     def _stream_scripts(self) -> None:
         self._claim = self._client.register_script(CLAIM_SCRIPT)
         self._release = self._client.register_script(RELEASE_SCRIPT)
+        self._dead = self._client.register_script(DEAD_SCRIPT)
+        self._redrive = self._client.register_script(REDRIVE_SCRIPT)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         """Create each stream and its group; idempotent."""
@@ -126,25 +128,77 @@ class RedisStreams:
     def release(self, stream: StreamSpec, delivery: Delivery, delay_seconds: float) -> None:
         """Make the entry claimable again after ``min(delay_seconds, visibility)`` seconds."""
         idle_ms = max(0, round((stream.visibility_seconds - max(0.0, delay_seconds)) * 1000))
-        with unavailable_on_outage("transitory", self._where):
-            self._release(keys=[stream_key(stream.name)], args=[GROUP, delivery.id, idle_ms])
-
-    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None:
-        """Move the entry to ``pio:{<name>}:dead``, atomically with its removal."""
         key = stream_key(stream.name)
-        fields: dict[EncodableT, EncodableT] = {
-            "dedup": delivery.dedup,
-            "payload": delivery.payload,
-            "deliveries": delivery.deliveries,
-            "reason": reason,
-            "at": repr(time.time()),
-        }
+        keep = round(stream.dead_max_age_seconds)
         with unavailable_on_outage("transitory", self._where):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.xadd(f"{key}:dead", fields)
-            pipe.xack(key, GROUP, delivery.id)
-            pipe.xdel(key, delivery.id)
-            pipe.execute()
+            self._release(
+                keys=[key, f"{key}:fails"],
+                args=[GROUP, delivery.id, idle_ms, repr(time.time()), keep],
+            )
+
+    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> int:
+        """Move the entry to ``pio:{<name>}:dead``, atomically with its removal; how many old
+        dead letters were dropped to keep them within ``dead_max`` and ``dead_max_age``."""
+        key = stream_key(stream.name)
+        now = time.time()
+        oldest_ms = max(0, round((now - stream.dead_max_age_seconds) * 1000))
+        args: list[EncodableT] = [
+            GROUP,
+            delivery.id,
+            delivery.dedup,
+            delivery.payload,
+            delivery.deliveries,
+            reason,
+            repr(now),
+            repr(delivery.enqueued_at),
+            stream.dead_max,
+            oldest_ms,
+        ]
+        with unavailable_on_outage("transitory", self._where):
+            dropped = self._dead(keys=[key, f"{key}:dead", f"{key}:fails"], args=args)
+        return int(dropped)
+
+    def dead_letters(self, stream: StreamSpec, limit: int) -> list[DeadEntry]:
+        """The oldest ``limit`` dead letters."""
+        key = f"{stream_key(stream.name)}:dead"
+        with unavailable_on_outage("transitory", self._where):
+            entries: Any = self._client.xrange(key, count=limit)
+        out = []
+        for entry_id, raw in entries:
+            f: dict[str, Any] = {_text(k): v for k, v in raw.items()}
+            dead_at = float(f.get("at", 0) or 0)
+            out.append(
+                DeadEntry(
+                    _text(entry_id),
+                    _text(f.get("dedup", b"")),
+                    bytes(f.get("payload", b"")),
+                    int(f.get("deliveries", 0) or 0),
+                    _text(f.get("reason", b"")),
+                    float(f.get("t", 0) or 0) or dead_at,
+                    float(f.get("first", 0) or 0) or dead_at,
+                    dead_at,
+                )
+            )
+        return out
+
+    def redrive(self, stream: StreamSpec, ids: Sequence[str] | None, limit: int) -> int:
+        """Put dead letters back on their stream (``ids``, or the oldest ``limit``)."""
+        key = stream_key(stream.name)
+        args: list[EncodableT] = [repr(time.time()), limit, *(ids or ())]
+        if ids is not None and not ids:
+            return 0
+        with unavailable_on_outage("transitory", self._where):
+            return int(self._redrive(keys=[key, f"{key}:dead"], args=args))
+
+    def purge(self, stream: StreamSpec, ids: Sequence[str] | None) -> int:
+        """Delete dead letters for good (``ids``, or all of them); how many."""
+        key = f"{stream_key(stream.name)}:dead"
+        with unavailable_on_outage("transitory", self._where):
+            if ids is None:
+                n = int(self._client.xlen(key))
+                self._client.delete(key)
+                return n
+            return int(self._client.xdel(key, *ids)) if ids else 0
 
     def stats(self, stream: StreamSpec) -> StreamStats:
         """Unacknowledged entries (= the stream's length), the oldest one's age, dead letters."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import BackendUnavailable
-from .base import Append, Delivery, Op, StreamSpec, StreamStats, refuse
+from .base import Append, DeadEntry, Delivery, Op, StreamSpec, StreamStats, refuse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS items (
     payload BLOB NOT NULL,
     enqueued_at REAL NOT NULL,
     visible_at REAL NOT NULL,
-    deliveries INTEGER NOT NULL DEFAULT 0
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    first_failed_at REAL
 );
 -- (stream, rowid) order: a claim walks the oldest items first and stops at its LIMIT
 CREATE INDEX IF NOT EXISTS items_by_stream ON items (stream);
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL,
     deliveries INTEGER NOT NULL,
     reason TEXT NOT NULL,
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    enqueued_at REAL,
+    first_failed_at REAL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_stream ON dead_letters (stream);
 """
@@ -67,6 +70,13 @@ class SQLiteQueue:
         # NORMAL in WAL mode survives an application crash; FULL would fsync every enqueue.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        for table, column in (
+            ("items", "first_failed_at"),
+            ("dead_letters", "enqueued_at"),
+            ("dead_letters", "first_failed_at"),
+        ):  # files made by an earlier version
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
         self._enqueues_since_purge = 0
 
     @contextmanager
@@ -156,27 +166,99 @@ class SQLiteQueue:
 
     def release(self, stream: StreamSpec, delivery: Delivery, delay_seconds: float) -> None:
         with self._write() as cur:
+            now = time.time()
             cur.execute(
-                "UPDATE items SET visible_at = ? WHERE id = ? AND stream = ?",
-                (time.time() + delay_seconds, int(delivery.id), stream.name),
+                "UPDATE items SET visible_at = ?, first_failed_at = coalesce(first_failed_at, ?)"
+                " WHERE id = ? AND stream = ?",
+                (now + delay_seconds, now, int(delivery.id), stream.name),
             )
 
-    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> None:
+    def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> int:
+        """Move the item to the dead letters; how many old ones went to keep them bounded."""
+        now = time.time()
         with self._write() as cur:
+            row = cur.execute(
+                "DELETE FROM items WHERE id = ? AND stream = ? RETURNING first_failed_at",
+                (int(delivery.id), stream.name),
+            ).fetchone()
+            first = row[0] if row is not None and row[0] is not None else now
             cur.execute(
-                "INSERT INTO dead_letters (stream, dedup, payload, deliveries, reason, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO dead_letters (stream, dedup, payload, deliveries, reason, at,"
+                " enqueued_at, first_failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     stream.name,
                     delivery.dedup,
                     delivery.payload,
                     delivery.deliveries,
                     reason,
-                    time.time(),
+                    now,
+                    delivery.enqueued_at,
+                    first,
                 ),
             )
-            cur.execute(
-                "DELETE FROM items WHERE id = ? AND stream = ?", (int(delivery.id), stream.name)
+            return self._bound_dead(cur, stream, now)
+
+    def _bound_dead(self, cur: sqlite3.Cursor, stream: StreamSpec, now: float) -> int:
+        dropped = cur.execute(
+            "DELETE FROM dead_letters WHERE stream = ? AND (at < ? OR id <= ("
+            " SELECT id FROM dead_letters WHERE stream = ? ORDER BY id DESC LIMIT 1 OFFSET ?))",
+            (stream.name, now - stream.dead_max_age_seconds, stream.name, stream.dead_max),
+        ).rowcount
+        return int(dropped)
+
+    def dead_letters(self, stream: StreamSpec, limit: int) -> list[DeadEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, dedup, payload, deliveries, reason, at, enqueued_at, first_failed_at"
+                " FROM dead_letters WHERE stream = ? ORDER BY id LIMIT ?",
+                (stream.name, limit),
+            ).fetchall()
+        return [
+            DeadEntry(
+                str(i), d, p, n, r, e if e is not None else at, f if f is not None else at, at
+            )
+            for i, d, p, n, r, at, e, f in rows
+        ]
+
+    def redrive(self, stream: StreamSpec, ids: Sequence[str] | None, limit: int) -> int:
+        now = time.time()
+        with self._write() as cur:
+            if ids is None:
+                rows = cur.execute(
+                    "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+                    " WHERE stream = ? ORDER BY id LIMIT ?) RETURNING dedup, payload",
+                    (stream.name, limit),
+                ).fetchall()
+            else:
+                rows = [
+                    r
+                    for i in ids
+                    for r in cur.execute(
+                        "DELETE FROM dead_letters WHERE id = ? AND stream = ?"
+                        " RETURNING dedup, payload",
+                        (int(i), stream.name),
+                    ).fetchall()
+                ]
+            cur.executemany(
+                "INSERT INTO items (stream, dedup, payload, enqueued_at, visible_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(stream.name, d, p, now, now) for d, p in rows],
+            )
+        return len(rows)
+
+    def purge(self, stream: StreamSpec, ids: Sequence[str] | None) -> int:
+        with self._write() as cur:
+            if ids is None:
+                return int(
+                    cur.execute(
+                        "DELETE FROM dead_letters WHERE stream = ?", (stream.name,)
+                    ).rowcount
+                )
+            return sum(
+                cur.execute(
+                    "DELETE FROM dead_letters WHERE id = ? AND stream = ?", (int(i), stream.name)
+                ).rowcount
+                for i in ids
             )
 
     def stats(self, stream: StreamSpec) -> StreamStats:
