@@ -1,13 +1,17 @@
 # persistio developer tasks. The one command is `make test`: it builds the venv, starts the real
-# servers (scripts/services), then runs ruff, mypy and the whole pytest suite against them.
+# servers (scripts/services), then runs ruff, mypy, the docs build and the whole pytest suite
+# against them (with the packaging check and the browser test).
 #
 #   make demo        the check-in game's short simulation on embedded defaults (no servers)
 #   make test        everything below, in that order; the steps after the servers all run, and
 #                    the target fails at the end if one of them failed
-#   make venv        .venv with the package (editable, [all]) and the dev group; redone only
-#                    when pyproject.toml changes
+#   make venv        .venv with the package (editable, [all,examples]) and the dev and docs
+#                    groups; redone only when pyproject.toml changes
 #   make services    scripts/services start (skipped when all four PERSISTIO_*_URL are set)
+#   make browser     scripts/browser install: Debian's chromium, for the page's browser test
 #   make lint | typecheck | pytest      one step alone (pytest: PYTEST_ARGS="-k redis -x")
+#   make docs        the documentation site on http://127.0.0.1:8000, rebuilt on every change
+#   make docs-build  mkdocs build --strict into build/site (what `make test` runs)
 #   make status | services-stop         scripts/services status / stop
 #   make clean       caches;  make distclean: also stop the servers, remove .venv and .services
 SHELL := bash
@@ -21,6 +25,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.persistio-installed
 SERVICES := bash scripts/services
 PYTEST_ARGS ?=
+# Material for MkDocs prints a banner about MkDocs 2.0 on every build: the site is on MkDocs 1.x
+export NO_MKDOCS_2_WARNING := 1
 
 URLS := PERSISTIO_TRANSITORY_URL PERSISTIO_VOLATILE_URL PERSISTIO_ACID_URL PERSISTIO_AMORPHOUS_URL
 ALL_URLS_SET := $(if $(strip $(foreach v,$(URLS),$(if $($(v)),,$(v)))),,yes)
@@ -36,7 +42,8 @@ if [ "$(ALL_URLS_SET)" != yes ]; then
 fi
 endef
 
-.PHONY: test demo venv services lint typecheck pytest status services-stop clean distclean
+.PHONY: test demo venv services browser lint typecheck docs docs-build pytest status services-stop \
+	clean distclean
 
 # The check-in game on embedded defaults: no server needed, about half a minute.
 demo: venv
@@ -49,6 +56,8 @@ test: venv services
 	step "ruff check" $(BIN)/ruff check .
 	step "ruff format" $(BIN)/ruff format --check .
 	step mypy $(BIN)/mypy
+	step docs $(BIN)/mkdocs build --strict
+	step browser bash scripts/browser install
 	step pytest $(BIN)/python -m pytest $(PYTEST_ARGS)
 	if [ "$${#failed[@]}" -gt 0 ]; then echo "make test FAILED: $${failed[*]}" >&2; exit 1; fi
 	echo "make test passed"
@@ -62,10 +71,10 @@ $(STAMP): pyproject.toml
 	  echo "==> creating $(VENV)"
 	  $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	fi
-	echo "==> installing persistio[all] and the dev group into $(VENV)"
+	echo "==> installing persistio[all,examples] and the dev and docs groups into $(VENV)"
 	# pip >= 25.1 reads [dependency-groups] (--group)
 	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
-	$(BIN)/python -m pip install -q -e '.[all,examples]' --group dev
+	$(BIN)/python -m pip install -q -e '.[all,examples]' --group dev --group docs
 	touch $@
 
 services:
@@ -82,6 +91,15 @@ lint: venv
 typecheck: venv
 	@$(BIN)/mypy
 
+browser:
+	@bash scripts/browser install
+
+docs: venv
+	@$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs-build: venv
+	@$(BIN)/mkdocs build --strict
+
 pytest: venv services
 	@$(service_env)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -93,7 +111,8 @@ services-stop:
 	@$(SERVICES) stop
 
 clean:
-	@rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	@rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist \
+	  examples/checkin_game/screenshot.png
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
