@@ -230,7 +230,7 @@ def test_the_server_refuses_a_write_it_runs_after_the_deadline(acid: SQLAcid, ra
 
     acid.setup([V1])
     rows = [Upsert(V1, {"id": 12, "name": "late"}, 1)]
-    sql = Statements().upsert(V1, guarded=True)
+    sql = Statements().upsert(V1, guarded=True, single=True)
 
     # When the server runs it, then it fails (the transaction aborts) and nothing is written
     with pytest.raises(psycopg.errors.DivisionByZero):

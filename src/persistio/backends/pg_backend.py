@@ -161,15 +161,17 @@ class PostgresWrites:
         groups: dict[TableSpec, list[int]],
         server_deadline: float,
     ) -> list[bool]:
-        specs = tuple(groups)
         params: list[Any] = []
         tables = []
+        shape = []
         for spec, indexes in groups.items():
             rows, survived = newest_per_key([ops[i] for i in indexes])
             params += parameters(spec, rows, server_deadline)
             tables.append((spec, indexes, rows, survived))
-        cur = dbapi.execute(self._statements.upserts(specs, guarded=True), params, prepare=True)
-        if len(specs) == 1:
+            shape.append((spec, len(rows) == 1))
+        sql = self._statements.upserts(tuple(shape), guarded=True)
+        cur = dbapi.execute(sql, params, prepare=True)
+        if len(shape) == 1:
             counts = [cur.rowcount]
         else:
             row = cur.fetchone()
@@ -188,7 +190,7 @@ class PostgresWrites:
         dbapi: Any = conn.connection.driver_connection
         spec = ops[0].table
         rows, _ = newest_per_key(ops)
-        sql = self._statements.upsert(spec, guarded=False)
+        sql = self._statements.upsert(spec, guarded=False, single=len(rows) == 1)
         with mapped(f"upsert into {spec.name}"):
             dbapi.cursor().execute(sql, parameters(spec, rows, None), prepare=True)
 

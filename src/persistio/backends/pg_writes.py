@@ -47,46 +47,56 @@ def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# A statement's shape: per table, one row (plain parameters) or many (arrays for unnest).
+Shape = tuple[tuple[TableSpec, bool], ...]
+
+
 class Statements:
-    """The upsert statement of each table (and of each set of tables), built once."""
+    """The upsert statement of each table (and of each set of tables), built once per shape."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._built: dict[tuple[tuple[TableSpec, ...], bool], str] = {}
+        self._built: dict[tuple[Shape, bool], str] = {}
 
-    def upsert(self, spec: TableSpec, guarded: bool) -> str:
-        return self.upserts((spec,), guarded)
+    def upsert(self, spec: TableSpec, guarded: bool, single: bool = False) -> str:
+        return self.upserts(((spec, single),), guarded)
 
-    def upserts(self, specs: tuple[TableSpec, ...], guarded: bool) -> str:
-        """One statement for every table of ``specs``: returns one row count per table."""
-        found = self._built.get((specs, guarded))
+    def upserts(self, shape: Shape, guarded: bool) -> str:
+        """One statement for every (table, single row?) of ``shape``: one row count per table."""
+        found = self._built.get((shape, guarded))
         if found is None:
-            if len(specs) == 1:
-                found = _upsert_sql(specs[0], guarded)
+            if len(shape) == 1:
+                found = _upsert_sql(*shape[0], guarded)
             else:
                 parts = [
-                    f"t{i} AS ({_upsert_sql(spec, guarded)} RETURNING 1)"
-                    for i, spec in enumerate(specs)
+                    f"t{i} AS ({_upsert_sql(spec, single, guarded)} RETURNING 1)"
+                    for i, (spec, single) in enumerate(shape)
                 ]
-                counts = ", ".join(f"(SELECT count(*) FROM t{i})" for i in range(len(specs)))
+                counts = ", ".join(f"(SELECT count(*) FROM t{i})" for i in range(len(shape)))
                 found = f"WITH {', '.join(parts)} SELECT {counts}"
             with self._lock:
-                self._built[(specs, guarded)] = found
+                self._built[(shape, guarded)] = found
         return found
 
 
-def _upsert_sql(spec: TableSpec, guarded: bool) -> str:
+def _upsert_sql(spec: TableSpec, single: bool, guarded: bool) -> str:
+    """One row's values are plain parameters: dumping a one-element array per column costs
+    several times more client CPU than the value itself."""
     table = quoted(spec.name)
     names = [c.name for c in spec.columns]
-    arrays = ", ".join(f"%b::{ARRAY_TYPES[c.kind]}[]" for c in spec.columns)
     updates = ", ".join(f"{quoted(n)} = excluded.{quoted(n)}" for n in names if n not in spec.key)
     ts = quoted(WRITE_TS)
     updates = f"{updates}, {ts} = excluded.{ts}" if updates else f"{ts} = excluded.{ts}"
     # clock_timestamp() is volatile, so the guard runs per row at execution, never when planning
     guard = " WHERE 1 / (clock_timestamp() <= to_timestamp(%b::float8))::int = 1" if guarded else ""
+    if single:
+        values = ", ".join(f"%b::{ARRAY_TYPES[c.kind]}" for c in spec.columns)
+        rows = f"SELECT {values}, %b::int8"
+    else:
+        arrays = ", ".join(f"%b::{ARRAY_TYPES[c.kind]}[]" for c in spec.columns)
+        rows = f"SELECT * FROM unnest({arrays}, %b::int8[])"
     return (
-        f"INSERT INTO {table} ({', '.join(map(quoted, names))}, {ts}) "
-        f"SELECT * FROM unnest({arrays}, %b::int8[]){guard} "
+        f"INSERT INTO {table} ({', '.join(map(quoted, names))}, {ts}) {rows}{guard} "
         f"ON CONFLICT ({', '.join(map(quoted, spec.key))}) DO UPDATE SET {updates} "
         f"WHERE {table}.{ts} < excluded.{ts}"
     )
@@ -111,8 +121,22 @@ def newest_per_key(ops: Sequence[Upsert]) -> tuple[list[Upsert], list[bool]]:
 
 
 def parameters(spec: TableSpec, ops: Sequence[Upsert], server_deadline: float | None) -> list[Any]:
-    """Column arrays in the statement's order, the write timestamps, then the deadline if any."""
+    """Column arrays in the statement's order, the write timestamps, then the deadline if any
+    (for one row: its values, its timestamp, the deadline)."""
     params: list[Any] = []
+    if len(ops) == 1:
+        op = ops[0]
+        for column in spec.columns:
+            value = op.values[column.name]
+            if value is not None and column.kind == "json":
+                value = Jsonb(value)
+            elif column.kind == "datetime" and _naive(value):
+                value = value.replace(tzinfo=UTC)
+            params.append(value)
+        params.append(op.ts)
+        if server_deadline is not None:
+            params.append(server_deadline)
+        return params
     for column in spec.columns:
         values = [op.values[column.name] for op in ops]
         if column.kind == "json":
