@@ -32,7 +32,9 @@ class _Request:
         self.error: BaseException | None = None
         self.done = False
         self.lead = False
-        self.event: threading.Event | None = None
+        # a waiter blocks on a held lock until it is released for it: one futex, where an
+        # Event would build a Condition and a lock per wait
+        self.event: threading.Lock | None = None
 
 
 class Combiner:
@@ -62,7 +64,8 @@ class Combiner:
             if leading:
                 self._busy = True
             else:
-                request.event = threading.Event()
+                request.event = threading.Lock()
+                request.event.acquire()
         if not leading and not self._wait(request):
             return self._outcome(request)
         try:
@@ -75,7 +78,7 @@ class Combiner:
     def _wait(self, request: _Request) -> bool:
         """Wait for our result or our turn to lead; True when we are to lead."""
         assert request.event is not None
-        request.event.wait(max(0.0, request.deadline - time.monotonic()))
+        request.event.acquire(timeout=max(0.0, request.deadline - time.monotonic()))
         with self._lock:
             if request.done:
                 return False
@@ -103,7 +106,7 @@ class Combiner:
                 head = self._queue[0]
                 if head.event is not None:
                     head.lead = True
-                    head.event.set()
+                    head.event.release()
                     return
                 self._queue.popleft()  # pragma: no cover - every waiter has an event
             self._busy = False
@@ -145,7 +148,7 @@ class Combiner:
                 return  # its caller gave up at its deadline
             r.result, r.error, r.done = result, error, True
         if r.event is not None:
-            r.event.set()
+            r.event.release()
 
     @staticmethod
     def _outcome(request: _Request) -> list[bool]:
