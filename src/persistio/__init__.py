@@ -5,6 +5,7 @@ Importing this package does no I/O and imports no database driver.
 """
 
 from .aio import AsyncPersistio, AsyncTransaction
+from .counts import Count
 from .deadletters import DeadLetter
 from .errors import (
     BackendUnavailable,
@@ -48,6 +49,7 @@ __all__ = [
     "BackendUnavailable",
     "BreakerPolicy",
     "ConfigError",
+    "Count",
     "DeadLetter",
     "DrainTimeout",
     "Intent",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -81,6 +82,37 @@ class AsyncPersistio:
         self, model: type[T], intent: str, *, limit: int = 20, **partition: Any
     ) -> list[T]:
         return await self._run(self.sync.query, model, intent, limit=limit, **partition)
+
+    async def count(
+        self,
+        model: type,
+        intent: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        **key: Any,
+    ) -> int | float:
+        return await self._run(self.sync.count, model, intent, since=since, until=until, **key)
+
+    async def counts(
+        self,
+        model: type,
+        intent: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        granularity: timedelta | None = None,
+        **key: Any,
+    ) -> list[tuple[datetime, int | float]]:
+        return await self._run(
+            self.sync.counts,
+            model,
+            intent,
+            since=since,
+            until=until,
+            granularity=granularity,
+            **key,
+        )
 
     def transaction(self) -> AsyncTransaction:
         return AsyncTransaction(self.sync.transaction())

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .codec import KEY_KINDS, Codec, fields_of
+from .counts import Count
 from .errors import IntentError
 from .intents import Intent, Priority, Tier, Volatile
+from .tally import CountPlan, build
 
 T = TypeVar("T")
 
@@ -27,23 +29,30 @@ FIELD_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 class BoundIntent:
     """An intent checked against its model: what it stores and how that is keyed.
 
-    What a save asks of it on every call is copied into plain attributes once, here.
+    What a save asks of it on every call is copied into plain attributes once, here. A
+    ``Count`` stores a tally, not the object: ``project`` is then its tally function.
     """
 
     intent: Intent
     model: type
     stored: type
     codec: Codec
+    counting: CountPlan | None = None
     name: str = field(init=False)
     tier: Tier = field(init=False)
     priority: Priority = field(init=False)
     key: tuple[str, ...] = field(init=False)
+    project: Callable[[Any], Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.intent.name)
         object.__setattr__(self, "tier", self.intent.tier)
         object.__setattr__(self, "priority", self.intent.priority)
         object.__setattr__(self, "key", self.intent.key_fields())
+        counting = self.counting
+        object.__setattr__(
+            self, "project", self.intent.project if counting is None else counting.tally
+        )
 
     def derive(self, obj: Any) -> Any | None:
         """The object this intent stores for ``obj``, or None when ``when`` says skip."""
@@ -155,7 +164,10 @@ def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
     seen: set[str] = set()
     for intent in intents:
         if not isinstance(intent, Intent):
-            raise IntentError(f"{where}: {intent!r} is not an intent (Transitory, Volatile, ...)")
+            raise IntentError(
+                f"{where}: {intent!r} is not an intent (Transitory, Volatile, Acid, Amorphous, "
+                "Count)"
+            )
         label = f"{where}, intent {intent.name!r}"
         problems = intent.problems()
         if problems:
@@ -164,6 +176,14 @@ def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
             raise IntentError(f"{label}: the model declares this name twice; names are unique")
         seen.add(intent.name)
         stored = _stored_type(model, intent, label)
+        if isinstance(intent, Count):
+            counting = build(intent, model, stored, label)
+            bound.append(
+                BoundIntent(
+                    intent, model, counting.tally_type, Codec(counting.tally_type), counting
+                )
+            )
+            continue
         codec = Codec(stored)
         _check_fields(codec, intent, label)
         bound.append(BoundIntent(intent, model, stored, codec))
@@ -230,7 +250,7 @@ def _check_fields(codec: Codec, intent: Intent, label: str) -> None:
 def _check_rebuild(b: BoundIntent, by_name: dict[str, BoundIntent], label: str) -> None:
     assert isinstance(b.intent, Volatile)
     source = by_name.get(b.intent.rebuild_from or "")
-    if source is None or source.tier not in (Tier.ACID, Tier.AMORPHOUS):
+    if source is None or source.tier not in (Tier.ACID, Tier.AMORPHOUS) or source.counting:
         raise IntentError(
             f"{label}: rebuild_from={b.intent.rebuild_from!r} must name an Acid or Amorphous "
             "intent of the same model"

@@ -12,6 +12,7 @@ import msgspec
 
 from .intents import Tier
 from .model import REGISTRY, BoundIntent, Plan
+from .tally import void
 
 
 class Task(msgspec.Struct, array_like=True, frozen=True):
@@ -97,7 +98,8 @@ def plan_save(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
         if intent.when is not None and not intent.when(obj):
             skipped.append(bound.name)
             continue
-        stored = obj if intent.project is None else intent.project(obj)
+        project = bound.project  # a Count's is its tally function
+        stored = obj if project is None else project(obj)
         if stored is obj and bound.stored is model:
             payload = model_payload
         else:
@@ -107,6 +109,32 @@ def plan_save(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
         task = Task(write_id, model_name, bound.name, bound.tier.value, bound.priority, ts, payload)
         work.append(Work(task, bound, stored))
     return SavePlan(write_id, ts, work, skipped)
+
+
+def plan_uncount(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
+    """Withdraw ``obj`` from every Count of its model declared with ``identity=``.
+
+    The hook ``delete`` calls for counts: each such Count gets a task writing the object's
+    contribution again with weight 0, newer than every earlier save of it, so a save of the
+    object replayed later (older) cannot count it again. Counts without ``identity`` count
+    saves, not objects, and are left as they are. Tasks run like a save's (REALTIME now, or
+    deferred; spooled on an outage), so the uncount is as durable and as replay-safe.
+    """
+    plan.codec.validate(obj, where)
+    ts = clock.next()
+    write_id = clock.write_id(ts)
+    work: list[Work] = []
+    for bound in plan.intents:
+        counting = bound.counting
+        if counting is None or not counting.identified:
+            continue
+        # when= is not asked: the object may have been counted by an earlier save
+        tally = void(counting.tally(obj))
+        payload = bound.codec.encode(tally)
+        name, tier = bound.name, bound.tier.value
+        task = Task(write_id, plan.model_name, name, tier, bound.priority, ts, payload)
+        work.append(Work(task, bound, tally))
+    return SavePlan(write_id, ts, work, [])
 
 
 class UnknownModel(LookupError):

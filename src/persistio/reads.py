@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from .backends.base import Put, key_text
+from .backends.base import CountValues, Put, key_text
 from .errors import ValidationError
 from .intents import Tier, Volatile
 from .model import BoundIntent
 from .singleflight import SingleFlight
+from .tally import aware, cover, from_micros, micros, series_range, value
 from .wiring import Stores
 
 MAX_QUERY_LIMIT = 10_000
@@ -23,6 +25,7 @@ class Reader:
 
     def get(self, bound: BoundIntent, given: dict[str, Any]) -> Any:
         where = f"get({bound.model.__qualname__}, {bound.name!r})"
+        _not_a_count(bound, where)
         if bound.tier is Tier.TRANSITORY:
             raise ValidationError(
                 f"{where}: transitory data is read by consumers (@store.consumer), not get()"
@@ -72,6 +75,7 @@ class Reader:
 
     def query(self, bound: BoundIntent, given: dict[str, Any], limit: int) -> list[Any]:
         where = f"query({bound.model.__qualname__}, {bound.name!r})"
+        _not_a_count(bound, where)
         if bound.tier is not Tier.AMORPHOUS:
             raise ValidationError(
                 f"{where}: query() reads amorphous intents; this one is {bound.tier}"
@@ -89,3 +93,88 @@ class Reader:
         return [
             bound.codec.decode(d) for d in self._backends.amorphous.query(spec, partition, limit)
         ]
+
+    # -- counts ---------------------------------------------------------------------------------
+
+    def count(
+        self, bound: BoundIntent, given: dict[str, Any], since: object, until: object
+    ) -> int | float:
+        """The count of one key over the buckets overlapping [since, until): the fewest
+        buckets that tile the range, coarsest first (see ``tally.cover``)."""
+        where = f"count({bound.model.__qualname__}, {bound.name!r})"
+        key, lo, hi = self._count_args(bound, given, since, until, where)
+        if lo == hi:
+            return 0
+        assert bound.counting is not None
+        runs = cover(bound.counting, lo, hi, micros(self._now()), where)
+        n, f = 0, 0.0
+        for found in self._read_counts(bound, key, runs):
+            for bn, bf in found.values():
+                n, f = n + bn, f + bf
+        return value(n, f)
+
+    def counts(
+        self,
+        bound: BoundIntent,
+        given: dict[str, Any],
+        since: object,
+        until: object,
+        granularity: object,
+    ) -> list[tuple[datetime, int | float]]:
+        """One value per bucket of ``granularity`` overlapping [since, until), zeros included."""
+        where = f"counts({bound.model.__qualname__}, {bound.name!r})"
+        key, lo, hi = self._count_args(bound, given, since, until, where)
+        assert bound.counting is not None
+        sizes = bound.counting.spec.granularities
+        if granularity is None:
+            size = sizes[0]
+        elif isinstance(granularity, timedelta) and granularity.total_seconds() in sizes:
+            size = int(granularity.total_seconds())
+        else:
+            declared = [str(timedelta(seconds=s)) for s in sizes]
+            raise ValidationError(
+                f"{where}: granularity={granularity!r}: use one of the declared bucket sizes "
+                f"{declared} (or None: the finest)"
+            )
+        if lo == hi:
+            return []
+        run = series_range(size, lo, hi, where)
+        (found,) = self._read_counts(bound, key, [run])
+        step = size * 1_000_000
+        return [
+            (from_micros(b), value(*found.get(b, (0, 0.0)))) for b in range(run[1], run[2], step)
+        ]
+
+    def _count_args(
+        self, bound: BoundIntent, given: dict[str, Any], since: object, until: object, where: str
+    ) -> tuple[tuple[Any, ...], int, int]:
+        if bound.counting is None:
+            raise ValidationError(
+                f"{where}: intent {bound.name!r} is {bound.tier} {type(bound.intent).__name__}, "
+                "not a Count: read it with get() or query()"
+            )
+        key = bound.counting.counted.check_key(given, bound.key, where)
+        lo = micros(aware(since, "since", where))
+        hi = micros(self._now() if until is None else aware(until, "until", where))
+        if lo > hi:
+            raise ValidationError(f"{where}: since={since!r} is after until={until!r}")
+        return key, lo, hi
+
+    def _read_counts(
+        self, bound: BoundIntent, key: tuple[Any, ...], runs: list[tuple[int, int, int]]
+    ) -> CountValues:
+        assert bound.counting is not None
+        with self._backends.guard(bound.tier):
+            self._backends.prepare(bound)
+            return self._backends.amorphous.read_counts(bound.counting.spec, key, runs)
+
+    def _now(self) -> datetime:
+        return from_micros(self._clock())
+
+
+def _not_a_count(bound: BoundIntent, where: str) -> None:
+    if bound.counting is not None:
+        raise ValidationError(
+            f"{where}: intent {bound.name!r} is a Count: read it with store.count() or "
+            "store.counts()"
+        )

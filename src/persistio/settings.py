@@ -16,10 +16,13 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. ``realtime`` bounds a save's REALTIME writes and every backend request."""
+    """Seconds. ``realtime`` bounds a save's REALTIME writes and every backend request;
+    ``task_visibility`` is how long a deferred task claimed by a worker that then died (or
+    stalled) stays invisible before another worker takes it over."""
 
     connect: float = 5.0
     realtime: float = 5.0
+    task_visibility: float = 60.0
 
 
 @dataclass(frozen=True)

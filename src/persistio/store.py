@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -157,7 +157,7 @@ class Persistio:
             opened[Tier.VOLATILE],
             opened[Tier.ACID],
             opened[Tier.AMORPHOUS],
-            queues=task_queues(namespace),
+            queues=task_queues(namespace, settings.timeouts.task_visibility),
             breaker_factory=breaker,
         )
 
@@ -251,6 +251,44 @@ class Persistio:
         self._check_open()
         plan = plan_of(model)
         return self._reader.query(plan.intent(intent), partition, limit)
+
+    def count(
+        self,
+        model: type,
+        intent: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        **key: Any,
+    ) -> int | float:
+        """A ``Count`` intent's count for one key (keyword per key field) over [since, until).
+
+        Counts are kept per bucket, so a bound inside a bucket takes in that whole bucket (of
+        the finest size); ``until=None`` is now. Reads the fewest, coarsest buckets that tile
+        the range: the cost is a few requests per bucket, never per counted save. An int
+        unless a float weight was counted.
+
+        Raises:
+            ValidationError: not a Count; wrong key fields; since after until; too many buckets.
+        """
+        self._check_open()
+        return self._reader.count(plan_of(model).intent(intent), key, since, until)
+
+    def counts(
+        self,
+        model: type,
+        intent: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        granularity: timedelta | None = None,
+        **key: Any,
+    ) -> list[tuple[datetime, int | float]]:
+        """``(bucket start, count)`` for every bucket of ``granularity`` (a declared bucket
+        size; default the finest) overlapping [since, until), oldest first, zeros included."""
+        self._check_open()
+        plan = plan_of(model)
+        return self._reader.counts(plan.intent(intent), key, since, until, granularity)
 
     # -- deferred work --------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from .backends.base import (
     AmorphousBackend,
     Append,
     Backend,
+    Contribution,
     Document,
     Op,
     Put,
@@ -30,12 +31,13 @@ from .intents import Priority, Tier
 from .model import BoundIntent
 from .writes import OpBuilder
 
-OP_KINDS = (Append, Put, Upsert, Document)
+OP_KINDS = (Append, Put, Upsert, Document, Contribution)
 TIER_OF: dict[type, Tier] = {
     Append: Tier.TRANSITORY,
     Put: Tier.VOLATILE,
     Upsert: Tier.ACID,
     Document: Tier.AMORPHOUS,
+    Contribution: Tier.AMORPHOUS,
 }
 
 
@@ -63,7 +65,8 @@ class Stores:
     def breakers_of(self, ops: Sequence[Op]) -> list[CircuitBreaker]:
         """The breakers of every tier ``ops`` write to."""
         kinds = {type(op) for op in ops}
-        return [self.breakers[TIER_OF[k]] for k in OP_KINDS if k in kinds]
+        tiers = dict.fromkeys(TIER_OF[k] for k in OP_KINDS if k in kinds)  # documents and counts
+        return [self.breakers[t] for t in tiers]
 
     def guard_ops(self, ops: Sequence[Op]) -> Any:
         """The breakers of every tier ``ops`` write to, as one guard."""
@@ -90,6 +93,8 @@ class Stores:
                 self.transitory.setup([self.ops.stream(bound)])
             case Tier.ACID:
                 self.acid.setup([self.ops.table(bound)])
+            case Tier.AMORPHOUS if bound.counting is not None:
+                self.amorphous.setup_counts([bound.counting.spec])
             case Tier.AMORPHOUS:
                 self.amorphous.setup([self.ops.table(bound)])
             case Tier.VOLATILE:

@@ -10,8 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import msgspec
+
 from .backends.base import (
     Append,
+    Contribution,
+    CountSpec,
     Document,
     Op,
     Put,
@@ -25,14 +29,18 @@ from .model import BoundIntent
 from .plan import TASK_ENCODER, Work
 
 
-def task_queues(namespace: str = "") -> dict[Priority, StreamSpec]:
+def task_queues(namespace: str = "", visibility: float = 60.0) -> dict[Priority, StreamSpec]:
     """The deferred-task streams, one per priority: ``tasks.high`` (or ``<namespace>.tasks.high``).
 
-    A namespace keeps apps that share one transitory backend out of each other's queues.
+    A namespace keeps apps that share one transitory backend out of each other's queues. A task
+    a worker claimed and never acknowledged (it died) is handed out again after ``visibility``
+    seconds.
     """
     prefix = f"{namespace}." if namespace else ""
     return {
-        p: StreamSpec(f"{prefix}tasks.{p.name.lower()}", max_deliveries=10, visibility_seconds=60.0)
+        p: StreamSpec(
+            f"{prefix}tasks.{p.name.lower()}", max_deliveries=10, visibility_seconds=visibility
+        )
         for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW)
     }
 
@@ -110,9 +118,32 @@ class OpBuilder:
             return Append(self.stream(bound), work.dedup_key, task.payload)
         if tier is Tier.ACID:
             return Upsert(self.table(bound), bound.codec.to_row(work.obj), task.ts)
+        if bound.counting is not None:
+            return self.contribution(work)
         table = self.table(bound)
         key = bound.codec.key_values(work.obj, bound.key)
         return Document(table, key, task.payload, task.ts)
+
+    def count(self, bound: BoundIntent) -> CountSpec:
+        assert bound.counting is not None
+        return bound.counting.spec
+
+    @staticmethod
+    def contribution(work: Work) -> Contribution:
+        """A counted save's contribution: its tally, named and timed by the save itself unless
+        the Count reads both from the object (``identity=``, ``at=``)."""
+        bound, task = work.bound, work.task
+        assert bound.counting is not None
+        *key, at_us, n, f, cid = msgspec.structs.astuple(work.obj)
+        return Contribution(
+            bound.counting.spec,
+            tuple(key),
+            task.write_id if cid is None else cid,
+            task.ts if at_us is None else at_us,
+            task.ts,
+            n,
+            f,
+        )
 
     def enqueue(self, work: Work) -> Append:
         """The op that puts ``work`` on its priority's task queue (no dedup: see Append)."""

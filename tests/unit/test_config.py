@@ -97,6 +97,7 @@ def test_public_names_are_pinned() -> None:
             "BackendUnavailable",
             "BreakerPolicy",
             "ConfigError",
+            "Count",
             "DeadLetter",
             "DrainTimeout",
             "Intent",

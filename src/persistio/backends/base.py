@@ -44,6 +44,24 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class CountSpec:
+    """A count's table: its key columns, its bucket sizes and how long each is kept."""
+
+    name: str
+    key: tuple[Column, ...]
+    granularities: tuple[int, ...]  # bucket sizes in seconds, ascending
+    retain_seconds: tuple[int | None, ...]  # per granularity: kept this long after it ends
+    consistency: str | None = None
+
+    def expires_at(self, index: int, bucket_us: int) -> float | None:
+        """Epoch seconds when the bucket (of ``granularities[index]``) is past its retain."""
+        keep = self.retain_seconds[index]
+        if keep is None:
+            return None
+        return bucket_us / 1e6 + self.granularities[index] + keep
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     """A transitory stream (an intent's, or a task queue) and its delivery rules."""
 
@@ -122,10 +140,41 @@ class Document(NamedTuple):
     ts: int
 
 
-Op = Append | Put | Upsert | Document
+class Contribution(NamedTuple):
+    """Add one save's weight to a count, in the bucket of ``at_us`` at every bucket size.
+
+    ``contribution`` names it (the write id, or the counted object's identity): a store holds one
+    version per name and bucket, the newest by ``ts``, and its count is the sum of those
+    versions' weights, however often each was written.
+    """
+
+    table: CountSpec
+    key: tuple[Any, ...]
+    contribution: str
+    at_us: int
+    ts: int
+    n: int  # an int weight
+    f: float  # a float weight
+
+
+Op = Append | Put | Upsert | Document | Contribution
 """One write of a batch. ``Backend.write`` answers each with True (it took effect) or False
 (an Append already enqueued, a Put or Upsert that lost to a newer stored value, a value that
 had expired before it arrived)."""
+
+# A count read: per (granularity, first bucket, stop) range, bucket start (µs) -> (n, f) for
+# the buckets that hold anything.
+CountRanges = Sequence[tuple[int, int, int]]
+CountValues = list[dict[int, tuple[int, float]]]
+# count_stats() of a backend that folds contributions as it writes them
+NO_FOLDS: dict[str, Any] = {
+    "fold_queue": 0,  # buckets waiting for their contributions to be folded
+    "oldest_unfolded_s": None,  # how long the oldest of them has waited: the rollup lag
+    "folds": 0,
+    "folded": 0,  # contributions folded into rollups by this process
+    "fold_conflicts": 0,  # folds that lost a race to another process's and were redone
+    "fold_errors": 0,
+}
 
 
 class Pending(Protocol):
@@ -195,9 +244,25 @@ class AcidBackend(Backend, Protocol):
 
 
 class AmorphousBackend(Backend, Protocol):
+    """Documents, and counts (``Contribution`` writes): a count read costs a bounded number of
+    requests per bucket, however many contributions the bucket holds."""
+
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None: ...
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
+    def setup_counts(self, counts: Sequence[CountSpec]) -> None: ...
+    def read_counts(
+        self, count: CountSpec, key: tuple[Any, ...], ranges: CountRanges
+    ) -> CountValues: ...
+    def count_stats(self) -> dict[str, Any]:
+        """Folding work (queued partitions, folds, conflicts): zeros where counts fold at write."""
+        ...
+
+
+def bucket_of(at_us: int, granularity: int) -> int:
+    """The start (µs since the epoch) of the ``granularity``-second bucket holding ``at_us``:
+    buckets are aligned to the epoch, in UTC."""
+    return at_us - at_us % (granularity * 1_000_000)
 
 
 def refuse(backend: object, op: Op) -> TypeError:

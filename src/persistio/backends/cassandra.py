@@ -38,8 +38,20 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
 from ..urls import masked
-from .base import Document, Op, Options, TableSpec, refuse
+from .base import (
+    Contribution,
+    CountRanges,
+    CountSpec,
+    CountValues,
+    Document,
+    Op,
+    Options,
+    TableSpec,
+    refuse,
+)
+from .cassandra_counts import CassandraCounts
 from .cassandra_requests import Requests, batched
+from .folder import Cell
 
 TIER = "amorphous"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")  # keyspace and table names (intent names)
@@ -203,6 +215,20 @@ class CassandraDocuments:
         self._cluster: Any = None
         self._session: Any = None
         self._prepared: dict[tuple[str, TableSpec], Any] = {}
+        self._counts = self._new_counts()
+
+    def _new_counts(self) -> CassandraCounts:
+        ep = self.endpoint
+        return CassandraCounts(
+            self._connect,
+            self._mapped,
+            ep.keyspace,
+            ep.consistency,
+            ep.dc is not None,
+            _quote,
+            _cql_type,
+            _micros,
+        )
 
     def __repr__(self) -> str:
         return f"CassandraDocuments({self._where!r})"
@@ -375,9 +401,15 @@ class CassandraDocuments:
             session = self._connect()
             now = time.time()
             bound = []
+            cells: list[Cell] = []
             for op in ops:
                 if type(op) is not Document:
-                    raise refuse(self, op)
+                    if type(op) is not Contribution:
+                        raise refuse(self, op)
+                    for stmt, cell in self._counts.bind(op, now):
+                        bound.append((stmt, 24))
+                        cells.append(cell)
+                    continue
                 spec = op.table
                 _check_ttl(spec)
                 ttl = 0  # 0 = no TTL
@@ -393,7 +425,28 @@ class CassandraDocuments:
                 )
             statements = batched(bound, self._cluster.metadata, self.endpoint.keyspace)
             timeout = self._remaining(deadline)
-            return Requests(self.mapped, session, statements, len(ops), timeout, where)
+            # written contributions are folded into their rollups off the caller's path
+            folder = self._counts.folder
+            done = (lambda: folder.mark(cells)) if cells else None
+            return Requests(self.mapped, session, statements, len(ops), timeout, where, done)
+
+    # --------------------------------------------------------------- counts ----
+
+    def setup_counts(self, counts: Sequence[CountSpec]) -> None:
+        """Create the keyspace and one table per count if missing; check existing ones."""
+        self.setup([])
+        with self._mapped("setup"):
+            timeout = max(DDL_TIMEOUT, self._options.request_timeout)
+            self._counts.setup(self._connect(), counts, timeout)
+
+    def read_counts(
+        self, count: CountSpec, key: tuple[Any, ...], ranges: CountRanges
+    ) -> CountValues:
+        """A query per bucket (two while it holds unfolded contributions), run concurrently."""
+        return self._counts.read(count, key, ranges)
+
+    def count_stats(self) -> dict[str, Any]:
+        return self._counts.folder.stats()
 
     def _remaining(self, deadline: float | None) -> float:
         if deadline is None:
@@ -435,9 +488,11 @@ class CassandraDocuments:
 
     def close(self) -> None:
         """Shut the cluster down; a later call connects again (like an Engine's dispose)."""
+        self._counts.folder.stop()
         with self._lock:
             cluster, self._cluster, self._session = self._cluster, None, None
             self._prepared.clear()
+            self._counts = self._new_counts()
         if cluster is not None:
             cluster.shutdown()
 

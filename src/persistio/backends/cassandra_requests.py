@@ -76,8 +76,10 @@ class Requests:
         ops: int,
         timeout: float,
         where: str,
+        on_success: Callable[[], None] | None = None,
     ) -> None:
         self._mapped = mapped
+        self._on_success = on_success  # run once, when every statement has succeeded
         self._session = session
         self._statements = statements
         self._ops = ops
@@ -89,7 +91,7 @@ class Requests:
         self._error: BaseException | None = None
         self._finished = threading.Event()
         if not statements:
-            self._finished.set()
+            self._done_ok()
         for _ in range(min(IN_FLIGHT, len(statements))):
             self._send()
 
@@ -111,9 +113,14 @@ class Requests:
             self._done += 1
             finished = self._done == len(self._statements)
         if finished:
-            self._finished.set()
+            self._done_ok()
         else:
             self._send()
+
+    def _done_ok(self) -> None:
+        if self._on_success is not None:
+            self._on_success()
+        self._finished.set()
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:

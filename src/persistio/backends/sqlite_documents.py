@@ -2,6 +2,7 @@
 
 The object is stored whole as a msgpack blob; ``retain`` becomes an absolute expiry (write time +
 retain), as with Cassandra's TTL; writes resolve by write timestamp like ``USING TIMESTAMP``.
+Counts live in the same file (``sqlite_counts``), folded in the transaction that writes them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from .base import Document, Op, TableSpec, refuse
+from .base import (
+    NO_FOLDS,
+    Contribution,
+    CountRanges,
+    CountSpec,
+    CountValues,
+    Document,
+    Op,
+    TableSpec,
+    refuse,
+)
 from .sql import SQLTables, add_missing_columns, latest_per_key, make_engine
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_TS
+from .sqlite_counts import SQLiteCounts
 
 BLOB = "_pio_object"
 EXPIRES = "_pio_expires_at"
@@ -35,6 +47,7 @@ class SQLiteDocuments:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._tables = SQLTables()
+        self._counts = SQLiteCounts()
 
     def _table(self, spec: TableSpec) -> sa.Table:
         return self._tables.table(spec, _EXTRA)
@@ -49,8 +62,12 @@ class SQLiteDocuments:
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Every row in one transaction, each at its write timestamp (the newest wins)."""
         by_table: dict[TableSpec, list[dict[str, Any]]] = {}
+        counted: list[Contribution] = []
         for op in ops:
             if type(op) is not Document:
+                if type(op) is Contribution:
+                    counted.append(op)
+                    continue
                 raise refuse(self, op)
             spec = op.table
             expires = None if spec.ttl_seconds is None else op.ts / 1e6 + spec.ttl_seconds
@@ -63,12 +80,29 @@ class SQLiteDocuments:
                     EXPIRES: expires,
                 }
             )
-        where = ", ".join(sorted(t.name for t in by_table))
+        where = ", ".join(sorted({*(t.name for t in by_table), *(c.table.name for c in counted)}))
         with mapped_errors("amorphous", f"write to {where}"), self.engine.begin() as conn:
+            if counted:
+                self._counts.write(conn, counted)
             for spec, values in by_table.items():
                 t = self._table(spec)
                 conn.execute(self._tables.upsert(conn, t), latest_per_key(t, values))
         return [True] * len(ops)
+
+    # -- counts ---------------------------------------------------------------------------------
+
+    def setup_counts(self, counts: Sequence[CountSpec]) -> None:
+        with mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
+            self._counts.setup(conn, counts)
+
+    def read_counts(
+        self, count: CountSpec, key: tuple[Any, ...], ranges: CountRanges
+    ) -> CountValues:
+        """One query per range: the rollup rows of its buckets (folded when written)."""
+        return self._counts.read(self.engine, count, key, ranges)
+
+    def count_stats(self) -> dict[str, Any]:
+        return dict(NO_FOLDS)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
         t = self._table(table)
