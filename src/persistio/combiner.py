@@ -23,7 +23,7 @@ Flush = Callable[[Sequence[Op], float], list[bool]]
 
 
 class _Request:
-    __slots__ = ("deadline", "done", "error", "event", "lead", "ops", "result")
+    __slots__ = ("deadline", "done", "error", "event", "lead", "ops", "result", "woken")
 
     def __init__(self, ops: Sequence[Op], deadline: float) -> None:
         self.ops = ops
@@ -35,6 +35,13 @@ class _Request:
         # a waiter blocks on a held lock until it is released for it: one futex, where an
         # Event would build a Condition and a lock per wait
         self.event: threading.Lock | None = None
+        self.woken = False  # its lock was released once: never twice
+
+    def wake(self) -> None:
+        """Release the waiter (call with the combiner's lock held)."""
+        if self.event is not None and not self.woken:
+            self.woken = True
+            self.event.release()
 
 
 class Combiner:
@@ -106,7 +113,7 @@ class Combiner:
                 head = self._queue[0]
                 if head.event is not None:
                     head.lead = True
-                    head.event.release()
+                    head.wake()
                     return
                 self._queue.popleft()  # pragma: no cover - every waiter has an event
             self._busy = False
@@ -147,8 +154,7 @@ class Combiner:
             if r.done:
                 return  # its caller gave up at its deadline
             r.result, r.error, r.done = result, error, True
-        if r.event is not None:
-            r.event.release()
+            r.wake()
 
     @staticmethod
     def _outcome(request: _Request) -> list[bool]:

@@ -16,6 +16,7 @@ from .codec import KEY_KINDS, Codec, fields_of
 from .counts import Count
 from .errors import IntentError
 from .intents import Intent, Priority, Tier, Volatile
+from .limits import Check, checker
 from .tally import CountPlan, build
 
 T = TypeVar("T")
@@ -43,6 +44,9 @@ class BoundIntent:
     priority: Priority = field(init=False)
     key: tuple[str, ...] = field(init=False)
     project: Callable[[Any], Any] | None = field(init=False)
+    # what the store would refuse, checked before anything is written (None: nothing can be;
+    # a Count checks the counted object's key in its tally function)
+    limits: Check | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.intent.name)
@@ -53,6 +57,8 @@ class BoundIntent:
         object.__setattr__(
             self, "project", self.intent.project if counting is None else counting.tally
         )
+        limits = None if counting else checker(self.tier, self.codec, self.key)
+        object.__setattr__(self, "limits", limits)
 
     def derive(self, obj: Any) -> Any | None:
         """The object this intent stores for ``obj``, or None when ``when`` says skip."""

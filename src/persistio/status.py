@@ -1,10 +1,18 @@
-"""What ``status()`` reports: backends' health, queues, streams, spool and every counter."""
+"""What ``status()`` reports: backends' health, queues, streams, spool and every counter.
+
+Every question to a server is asked at once, on threads of their own, and the report is made by
+the deadline plus a little: a frozen server shows up as unhealthy ("no answer within ..."), it
+does not hold the report (nor ``persistio status``) for as long as it stays frozen.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
+from .backends.watchdog import in_daemon_thread
 from .errors import PersistioError
 from .intents import Tier
 from .model import BoundIntent
@@ -15,8 +23,9 @@ from .urls import masked
 def _health(backend: Any) -> dict[str, Any]:
     try:
         backend.ping()
-    except PersistioError as exc:
-        return {"healthy": False, "error": str(exc)}
+    except Exception as exc:  # whatever went wrong, the report goes on and says so
+        text = str(exc) if isinstance(exc, PersistioError) else f"{type(exc).__name__}: {exc}"
+        return {"healthy": False, "error": text}
     return {"healthy": True, "error": None}
 
 
@@ -32,6 +41,28 @@ def _stream(backend: Any, spec: Any) -> dict[str, Any]:
     }
 
 
+GRACE = 1.0  # seconds past the deadline the report waits for a last answer
+
+
+def _all_at_once(calls: dict[str, Callable[[], Any]], seconds: float) -> dict[str, Any]:
+    """Run ``calls`` concurrently; each answer, or None for one that did not answer in time.
+
+    Daemon threads: one stuck on a frozen server ends at its own deadline, and never holds the
+    process at exit (``persistio status`` returns at once).
+    """
+    futures: dict[str, Future[Any]] = {
+        name: in_daemon_thread(call, "persistio-status") for name, call in calls.items()
+    }
+    deadline = time.monotonic() + seconds
+    answers: dict[str, Any] = {}
+    for name, future in futures.items():
+        try:
+            answers[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            answers[name] = None
+    return answers
+
+
 def collect_status(
     router: Router, urls: dict[Tier, str], streams: Sequence[BoundIntent]
 ) -> dict[str, Any]:
@@ -39,8 +70,23 @@ def collect_status(
     by_tier = backends.by_tier
     counters = router.spool.counters()
     spool = router.spool.depth()
-    queues = {p.name.lower(): _stream(backends.transitory, s) for p, s in backends.queues.items()}
-    intent_streams = {b.name: _stream(backends.transitory, backends.ops.stream(b)) for b in streams}
+    wait = router.deadline + GRACE
+    silent = {"error": f"no answer within {router.deadline}s"}
+
+    def streams_now() -> tuple[dict[str, Any], dict[str, Any]]:
+        t = backends.transitory
+        return (
+            {p.name.lower(): _stream(t, s) for p, s in backends.queues.items()},
+            {b.name: _stream(t, backends.ops.stream(b)) for b in streams},
+        )
+
+    calls: dict[str, Callable[[], Any]] = {t.value: _bind(_health, b) for t, b in by_tier.items()}
+    calls["streams"] = streams_now
+    answers = _all_at_once(calls, wait)
+    queues, intent_streams = answers["streams"] or (
+        {p.name.lower(): silent for p in backends.queues},
+        {b.name: silent for b in streams},
+    )
     dead = sum(int(s.get("dead_letters", 0)) for s in (*queues.values(), *intent_streams.values()))
     return {
         "backends": {
@@ -49,9 +95,9 @@ def collect_status(
                 "circuit": backends.breakers[tier].state,
                 "circuit_opened": backends.breakers[tier].opened,
                 "circuit_rejected": backends.breakers[tier].rejected,
-                **_health(b),
+                **(answers[tier.value] or {"healthy": False, **silent}),
             }
-            for tier, b in by_tier.items()
+            for tier in by_tier
         },
         "queues": queues,
         "streams": intent_streams,
@@ -79,6 +125,10 @@ def collect_status(
         "buffered": counters.get("buffered", 0),
         "replayed": counters.get("replayed", 0),
     }
+
+
+def _bind(fn: Callable[[Any], Any], arg: Any) -> Callable[[], Any]:
+    return lambda: fn(arg)
 
 
 def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:

@@ -21,6 +21,8 @@ from .backends.base import CountSpec, bucket_of, key_text
 from .codec import INT64_MAX, INT64_MIN, KEY_KINDS, Codec
 from .counts import RESERVED_COLUMNS, Count
 from .errors import IntentError, ValidationError
+from .intents import Tier
+from .limits import Check, checker
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BUCKETS = 10_000  # buckets one read may touch: a longer range needs a coarser bucket size
@@ -106,18 +108,23 @@ def build(intent: Count, model: type, counted: type, label: str) -> CountPlan:
         tuple(None if r is None else int(r.total_seconds()) for r in intent.retain),
         intent.consistency,
     )
-    tally = _tally_function(intent, model, tally_type)
+    tally = _tally_function(intent, model, tally_type, checker(Tier.AMORPHOUS, codec, intent.key))
     keep = tuple(None if r is None else int(r.total_seconds()) * 1_000_000 for r in intent.retain)
     return CountPlan(spec, codec, tally, tally_type, keep, bool(intent.identity))
 
 
-def _tally_function(intent: Count, model: type, tally_type: type) -> Callable[[Any], Any]:
+def _tally_function(
+    intent: Count, model: type, tally_type: type, limits: Check | None
+) -> Callable[[Any], Any]:
     key, at, identity = intent.key, intent.at, intent.identity
     project, weight = intent.project, intent.weight
-    where = f"{model.__qualname__}, intent {intent.name!r}"
+    name = model.__qualname__
+    where = f"{name}, intent {intent.name!r}"
 
     def tally(obj: Any) -> Any:
         counted = obj if project is None else project(obj)
+        if limits is not None:  # a key value the store would refuse: refused at save
+            limits(counted, name, intent.name)
         w = 1 if weight is None else weight(counted)
         if isinstance(w, int) and not isinstance(w, bool) and INT64_MIN <= w <= INT64_MAX:
             n, f = w, 0.0

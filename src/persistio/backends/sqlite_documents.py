@@ -7,6 +7,7 @@ Counts live in the same file (``sqlite_counts``), folded in the transaction that
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -48,12 +49,14 @@ class SQLiteDocuments:
         self.engine = make_engine(url)
         self._tables = SQLTables()
         self._counts = SQLiteCounts()
+        self._setup_lock = threading.Lock()
 
     def _table(self, spec: TableSpec) -> sa.Table:
         return self._tables.table(spec, _EXTRA)
 
     def setup(self, tables: Sequence[TableSpec]) -> None:
-        with mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
+        # one at a time: two threads checking "does it exist?" at once would both create it
+        with self._setup_lock, mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
             for spec in tables:
                 table = self._table(spec)
                 table.create(conn, checkfirst=True)
@@ -92,7 +95,7 @@ class SQLiteDocuments:
     # -- counts ---------------------------------------------------------------------------------
 
     def setup_counts(self, counts: Sequence[CountSpec]) -> None:
-        with mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
+        with self._setup_lock, mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
             self._counts.setup(conn, counts)
 
     def read_counts(
