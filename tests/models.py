@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import msgspec
@@ -121,3 +121,59 @@ class Oddity(msgspec.Struct, frozen=True):
     text: str
     blob: bytes
     extra: dict[str, list[int]]
+
+
+MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+
+
+def hit_weight(h: Hit) -> int:
+    return h.weight
+
+
+@pio.persist(
+    # every save counts once, in the bucket of its write time (a replay is the same save)
+    pio.Count("hit_saves", key=("page",), bucket=(MINUTE, HOUR), weight=hit_weight),
+    # every hit counts once, in the bucket of its own time: a later save of it replaces it
+    pio.Count(
+        "hit_events",
+        key=("page",),
+        bucket=(HOUR, MINUTE, DAY),
+        at="at",
+        identity=("id",),
+        weight=hit_weight,
+    ),
+    # the whole model, written before save returns, float weights, kept a year
+    pio.Count(
+        "hit_seconds",
+        bucket=DAY,
+        retain=timedelta(days=365),
+        weight=lambda h: h.seconds,
+        priority=pio.REALTIME,
+    ),
+    # keys of other kinds: a UUID and a datetime (Cassandra holds it as microseconds)
+    pio.Count("hit_users", key=("user", "opened"), bucket=HOUR, at="at", identity=("id",)),
+)
+class Hit(msgspec.Struct, frozen=True):
+    id: int
+    page: str
+    at: datetime
+    weight: int = 1
+    seconds: float = 0.0
+    user: uuid.UUID = uuid.UUID(int=0)
+    opened: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pio.persist(
+    # one-second buckets kept one second: a hit from a minute ago is past retain on arrival
+    pio.Count(
+        "blip_counts",
+        key=("page",),
+        bucket=timedelta(seconds=1),
+        retain=timedelta(seconds=1),
+        at="at",
+        priority=pio.REALTIME,
+    )
+)
+class Blip(msgspec.Struct, frozen=True):
+    page: str
+    at: datetime

@@ -108,7 +108,9 @@ def build(intent: Count, model: type, counted: type, label: str) -> CountPlan:
         tuple(None if r is None else int(r.total_seconds()) for r in intent.retain),
         intent.consistency,
     )
-    tally = _tally_function(intent, model, tally_type, checker(Tier.AMORPHOUS, codec, intent.key))
+    tally = _tally_function(
+        intent, model, tally_type, checker(Tier.AMORPHOUS, codec, (*intent.key, *intent.identity))
+    )
     keep = tuple(None if r is None else int(r.total_seconds()) * 1_000_000 for r in intent.retain)
     return CountPlan(spec, codec, tally, tally_type, keep, bool(intent.identity))
 

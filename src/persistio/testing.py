@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .model import plan_of
+from .plan import plan_uncount
 from .store import Persistio
 
 
@@ -55,6 +57,12 @@ def planned_writes(store: Persistio, obj: Any) -> list[Any]:
     redelivery does: every store keeps the newest write, and a consumer sees an entry once.
     """
     return list(store._plan(obj, "planned_writes").work)
+
+
+def planned_uncount(store: Persistio, obj: Any) -> list[Any]:
+    """The writes that withdraw ``obj`` from its model's counts declared with ``identity=``
+    (what a delete of ``obj`` does to them), planned but not written; apply with ``replay``."""
+    return list(plan_uncount(plan_of(type(obj)), obj, store._clock, "planned_uncount").work)
 
 
 def replay(store: Persistio, writes: list[Any]) -> None:
