@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import persistio as pio
-from tests.models import Account, Checkin
+from tests.models import HOUR, Account, Checkin, Hit
 
 
 def test_async_api_mirrors_the_sync_one(tmp_path: Path) -> None:
@@ -35,5 +35,29 @@ def test_async_api_mirrors_the_sync_one(tmp_path: Path) -> None:
                 tx.save(Account(5, "eve", 3))
             assert await aio.get(Account, "accounts", id=5) == Account(5, "eve", 3)
             assert (await aio.status())["backends"]["acid"]["healthy"]
+
+    asyncio.run(main())
+
+
+def test_async_count_reads(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with pio.AsyncPersistio(data_dir=tmp_path) as aio:
+            at = datetime(2026, 5, 1, 9, 15, tzinfo=UTC)
+            await aio.save_many([Hit(1, "home", at), Hit(2, "home", at, weight=2)])
+            await aio.drain(timeout=10)
+            since = datetime(2026, 5, 1, 9, tzinfo=UTC)
+            assert (
+                await aio.count(Hit, "hit_events", since=since, until=since + HOUR, page="home")
+                == 3
+            )
+            series = await aio.counts(
+                Hit,
+                "hit_events",
+                since=since,
+                until=since + 2 * HOUR,
+                granularity=HOUR,
+                page="home",
+            )
+            assert series == [(since, 3), (since + HOUR, 0)]
 
     asyncio.run(main())
