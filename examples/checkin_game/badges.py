@@ -1,16 +1,18 @@
 """Task 4, game mechanics: the badge engine, the consumer of ``game_badge_jobs``.
 
 Badges: ``newbie`` (a first check-in), ``explorer`` (EXPLORER_VENUES distinct venues in one UTC
-day) and ``mayor`` (most check-ins at a venue in the MAYOR_WINDOW before the check-in; a tie
+day) and ``mayor`` (most check-ins at a venue in the MAYOR_WINDOW up to the check-in's hour; a tie
 keeps the incumbent; a check-in older than the current reign changes nothing).
 
 Exact under replay: a ``BadgeCheck`` row per evaluated check-in (an idempotency key) commits
 in the same transaction as the check-in's awards, so a redelivered job or a replayed save finds it
-and does nothing. Behind it, every input is counted from the amorphous counting rows (one row per
-check-in id, so a task applied twice counts once), windows end at the check-in's own time, and
-award ids derive from what earned them (``explorer:<day>``, ``mayor:<venue>:<check-in>``) and
-are checked against the ledger. An award, the ledger row (points = sum of the awards listed) and
-a new mayor commit in one transaction: points never exist without their award or vice versa.
+and does nothing. Behind it, every input is exact under replay too: mayors compare counts
+(``game_visit_counts``, a ``pio.Count`` by check-in id, so a task applied twice counts once) over
+the MAYOR_WINDOW of whole hours ending with the check-in's hour, explorer reads the day's rows
+(one per check-in id), and award ids derive from what earned them (``explorer:<day>``,
+``mayor:<venue>:<check-in>``) and are checked against the ledger. An award, the ledger row
+(points = sum of the awards listed) and a new mayor commit in one transaction: points never exist
+without their award or vice versa.
 
 Limit (a library gap, see README): persistio offers no read inside a transaction and no
 compare-and-set. Worker threads of one process are serialized per user and per venue
@@ -28,7 +30,6 @@ from .locks import KeyLocks
 from .models import (
     BADGE_POINTS,
     EXPLORER_VENUES,
-    MAYOR_WINDOW,
     Award,
     BadgeCheck,
     Checkin,
@@ -36,7 +37,7 @@ from .models import (
     Points,
     Visit,
 )
-from .reads import MAX_ROWS, has_visits, query_as, visits_in_window
+from .reads import MAX_ROWS, query_as, visit_count
 
 
 class BadgeEngine:
@@ -115,9 +116,8 @@ class BadgeEngine:
             # already the mayor; or a check-in older than the current reign (a late replay, or
             # jobs run out of order): mayorship is decided as of the check-in's own time
             return None
-        mine = len(visits_in_window(self.store, c.venue_id, c.user_id, c.at, MAYOR_WINDOW) | {c.id})
-        if mayor is not None and has_visits(
-            self.store, c.venue_id, mayor.user_id, c.at, MAYOR_WINDOW, needed=mine
-        ):
+        # the job's own check-in counts even if its count were not written yet (spooled)
+        mine = max(1, visit_count(self.store, c.venue_id, c.user_id, c.at))
+        if mayor is not None and visit_count(self.store, c.venue_id, mayor.user_id, c.at) >= mine:
             return None  # the incumbent has at least as many: a tie keeps the title
         return self._award(c, "mayor", award_id), Mayor(c.venue_id, c.user_id, mine, c.at)

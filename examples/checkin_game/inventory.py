@@ -32,7 +32,6 @@ ACID_TABLES = (
 )
 AMORPHOUS_TABLES = (
     "game_venue_hours",
-    "game_visits",
     "game_user_days",
     "game_feed",
     "game_checkins",

@@ -6,7 +6,7 @@ A check-in fans out into the six tasks of the product, in priority order (see RE
 2. its association with a venue -> ``game_where_now``    volatile    REALTIME  (+ venue rosters)
 3. nearby friends               -> geo cells             volatile    REALTIME  (app, per cell)
 4. game mechanics               -> ``game_badge_jobs``   transitory  HIGH      (badge engine);
-                                   its inputs, the counting rows, are amorphous REALTIME
+                                   its inputs, counts and rows, are amorphous REALTIME
 5. the user's activity feed     -> ``game_feed``         amorphous   NORMAL
 6. the check-in object itself   -> ``game_checkins``     amorphous   LOW
 
@@ -23,6 +23,7 @@ import msgspec
 
 import persistio as pio
 
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 HERE_TTL = timedelta(hours=3)  # "who is here now": a check-in counts as presence this long
 NEARBY_TTL = timedelta(hours=1)  # the geo index forgets a position after this
 INBOX_TTL = timedelta(days=7)
@@ -79,12 +80,11 @@ class Friends(msgspec.Struct, frozen=True):
 
 
 class Visit(msgspec.Struct, frozen=True):
-    """One check-in as a counting row: the same shape lands in three query-shaped tables.
+    """One check-in as a row of a query-shaped table: who was at a venue in an hour (a lost
+    roster is rebuilt from it), which venues a user went to in a day (explorer).
 
-    Each table is keyed by the *check-in id* (the app's identity of the event), not by a counter
-    or a write id. A count is the number of rows in a partition, so writing the same check-in
-    twice -- a replayed task, a redelivery, or a client retrying the whole save -- lands on the
-    same row, and every count stays exact.
+    Each table is keyed by the *check-in id*, so writing the same check-in twice -- a replayed
+    task, a redelivery, or a client retrying the whole save -- lands on the same row.
     """
 
     venue_id: int
@@ -118,21 +118,36 @@ def to_feed_item(c: Checkin) -> FeedItem:
     pio.Transitory("game_deliver", max_age=timedelta(hours=1)),
     # 2. where each user is now (venue rosters are built from it; see presence.py)
     pio.Volatile("game_where_now", key=("user_id",), ttl=HERE_TTL, when=is_recent),
-    # counting systems: check-ins per venue per hour; per user per venue (mayors);
-    # per user per day (explorer badge)
+    # counting systems, exact under replay and read per bucket, not per check-in: check-ins
+    # per venue (per hour and per day), and per user per venue (mayors). Counted by check-in
+    # id in the bucket of the check-in's own time, so a client retrying a save counts once
+    # and a late check-in lands in its hour. REALTIME: the badge engine's inputs land before
+    # its job runs.
+    pio.Count(
+        "game_venue_checkins",
+        key=("venue_id",),
+        bucket=(HOUR, DAY),
+        at="at",
+        identity=("id",),
+        priority=pio.REALTIME,
+    ),
+    pio.Count(
+        "game_visit_counts",
+        key=("venue_id", "user_id"),
+        bucket=(HOUR, DAY),
+        at="at",
+        identity=("id",),
+        retain=MAYOR_WINDOW + DAY,
+        priority=pio.REALTIME,
+    ),
+    # who checked in at a venue in an hour (a lost roster is rebuilt from the last 3 hours);
+    # which venues a user went to in a day (explorer: distinct venues, not a count)
     pio.Amorphous(
         "game_venue_hours",
         partition=("venue_id", "hour"),
         order=("checkin_id",),
         project=to_visit,
-        priority=pio.REALTIME,  # the badge engine's inputs land before its job runs
-    ),
-    pio.Amorphous(
-        "game_visits",
-        partition=("venue_id", "user_id"),
-        order=("at", "checkin_id"),
-        project=to_visit,
-        retain=MAYOR_WINDOW + timedelta(days=1),
+        retain=timedelta(days=2),
         priority=pio.REALTIME,
     ),
     pio.Amorphous(

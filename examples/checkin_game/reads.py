@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import persistio as pio
 
-from .models import Checkin, Friends, Visit
+from .models import HOUR, MAYOR_WINDOW, Checkin, Friends
 
 S = TypeVar("S")
 MAX_ROWS = 10_000  # persistio's largest query() limit: a partition bigger than this is cut
@@ -38,45 +38,31 @@ def friends_of(store: pio.Persistio, user_id: int) -> list[int]:
     return [] if found is None else list(found.friend_ids)
 
 
-def visits_in_window(
-    store: pio.Persistio, venue_id: int, user_id: int, until: datetime, window: timedelta
-) -> set[Any]:
-    """Ids of the user's check-ins at the venue in ``(until - window, until]``: exact, because
-    each check-in is one row keyed by its id, however often it was written."""
-    rows = query_as(
-        store, Checkin, "game_visits", Visit, limit=MAX_ROWS, venue_id=venue_id, user_id=user_id
+def visit_count(store: pio.Persistio, venue_id: int, user_id: int, until: datetime) -> int:
+    """The user's check-ins at the venue in the MAYOR_WINDOW of whole hours that ends with
+    ``until``'s hour: a read of about 50 hour and day buckets, however many check-ins."""
+    end = _hour(until) + HOUR
+    found = store.count(
+        Checkin,
+        "game_visit_counts",
+        since=end - MAYOR_WINDOW,
+        until=end,
+        venue_id=venue_id,
+        user_id=user_id,
     )
-    return {r.checkin_id for r in rows if until - window < r.at <= until}
-
-
-def has_visits(
-    store: pio.Persistio,
-    venue_id: int,
-    user_id: int,
-    until: datetime,
-    window: timedelta,
-    needed: int,
-) -> bool:
-    """Whether the user has at least ``needed`` check-ins at the venue in the window, reading
-    newest first only as many rows as it takes (an incumbent mayor's partition can be large)."""
-    limit = needed + 32
-    while True:
-        rows = query_as(
-            store, Checkin, "game_visits", Visit, limit=limit, venue_id=venue_id, user_id=user_id
-        )
-        inside = {r.checkin_id for r in rows if until - window < r.at <= until}
-        if len(inside) >= needed:
-            return True
-        exhausted = len(rows) < limit or limit == MAX_ROWS
-        if exhausted or rows[-1].at <= until - window:  # older rows only get older
-            return False
-        limit = min(limit * 4, MAX_ROWS)
+    return int(found)
 
 
 def venue_hour_count(store: pio.Persistio, venue_id: int, hour: datetime) -> int:
-    """Check-ins at a venue in one UTC hour: the number of rows in its partition."""
-    hour = hour.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    rows = query_as(
-        store, Checkin, "game_venue_hours", Visit, limit=MAX_ROWS, venue_id=venue_id, hour=hour
-    )
-    return len(rows)
+    """Check-ins at a venue in one UTC hour: one bucket of its count."""
+    return venue_checkins(store, venue_id, _hour(hour), _hour(hour) + HOUR)
+
+
+def venue_checkins(store: pio.Persistio, venue_id: int, since: datetime, until: datetime) -> int:
+    """Check-ins at a venue from ``since`` to ``until`` (whole hours), from the fewest buckets."""
+    found = store.count(Checkin, "game_venue_checkins", since=since, until=until, venue_id=venue_id)
+    return int(found)
+
+
+def _hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

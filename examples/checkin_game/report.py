@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import statistics
+from datetime import timedelta
 from typing import Any
 
 import persistio as pio
 
 from . import inventory
+from .reads import venue_checkins
 from .simulate import RunStats
 from .world import World
 
@@ -63,6 +65,7 @@ def summary(
         f"  badges awarded: {sum(led.awards.values())} ({badges}); points {led.ledger_points} "
         f"{'=' if led.balanced else '!='} sum of awards {led.award_points}"
     )
+    add("  " + _counted(store, world, stats))
     add("  what the stores hold (whole tables):")
     rows = inventory.table_rows(store)
     for tier in ("acid", "amorphous"):
@@ -71,6 +74,21 @@ def summary(
     add("    transitory " + _streams(stats.status))
     add("  " + _incidents(stats.status))
     return "\n".join(lines)
+
+
+def _counted(store: pio.Persistio, world: World, stats: RunStats) -> str:
+    """Check-ins per venue over the run, read from the venue counts (buckets, not rows)."""
+    if stats.span is None:
+        return "check-ins per venue: none"
+    first, last = stats.span
+    until = last + timedelta(microseconds=1)
+    per_venue = {v.venue_id: venue_checkins(store, v.venue_id, first, until) for v in world.venues}
+    busiest = sorted(per_venue.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    top = ", ".join(f"venue {v} {n}" for v, n in busiest if n)
+    return (
+        f"check-ins per venue (read from game_venue_checkins): {sum(per_venue.values())} at "
+        f"{sum(1 for n in per_venue.values() if n)} venues; busiest {top or 'none'}"
+    )
 
 
 def _pairs(counts: dict[str, int]) -> str:

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TextIO
 
 from .game import Game
@@ -42,6 +43,7 @@ class RunStats:
     lag: dict[str, Lag] = field(default_factory=dict)
     pending_now: dict[str, int] = field(default_factory=dict)  # at the last sample
     status: dict[str, Any] = field(default_factory=dict)
+    span: tuple[datetime, datetime] | None = None  # the first and last check-in's time
 
     def sample(self, status: dict[str, Any]) -> int:
         """Record one ``status()``; return how many tasks and deliveries are pending."""
@@ -107,6 +109,8 @@ def run(
     finish the backlog (sampling it) and ``drain()`` what is left."""
     store = game.store
     stats = RunStats(checkins=len(checkins))
+    if checkins:
+        stats.span = (min(c.at for c in checkins), max(c.at for c in checkins))
     started = time.perf_counter()
     load_world(game, world)
     stats.setup_s = time.perf_counter() - started
