@@ -12,6 +12,9 @@ Intent names are global per tier in a process, so every name here starts with ``
   day), rebuilt on a miss from its amorphous log (``cam_review_log``), plus an append-only index
   per camera (``cam_review_index``) to enumerate it.
 - The reviewer's verdict must not be lost or half-written: it is ACID (``cam_verdicts``).
+- Alarms per camera per day are a counting system (``cam_alarms_daily``, a ``pio.Count``): the
+  report reads one number per camera and day instead of every image row. Each image counts
+  once, by its id, in the day it was captured, however often it is ingested or replayed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import persistio as pio
 PERSON = "person"  # the one label every detector maps its people-like labels to
 REVIEW_TTL = timedelta(hours=24)  # an alarm nobody looked at within a day is stale
 RAW_RETENTION = timedelta(days=90)  # bytes are the bulk of the data: keep a season, not forever
+DAY = timedelta(days=1)
 
 
 class Box(msgspec.Struct, frozen=True):
@@ -100,6 +104,15 @@ def to_camera(image: AlarmImage) -> CameraRecord:
         "cam_camera_images", partition=("camera",), order=("image_id",), project=to_record
     ),
     pio.Amorphous("cam_cameras", partition=("site",), order=("camera",), project=to_camera),
+    # alarms per camera per UTC day of capture; the image id (a content hash) is the identity,
+    # so re-ingesting a file, or a replayed task, never counts an alarm twice
+    pio.Count(
+        "cam_alarms_daily",
+        key=("site", "camera"),
+        bucket=DAY,
+        at="captured_at",
+        identity=("image_id",),
+    ),
     # Few deliveries: a detector that crashes on an image crashes again; retrying it five times
     # only delays the dead letter that a human must look at anyway.
     pio.Transitory(

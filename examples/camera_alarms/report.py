@@ -1,25 +1,27 @@
 """Measurements from what is stored: confidence histograms, accuracy per detector, lag per stage.
 
-The histogram is a counting system that is exact under replay because nothing is ever
-incremented: the stored fact is one row per (image, detector) (``cam_results``, keyed, last
-write wins), and counts are computed from those rows when the report runs. A redelivered or
-replayed detection rewrites its own row, so it cannot be counted twice; a re-detection with a
-new model version moves the image to its new bucket instead of leaving a stale count behind.
-(Stored counters would need an idempotent increment keyed by write id, and a decrement when a
-row changes; persistio has neither, and at this volume counting rows is cheap.)
+Alarms per camera per day are read from a ``pio.Count`` (``cam_alarms_daily``): one number per
+camera and day, whatever the number of images, exact under replay (each image counts once, by
+its id, in the day it was captured).
+
+The confidence histogram stays computed from rows: the stored fact is one row per (image,
+detector) (``cam_results``, keyed, last write wins). A re-detection with a new model version
+moves an image from one confidence bucket to another; a Count keys its contributions by bucket,
+so the old bucket would keep the image. Counting the rows when the report runs is exact, and
+cheap at this volume.
 """
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import persistio as pio
 
-from .models import PERSON, Detection, ImageRecord, Verdict
-from .review import images, verdict_of
+from .models import PERSON, AlarmImage, Detection, ImageRecord, Verdict
+from .review import cameras, images, verdict_of
 
 BUCKETS = 10  # confidence buckets of width 0.1: [0, 0.1), ..., [0.9, 1.0]
 
@@ -61,6 +63,8 @@ class ReportData:
     histogram: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     accuracy: list[Accuracy] = field(default_factory=list)
     lags: dict[str, list[float]] = field(default_factory=dict)
+    # camera -> (UTC day, alarms captured that day), read from the counts
+    alarms: dict[str, list[tuple[date, int]]] = field(default_factory=dict)
 
 
 def bucket(confidence: float, buckets: int = BUCKETS) -> int:
@@ -144,6 +148,24 @@ def lags(
     return {stage: values for stage, values in found.items() if values}
 
 
+def alarms_per_day(
+    store: pio.Persistio, site: str, cameras: list[str], first: date, last: date
+) -> dict[str, list[tuple[date, int]]]:
+    """Alarms per camera per UTC day from ``first`` to ``last``, zeros included: one bucket
+    read per camera and day, never a read of the images."""
+    since = datetime.combine(first, time(), UTC)
+    until = datetime.combine(last, time(), UTC) + timedelta(days=1)
+    return {
+        camera: [
+            (start.date(), int(n))
+            for start, n in store.counts(
+                AlarmImage, "cam_alarms_daily", since=since, until=until, site=site, camera=camera
+            )
+        ]
+        for camera in cameras
+    }
+
+
 def gather(store: pio.Persistio, site: str, threshold: float = 0.5) -> ReportData:
     """Read everything the report needs from the stores (the verdicts from the ACID table)."""
     records = images(store, site)
@@ -156,6 +178,9 @@ def gather(store: pio.Persistio, site: str, threshold: float = 0.5) -> ReportDat
     data.histogram = histogram(detections)
     data.accuracy = accuracy(detections, verdicts, threshold)
     data.lags = lags(records, detections, verdicts)
+    if records:
+        days = [r.captured_at.astimezone(UTC).date() for r in records]
+        data.alarms = alarms_per_day(store, site, cameras(store, site), min(days), max(days))
     return data
 
 
@@ -202,6 +227,18 @@ def lag_table(data: ReportData) -> str:
     return "\n".join(lines)
 
 
+def alarms_table(data: ReportData) -> str:
+    days = [d for d, _ in next(iter(data.alarms.values()), [])]
+    lines = [
+        "| camera | " + " | ".join(d.isoformat() for d in days) + " | total |",
+        "|---|" + "---:|" * (len(days) + 1),
+    ]
+    for camera, series in sorted(data.alarms.items()):
+        counts = [n for _, n in series]
+        lines.append(f"| {camera} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+    return "\n".join(lines)
+
+
 def markdown(data: ReportData, plots: dict[str, str]) -> str:
     persons = sum(v.person for v in data.verdicts.values())
     parts = [
@@ -210,6 +247,10 @@ def markdown(data: ReportData, plots: dict[str, str]) -> str:
         f"{len(data.images)} alarm images, {len(data.verdicts)} with a reviewer's verdict "
         f"({persons} with a person). A detector says *person* when its person confidence is "
         f">= {data.threshold}.",
+        "",
+        "## Alarms per camera per day (UTC day of capture, from the counts)",
+        "",
+        alarms_table(data),
         "",
         "## Accuracy per detector (against the verdicts)",
         "",

@@ -92,6 +92,9 @@ def test_pipeline_end_to_end(
     assert "data" not in DetectionTask.__struct_fields__
     assert store.status()["streams"]["cam_detect"]["pending"] == len(ids)
 
+    # And the folder ingested again (a restarted watch) is the same images, counted once
+    assert main(["--site", site, "ingest", str(demo_dir), "--camera", camera], store=store) == 0
+
     # When the detectors run (every negative audited, so every image reaches the queue)
     work = ["--site", site, "work", "--audit-rate", "1.0", "--work-size", str(SIZE)]
     assert main(work, store=store) == 0
@@ -137,8 +140,33 @@ def test_pipeline_end_to_end(
         got = next(a for a in data.accuracy if a.detector == detector)
         assert (got.tp, got.fp, got.fn, got.tn, got.missing) == (tp, fp, fn, tn, 0)
         assert f"| {detector} | {len(ids)} | {tp} | {fp} | {fn} | {tn} |" in text
+    # And the alarms per camera per day come from the counts: each image once, on its day
+    assert_alarms_counted(data, text, demo_dir, ids, camera)
     if kind == "real":
         assert_review_entries_expire(request, ids)
+        assert_rollups_hold(request, site, camera, len(ids))
+
+
+def assert_alarms_counted(
+    data: Any, text: str, directory: Path, ids: dict[str, str], camera: str
+) -> None:
+    mtimes = [datetime.fromtimestamp((directory / n).stat().st_mtime, UTC) for n in ids]
+    days = sorted({t.date() for t in mtimes})
+    assert data.alarms == {camera: [(d, sum(t.date() == d for t in mtimes)) for d in days]}
+    assert sum(n for _, n in data.alarms[camera]) == len(ids)
+    assert f"| {camera} | " in text
+
+
+def assert_rollups_hold(request: pytest.FixtureRequest, site: str, camera: str, n: int) -> None:
+    """The count's day rollups in Cassandra, read with the driver, hold every image once."""
+    session = request.getfixturevalue("raw_cassandra")
+    keyspace = request.getfixturevalue("cassandra_keyspace")
+    rollups = session.execute(
+        f"SELECT n FROM {keyspace}.cam_alarms_daily WHERE site = %s AND camera = %s "
+        "AND stage = 0 ALLOW FILTERING",
+        (site, camera),
+    )
+    assert sum(r.n for r in rollups) == n
 
 
 def read_verdicts(
