@@ -21,7 +21,7 @@ from .base import CountSpec
 
 log = logging.getLogger("persistio.counts")
 
-FOLD_THREADS = 2
+FOLD_THREADS = 4  # folds wait on Paxos round trips more than on this process's CPU
 RETRY_DELAY = 1.0  # seconds before a partition whose fold failed is tried again
 
 Cell = tuple[CountSpec, tuple[Any, ...], int, int]  # count, key values (bound form), size, bucket
