@@ -145,17 +145,24 @@ class SQLiteCounts:
         cell_names: list[str],
         slots: list[tuple[Cell, str]],
     ) -> dict[tuple[Cell, str], tuple[int, int, float]]:
-        """The counted versions of ``slots``: (ts, n, f) by (cell, contribution)."""
-        columns = [t.c[name] for name in cell_names]
+        """The counted versions of ``slots``: (ts, n, f) by (cell, contribution).
+
+        One query per cell, on the primary key's prefix (a row-value IN over several columns
+        would make SQLite scan the table)."""
+        names: dict[Cell, list[str]] = {}
+        for cell, name in slots:
+            names.setdefault(cell, []).append(name)
         found: dict[tuple[Cell, str], tuple[int, int, float]] = {}
-        for start in range(0, len(slots), IN_CHUNK):
-            chunk = slots[start : start + IN_CHUNK]
-            query = sa.select(*columns, t.c.contribution, t.c.ts, t.c.n, t.c.f).where(
-                t.c.stage == COUNTED,
-                sa.tuple_(*columns, t.c.contribution).in_([(*c, name) for c, name in chunk]),
-            )
-            for row in conn.execute(query):
-                found[(tuple(row[: len(columns)]), row[-4])] = (row[-3], row[-2], row[-1])
+        for cell, wanted in names.items():
+            where = [t.c[c] == v for c, v in zip(cell_names, cell, strict=True)]
+            for start in range(0, len(wanted), IN_CHUNK):
+                query = sa.select(t.c.contribution, t.c.ts, t.c.n, t.c.f).where(
+                    *where,
+                    t.c.stage == COUNTED,
+                    t.c.contribution.in_(wanted[start : start + IN_CHUNK]),
+                )
+                for name, ts, n, f in conn.execute(query):
+                    found[(cell, name)] = (ts, n, f)
         return found
 
     def read(
