@@ -186,11 +186,11 @@ def reads(
     store: pio.Persistio, rows: RowCounter, span: tuple[datetime, datetime], args: Any
 ) -> dict[str, Any]:
     first, end = span
-    day = first + DAY * (args.days // 2)
+    day = (first + DAY * (args.days // 2)).replace(hour=0)  # a UTC day, midnight to midnight
     ranges = {
         "one hour": (day + 12 * HOUR, day + 13 * HOUR),
         "one day": (day, day + DAY),
-        f"{args.days} days": (first, end),
+        f"{args.days} days (on the hour)": (first, end),
     }
     out: dict[str, Any] = {}
     for name, (since, until) in ranges.items():

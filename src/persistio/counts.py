@@ -57,7 +57,8 @@ class Count(Intent):
         at: A datetime field whose value picks the bucket, instead of the write timestamp.
         identity: Fields that identify the counted object (needs ``at``). A save of the same
             object again replaces its contribution instead of adding one: the count is of
-            objects, not of saves, and ``store.delete`` can uncount the object.
+            objects, not of saves, and a delete can uncount the object
+            (``persistio.plan.plan_uncount``).
         weight: ``weight(obj) -> int | float``, a pure function of the object.
         consistency: Cassandra consistency level for this count's requests.
     """
