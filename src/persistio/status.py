@@ -114,7 +114,8 @@ def collect_status(
             for c in router.combiners.values()
         },
         # counts: contributions waiting to be folded into their buckets' rollups (the rollup
-        # lag); zeros where the backend folds as it writes (SQLite)
+        # lag; drain() does not wait for it: counts are exact without it); zeros where the
+        # backend folds as it writes (SQLite)
         "counts": backends.amorphous.count_stats(),
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
@@ -151,7 +152,4 @@ def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dic
         found[f"spool:{tier}"] = n
     if backends.acid.take_outbox(1, 0.0):
         found["outbox"] = 1
-    folding = backends.amorphous.count_stats()["fold_queue"]
-    if folding:
-        found["counts:folding"] = folding
     return found

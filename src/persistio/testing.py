@@ -15,6 +15,7 @@ servers. Nothing here imports pytest.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -48,6 +49,17 @@ def assert_settled(store: Persistio, timeout: float = 30.0) -> dict[str, Any]:
     found = {k: v for k, v in problems.items() if v}
     assert not found, f"the store did not settle cleanly: {found}"
     return status
+
+
+def wait_for_folds(store: Persistio, timeout: float = 60.0) -> None:
+    """Until every count contribution this store wrote is folded into its bucket's rollup
+    (``status()["counts"]["fold_queue"] == 0``), for a test that reads the rollups raw. Counts
+    read through the store are exact without it."""
+    deadline = time.monotonic() + timeout
+    while store.status()["counts"]["fold_queue"]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"counts not folded after {timeout}s: {store.status()['counts']}")
+        time.sleep(0.1)
 
 
 def planned_writes(store: Persistio, obj: Any) -> list[Any]:

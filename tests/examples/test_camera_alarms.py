@@ -29,6 +29,7 @@ from examples.camera_alarms.imaging import Image, image_id
 from examples.camera_alarms.models import PERSON, AlarmImage, Box, Detection, DetectionTask, Label
 from examples.camera_alarms.pipeline import DetectionWorker, Settings, ingest_dir, watch
 from examples.camera_alarms.report import gather, histogram
+from persistio.testing import wait_for_folds
 
 REAL_REDIS_DB = 6
 SIZE = 200
@@ -144,7 +145,7 @@ def test_pipeline_end_to_end(
     assert_alarms_counted(data, text, demo_dir, ids, camera)
     if kind == "real":
         assert_review_entries_expire(request, ids)
-        assert_rollups_hold(request, site, camera, len(ids))
+        assert_rollups_hold(request, store, site, camera, len(ids))
 
 
 def assert_alarms_counted(
@@ -157,13 +158,17 @@ def assert_alarms_counted(
     assert f"| {camera} | " in text
 
 
-def assert_rollups_hold(request: pytest.FixtureRequest, site: str, camera: str, n: int) -> None:
-    """The count's day rollups in Cassandra, read with the driver, hold every image once."""
+def assert_rollups_hold(
+    request: pytest.FixtureRequest, store: pio.Persistio, site: str, camera: str, n: int
+) -> None:
+    """The count's day rollups in Cassandra, read with the driver once folded, hold every
+    image once."""
+    wait_for_folds(store)
     session = request.getfixturevalue("raw_cassandra")
     keyspace = request.getfixturevalue("cassandra_keyspace")
     rollups = session.execute(
         f"SELECT n FROM {keyspace}.cam_alarms_daily WHERE site = %s AND camera = %s "
-        "AND stage = 0 ALLOW FILTERING",
+        "AND stage = 1 AND version > 0 ALLOW FILTERING",
         (site, camera),
     )
     assert sum(r.n for r in rollups) == n

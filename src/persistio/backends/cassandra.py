@@ -228,6 +228,7 @@ class CassandraDocuments:
             _quote,
             _cql_type,
             _micros,
+            self._options.request_timeout,
         )
 
     def __repr__(self) -> str:

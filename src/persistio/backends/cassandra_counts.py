@@ -1,26 +1,35 @@
 """Counts on Cassandra: contributions are plain inserts; a folder moves them into the rollup.
 
-One table per count, one partition per (key, bucket size, bucket), three kinds of rows by
-``stage`` (clustering ``stage, contribution, ts``):
+One table per count, one partition per (key, bucket size, bucket); clustering ``stage, pos,
+contribution, ts``:
 
-- stage 0: the *rollup* ``(0, '', 0)``: the folded count (``n``, ``f``) and its ``version``;
-- stage 1: *pending* contributions ``(1, name, write ts)``: what a save wrote, not folded yet;
-- stage 2: *counted* contributions ``(2, name, ts)``: the version of each contribution that
-  the rollup holds.
+- ``(1, pos, name, ts)``: a *pending* contribution, as a save wrote it; ``pos`` is ``now()``,
+  a timeuuid stamped by the coordinator, so pending rows sort by arrival;
+- ``(1, MAX, '', 0)``: the *rollup*, last of stage 1: the folded count (``n``, ``f``), its
+  ``version`` and ``folded``, the position up to which pending rows are folded (the watermark);
+- ``(2, MIN, name, ts)``: a *counted* contribution: the version of it the rollup holds.
 
-A save writes its pending row with an ordinary idempotent ``INSERT ... USING TIMESTAMP``: a
-replay writes the same row. Folding (``Folder``, threads of this backend, fed by the writes and
-the reads that meet pending rows) reads a partition's rollup and pending rows, looks up their
-counted versions, and applies in ONE conditional batch on that one partition: the rollup moved
-by the difference and ``version + 1`` ``IF version = <read>``, the new counted rows, and the
-deletion of the pending rows it read. A single-partition batch is applied atomically and in
-isolation, and the condition fails if another fold got there first, so a contribution is
-folded once, and a replay of it after its fold is shadowed by the deletion (written later than
-the replayed row's own timestamp) or, should it reappear, found already counted.
+A save only inserts its pending row (a replay inserts another one: harmless, see below). A fold
+reads the rollup and the oldest pending rows above the watermark that are at least
+``FOLD_AFTER`` old by the coordinator's clock, looks up their counted versions, and applies in ONE
+conditional batch on that partition: the rollup moved by the difference, ``version + 1`` and the
+new watermark ``IF version = <read>``, the new counted versions, and a range deletion of the
+pending rows folded. A single-partition batch is applied atomically and in isolation; the
+condition fails if another fold (thread or process) got there first. A contribution whose
+version is already counted (a replay) moves nothing, so it counts once however often it arrives.
 
-A read takes, per bucket, the rollup and the pending rows (one query), plus the counted
-versions of those pending rows when there are any, checked against the same rollup version:
-the count is exact while folds run, and costs a query or two per bucket.
+Reads and folds only ever slice *above* the watermark, which Cassandra seeks to directly: the
+rows and range tombstones that folds leave below it are never scanned. That is why a fold waits
+``FOLD_AFTER``: a pending row must not become visible below the watermark after the fold moved
+past it. A write reported done was acknowledged by its replicas within the client's request
+timeout of being stamped; one that timed out is retried, as a new row, and should the first
+attempt land late below the watermark, it is a duplicate of the retry. So a fold waits longer
+than the request timeout plus the clock skew between Cassandra nodes: ``FOLD_AFTER`` or the
+request timeout + 5 s, whichever is longer (writers with longer timeouts need a longer wait).
+
+A read takes the buckets' rollups (one query per run of buckets), then per bucket the rollup and
+the pending rows above its watermark in one query, and, where there are pending rows, their
+counted versions checked against the same rollup version: exact while folds run.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -35,22 +45,27 @@ from typing import Any, Literal
 from cassandra import ConsistencyLevel
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
+from cassandra.util import max_uuid_from_time, min_uuid_from_time
 
 from ..errors import BackendUnavailable, PersistioError, ValidationError
 from .base import Contribution, CountRanges, CountSpec, CountValues, bucket_of
 from .folder import Cell, Folder
 
-ROLLUP, PENDING, COUNTED = 0, 1, 2
-# pending rows per conditional batch: a batch on one partition is one mutation, which Cassandra
-# exempts from its batch size warning and limit (CASSANDRA-10876); this keeps it some 50 KiB
-FOLD_ROWS = 500
+PENDING, COUNTED = 1, 2
+MIN_POS = min_uuid_from_time(0)
+MAX_POS = max_uuid_from_time(100_000_000_000)  # year 5138: after every real position
+FOLD_AFTER = 10  # seconds, at least: see the module docstring
+FOLD_ROWS = 500  # pending rows per conditional batch (one mutation: no batch size limit)
 IN_CHUNK = 100  # contributions looked up per query
-BUCKETS_PER_QUERY = 64  # buckets of one key and size read by one query (bucket IN ...)
+BUCKETS_PER_QUERY = 64  # rollups of one key and size read by one query (bucket IN ...)
 READ_CONCURRENCY = 64
 READ_ROUNDS = 5  # a bucket read again while folds keep moving under it
 FOLD_ROUNDS = 64  # batches per fold before the partition goes back in the queue
-Row = tuple[int, str, int, int, float, int | None]  # stage, contribution, ts, n, f, version
-Statement = Literal["pending", "opens", "fold", "held", "cas", "delete", "counted"]
+
+Row = tuple[Any, str, int, int, float, int | None, Any]  # pos, name, ts, n, f, version, folded
+Statement = Literal[
+    "pending", "rollups", "open", "aged", "rollup", "held", "cas", "drop", "counted", "uncounted"
+]
 
 
 class CassandraCounts:
@@ -66,6 +81,7 @@ class CassandraCounts:
         names: Callable[[str], str],
         cql_type: Callable[[str], str],
         micros: Callable[[Any], int],
+        request_timeout: float,
     ) -> None:
         self._connect = connect
         self._mapped = mapped
@@ -75,6 +91,7 @@ class CassandraCounts:
         self._names = names  # quotes a key field's name
         self._cql_type = cql_type
         self._micros = micros  # a datetime key value as CQL holds it
+        self.fold_after = max(FOLD_AFTER, math.ceil(request_timeout) + 5)
         self._lock = threading.Lock()
         self._prepared: dict[tuple[Statement, CountSpec], Any] = {}
         self.folder = Folder(self.fold)
@@ -96,8 +113,8 @@ class CassandraCounts:
         return (
             f'CREATE TABLE IF NOT EXISTS "{self._keyspace}"."{spec.name}" ('
             f"{''.join(k + ', ' for k in keys)}granularity int, bucket bigint, stage tinyint, "
-            "contribution text, ts bigint, n bigint, f double, version bigint, "
-            f"PRIMARY KEY (({partition}), stage, contribution, ts))"
+            "pos timeuuid, contribution text, ts bigint, n bigint, f double, version bigint, "
+            f"folded timeuuid, PRIMARY KEY (({partition}), stage, pos, contribution, ts))"
         )
 
     def check(self, session: Any, spec: CountSpec) -> None:
@@ -111,10 +128,11 @@ class CassandraCounts:
         keys = [(c.name, self._cql_type(c.kind)) for c in spec.key]
         parts = [*keys, ("granularity", "int"), ("bucket", "bigint")]
         wanted = {(n, "partition_key", i, t) for i, (n, t) in enumerate(parts)}
-        clustering = [("stage", "tinyint"), ("contribution", "text"), ("ts", "bigint")]
+        clustering = [("stage", "tinyint"), ("pos", "timeuuid"), ("contribution", "text")]
+        clustering.append(("ts", "bigint"))
         wanted |= {(n, "clustering", i, t) for i, (n, t) in enumerate(clustering)}
-        wanted |= {(n, "regular", -1, t) for n, t in (("n", "bigint"), ("f", "double"))}
-        wanted.add(("version", "regular", -1, "bigint"))
+        regular = [("n", "bigint"), ("f", "double"), ("version", "bigint")]
+        wanted |= {(n, "regular", -1, t) for n, t in [*regular, ("folded", "timeuuid")]}
         if found != wanted:
             raise PersistioError(
                 f"amorphous table {self._keyspace}.{spec.name} exists with columns "
@@ -129,31 +147,33 @@ class CassandraCounts:
         table = f'"{self._keyspace}"."{spec.name}"'
         keys = [self._names(c.name) for c in spec.key]
         cell = " AND ".join(f"{k} = ?" for k in [*keys, "granularity", "bucket"])
-        columns = ", ".join([*keys, "granularity", "bucket", "stage", "contribution", "ts"])
-        columns += ", n, f"
+        runs = " AND ".join(f"{k} = ?" for k in [*keys, "granularity"]) + " AND bucket IN ?"
+        columns = ", ".join([*keys, "granularity", "bucket", "stage", "pos", "contribution", "ts"])
         marks = ", ".join("?" * (len(keys) + 2))
-        rows = f"SELECT stage, contribution, ts, n, f, version FROM {table} WHERE {cell}"
-        buckets = " AND ".join(f"{k} = ?" for k in [*keys, "granularity"]) + " AND bucket IN ?"
+        rows = "SELECT pos, contribution, ts, n, f, version, folded FROM"
+        rollup = f"stage = 1 AND pos = {MAX_POS}"
         cql = {
-            "pending": f"INSERT INTO {table} ({columns}) VALUES ({marks}, 1, ?, ?, ?, ?) "
-            "USING TIMESTAMP ? AND TTL ?",
-            "opens": "SELECT bucket, stage, contribution, ts, n, f, version FROM "
-            f"{table} WHERE {buckets} AND stage IN (0, 1)",
-            "fold": f"{rows} AND stage IN (0, 1) LIMIT ?",
-            "held": f"{rows} AND stage IN (0, 2) AND contribution IN ?",
-            "cas": f"UPDATE {table} USING TTL ? SET n = ?, f = ?, version = ? WHERE {cell} "
-            "AND stage = 0 AND contribution = '' AND ts = 0 IF version = ?",
-            "delete": f"DELETE FROM {table} WHERE {cell} AND stage = ? AND contribution = ? "
-            "AND ts = ?",
-            "counted": f"INSERT INTO {table} ({columns}) VALUES ({marks}, 2, ?, ?, ?, ?) "
-            "USING TTL ?",
+            "pending": f"INSERT INTO {table} ({columns}, n, f) VALUES ({marks}, 1, now(), ?, ?, "
+            "?, ?) USING TTL ?",
+            "rollups": f"SELECT bucket, version, folded FROM {table} WHERE {runs} AND {rollup}",
+            "open": f"{rows} {table} WHERE {cell} AND stage = 1 AND pos > ?",
+            "aged": f"{rows} {table} WHERE {cell} AND stage = 1 AND pos > ? AND pos < "
+            f"maxTimeuuid(currentTimestamp() - {self.fold_after}s) LIMIT ?",
+            "rollup": f"{rows} {table} WHERE {cell} AND {rollup}",
+            "held": f"{rows} {table} WHERE {cell} AND (stage, pos, contribution) IN ?",
+            "cas": f"UPDATE {table} USING TTL ? SET n = ?, f = ?, version = ?, folded = ? "
+            f"WHERE {cell} AND {rollup} AND contribution = '' AND ts = 0 IF version = ?",
+            "drop": f"DELETE FROM {table} WHERE {cell} AND stage = ? AND pos > ? AND pos <= ?",
+            "counted": f"INSERT INTO {table} ({columns}, n, f) VALUES ({marks}, 2, {MIN_POS}, ?, "
+            "?, ?, ?) USING TTL ?",
+            "uncounted": f"DELETE FROM {table} WHERE {cell} AND stage = 2 AND pos = {MIN_POS} "
+            "AND contribution = ? AND ts = ?",
         }[kind]
         prepared = self._connect().prepare(cql)
         prepared.consistency_level = ConsistencyLevel.name_to_value[
             spec.consistency or self._consistency
         ]
-        # every statement is idempotent: inserts carry their own timestamp or are a fold's,
-        # which is conditional as a whole
+        # a retried insert adds a second pending row of the same version: counted once
         prepared.is_idempotent = kind != "cas"
         with self._lock:
             return self._prepared.setdefault((kind, spec), prepared)
@@ -181,7 +201,7 @@ class CassandraCounts:
             ttl = _ttl(spec, index, bucket, now)
             if ttl is None:
                 continue  # a late replay of an expired bucket never resurrects it
-            values = (*key, size, bucket, op.contribution, op.ts, op.n, op.f, op.ts, ttl)
+            values = (*key, size, bucket, op.contribution, op.ts, op.n, op.f, ttl)
             try:
                 bound = stmt.bind(values)
             except (TypeError, ValueError, OverflowError) as exc:  # e.g. an int past bigint
@@ -202,10 +222,11 @@ class CassandraCounts:
             for bucket in range(first, stop, size * 1_000_000)
         ]
         values: dict[Cell, tuple[int, float]] = {}
-        todo = cells
         with self._mapped(f"read from {spec.name}"):
+            marks = self._watermarks(cells)
+            todo = cells
             for _ in range(READ_ROUNDS):
-                todo = self._read_round(todo, values)
+                todo = self._read_round(todo, marks, values)
                 if not todo:
                     break
             else:
@@ -213,20 +234,46 @@ class CassandraCounts:
                     f"amorphous backend: {spec.name} kept being folded under a read; try again",
                     tier="amorphous",
                 )
-        out: CountValues = []
-        for size, first, stop in ranges:
-            found: dict[int, tuple[int, float]] = {}
-            for bucket in range(first, stop, size * 1_000_000):
-                n, f = values.get((spec, key, size, bucket), (0, 0.0))
-                if n or f:
-                    found[bucket] = (n, f)
-            out.append(found)
-        return out
+        return [
+            {
+                b: values[(spec, key, size, b)]
+                for b in range(first, stop, size * 1_000_000)
+                if any(values.get((spec, key, size, b), (0, 0.0)))
+            }
+            for size, first, stop in ranges
+        ]
 
-    def _read_round(self, cells: list[Cell], values: dict[Cell, tuple[int, float]]) -> list[Cell]:
+    def _watermarks(self, cells: list[Cell]) -> dict[Cell, Any]:
+        """Each cell's watermark, from its rollup: one query per run of up to 64 buckets."""
+        runs: dict[tuple[CountSpec, tuple[Any, ...], int], list[int]] = {}
+        for spec, key, size, bucket in cells:
+            runs.setdefault((spec, key, size), []).append(bucket)
+        asks = [
+            (run, buckets[i : i + BUCKETS_PER_QUERY])
+            for run, buckets in runs.items()
+            for i in range(0, len(buckets), BUCKETS_PER_QUERY)
+        ]
+        answers = self._run(
+            [(self._statement("rollups", r[0]), (*r[1], r[2], chunk)) for r, chunk in asks]
+        )
+        found: dict[Cell, Any] = {}
+        for ((spec, key, size), _), rows in zip(asks, answers, strict=True):
+            for bucket, _version, folded in rows:
+                found[(spec, key, size, bucket)] = folded or MIN_POS
+        return found
+
+    def _read_round(
+        self, cells: list[Cell], marks: dict[Cell, Any], values: dict[Cell, tuple[int, float]]
+    ) -> list[Cell]:
         """Read ``cells`` into ``values``; return those a fold moved under the read."""
+        opened = self._run(
+            [
+                (self._statement("open", c[0]), (*_cell_values(c), marks.get(c, MIN_POS)))
+                for c in cells
+            ]
+        )
         unsettled: dict[Cell, tuple[Row | None, list[Row]]] = {}
-        for cell, rows in self._open(cells).items():
+        for cell, rows in zip(cells, opened, strict=True):
             rollup, pending = _split(rows)
             if pending:
                 unsettled[cell] = (rollup, pending)
@@ -240,7 +287,7 @@ class CassandraCounts:
             names = sorted({r[1] for r in pending})
             asks += [(cell, names[i : i + IN_CHUNK]) for i in range(0, len(names), IN_CHUNK)]
         answers = self._run(
-            [(self._statement("held", c[0]), (*_cell_values(c), ["", *n])) for c, n in asks]
+            [(self._statement("held", c[0]), (*_cell_values(c), _held_keys(n))) for c, n in asks]
         )
         held: dict[Cell, dict[str, Row]] = {}
         moved: set[Cell] = set()
@@ -248,6 +295,7 @@ class CassandraCounts:
             rollup, counted = _split(rows)
             if _version(rollup) != _version(unsettled[cell][0]):
                 moved.add(cell)  # a fold committed between the two queries: read it again
+                marks[cell] = MIN_POS if rollup is None else rollup[6] or MIN_POS
             held.setdefault(cell, {}).update((r[1], r) for r in counted)
         for cell, (rollup, pending) in unsettled.items():
             if cell not in moved:
@@ -255,27 +303,7 @@ class CassandraCounts:
                 values[cell] = (_n(rollup) + dn, _f(rollup) + df)
         return [c for c in cells if c in moved]
 
-    def _open(self, cells: list[Cell]) -> dict[Cell, list[Any]]:
-        """Each cell's rollup and pending rows: one query per run of buckets of one key and
-        size (``bucket IN``), so a month of buckets costs the client a few requests."""
-        runs: dict[tuple[CountSpec, tuple[Any, ...], int], list[int]] = {}
-        for spec, key, size, bucket in cells:
-            runs.setdefault((spec, key, size), []).append(bucket)
-        asks = [
-            (run, buckets[i : i + BUCKETS_PER_QUERY])
-            for run, buckets in runs.items()
-            for i in range(0, len(buckets), BUCKETS_PER_QUERY)
-        ]
-        answers = self._run(
-            [(self._statement("opens", r[0]), (*r[1], r[2], chunk)) for r, chunk in asks]
-        )
-        found: dict[Cell, list[Any]] = {cell: [] for cell in cells}
-        for ((spec, key, size), _), rows in zip(asks, answers, strict=True):
-            for row in rows:
-                found[(spec, key, size, row[0])].append(row[1:])
-        return found
-
-    def _run(self, calls: list[tuple[Any, Sequence[Any]]]) -> list[list[Row]]:
+    def _run(self, calls: list[tuple[Any, Sequence[Any]]]) -> list[list[Any]]:
         if not calls:
             return []
         session = self._connect()
@@ -286,8 +314,11 @@ class CassandraCounts:
 
     # -- folding ------------------------------------------------------------------------------
 
-    def fold(self, cell: Cell) -> bool:
-        """Fold ``cell``'s pending rows into its rollup; False if some are left to fold."""
+    def fold(self, cell: Cell) -> float | None:
+        """Fold ``cell``'s pending rows old enough into its rollup.
+
+        None when nothing is left; 0 when more is ready now; else the seconds until the rows
+        that are left are old enough (``fold_after``)."""
         spec, _, size, bucket = cell
         index = spec.granularities.index(size)
         session = self._connect()
@@ -296,59 +327,61 @@ class CassandraCounts:
             for _ in range(FOLD_ROUNDS):
                 ttl = _ttl(spec, index, bucket, time.time())
                 if ttl is None:
-                    return True  # expired: its rows go with their TTL
-                fold = self._statement("fold", spec)
-                rollup, pending = _split(session.execute(fold, (*values, FOLD_ROWS + 1)))
+                    return None  # expired: its rows go with their TTL
+                rollup, _ = _split(session.execute(self._statement("rollup", spec), values))
+                mark = MIN_POS if rollup is None else rollup[6] or MIN_POS
+                aged = self._statement("aged", spec)
+                _, pending = _split(session.execute(aged, (*values, mark, FOLD_ROWS)))
                 if not pending:
-                    return True
-                held = self._held(session, cell, sorted({r[1] for r in pending}), rollup)
-                if held is None:  # another fold committed since the read: read again
-                    self.folder.conflicts += 1
-                    continue
-                batch = self._fold_batch(cell, ttl, rollup, pending, held)
+                    left = session.execute(self._statement("open", spec), (*values, mark))
+                    return self.fold_after if _split(left)[1] else None
+                held = self._held(session, cell, sorted({r[1] for r in pending}))
+                batch = self._fold_batch(cell, ttl, rollup, mark, pending, held)
                 if not session.execute(batch).was_applied:
                     self.folder.conflicts += 1  # another fold got there first: read again
                     continue
                 self.folder.folded += len(pending)
                 if len(pending) < FOLD_ROWS:
-                    return True
-        return False
+                    left = session.execute(self._statement("open", spec), (*values, pending[-1][0]))
+                    return self.fold_after if _split(left)[1] else None
+        return 0.0
 
-    def _held(
-        self, session: Any, cell: Cell, names: list[str], rollup: Row | None
-    ) -> dict[str, Row] | None:
-        """The counted versions of ``names``; None if the rollup moved since it was read."""
+    def _held(self, session: Any, cell: Cell, names: list[str]) -> dict[str, Row]:
+        """The counted versions of ``names`` (a fold's condition covers their consistency)."""
         stmt = self._statement("held", cell[0])
-        values = _cell_values(cell)
         held: dict[str, Row] = {}
         for i in range(0, len(names), IN_CHUNK):
-            check, counted = _split(
-                session.execute(stmt, (*values, ["", *names[i : i + IN_CHUNK]]))
+            found = session.execute(
+                stmt, (*_cell_values(cell), _held_keys(names[i : i + IN_CHUNK]))
             )
-            if _version(check) != _version(rollup):
-                return None
-            held.update((r[1], r) for r in counted)
+            held.update((r[1], r) for r in _split(found)[1])
         return held
 
     def _fold_batch(
-        self, cell: Cell, ttl: int, rollup: Row | None, pending: list[Row], held: dict[str, Row]
+        self,
+        cell: Cell,
+        ttl: int,
+        rollup: Row | None,
+        mark: Any,
+        pending: list[Row],
+        held: dict[str, Row],
     ) -> Any:
         spec = cell[0]
         values = _cell_values(cell)
         dn, df, winners = _delta(pending, held)
         version = _version(rollup)
+        last = pending[-1][0]  # pending rows come in position order: everything up to here
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         batch.serial_consistency_level = self._serial
         batch.consistency_level = self._statement("cas", spec).consistency_level
-        cas = (ttl, _n(rollup) + dn, _f(rollup) + df, (version or 0) + 1, *values, version)
-        batch.add(self._statement("cas", spec), cas)
+        moved = (_n(rollup) + dn, _f(rollup) + df, (version or 0) + 1, last)
+        batch.add(self._statement("cas", spec), (ttl, *moved, *values, version))
         for name, (ts, n, f) in winners.items():
             old = held.get(name)
-            if old is not None:
-                batch.add(self._statement("delete", spec), (*values, COUNTED, name, old[2]))
+            if old is not None:  # the version it replaces
+                batch.add(self._statement("uncounted", spec), (*values, name, old[2]))
             batch.add(self._statement("counted", spec), (*values, name, ts, n, f, ttl))
-        for row in pending:
-            batch.add(self._statement("delete", spec), (*values, PENDING, row[1], row[2]))
+        batch.add(self._statement("drop", spec), (*values, PENDING, mark, last))
         return batch
 
 
@@ -365,13 +398,18 @@ def _cell_values(cell: Cell) -> tuple[Any, ...]:
     return (*cell[1], cell[2], cell[3])
 
 
+def _held_keys(names: Iterable[str]) -> list[tuple[int, uuid.UUID, str]]:
+    """Clustering prefixes of the rollup and of the counted versions of ``names``."""
+    return [(PENDING, MAX_POS, ""), *((COUNTED, MIN_POS, name) for name in names)]
+
+
 def _split(rows: Iterable[Any]) -> tuple[Row | None, list[Row]]:
     """(the rollup row, the other rows) of one partition's answer."""
     rollup: Row | None = None
     others: list[Row] = []
     for r in rows:
-        row: Row = (r[0], r[1], r[2], r[3] or 0, r[4] or 0.0, r[5])
-        if row[0] == ROLLUP:
+        row: Row = (r[0], r[1], r[2], r[3] or 0, r[4] or 0.0, r[5], r[6])
+        if row[0] == MAX_POS:
             rollup = row
         else:
             others.append(row)

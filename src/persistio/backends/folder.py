@@ -28,15 +28,20 @@ Cell = tuple[CountSpec, tuple[Any, ...], int, int]  # count, key values (bound f
 
 
 class Folder:
-    """Cells to fold, and ``threads`` daemon threads calling ``fold(cell)`` (False: more to do)."""
+    """Cells to fold, and ``threads`` daemon threads calling ``fold(cell)``.
 
-    def __init__(self, fold: Callable[[Cell], bool], threads: int = FOLD_THREADS) -> None:
+    ``fold`` returns None when the cell is folded, or in how many seconds to fold it again
+    (0: more to fold now; more: rows too young to fold yet). A cell marked while it waits for
+    its time keeps waiting: new rows are younger still.
+    """
+
+    def __init__(self, fold: Callable[[Cell], float | None], threads: int = FOLD_THREADS) -> None:
         self._fold = fold
         self._size = threads
         self._cond = threading.Condition()
         self._dirty: dict[Cell, float] = {}  # -> when first marked (monotonic)
         self._busy: dict[Cell, float] = {}
-        self._later: dict[Cell, float] = {}  # failed: retried from this time on
+        self._later: dict[Cell, tuple[float, float]] = {}  # -> (fold from, first marked)
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self.folds = self.folded = self.conflicts = self.errors = 0
@@ -47,7 +52,8 @@ class Folder:
             if self._stopped:
                 return
             for cell in cells:
-                self._dirty.setdefault(cell, now)
+                if cell not in self._later:
+                    self._dirty.setdefault(cell, now)
             if len(self._threads) < self._size:
                 self._start()
             self._cond.notify_all()
@@ -62,39 +68,41 @@ class Folder:
         with self._cond:
             while not self._stopped:
                 now = time.monotonic()
-                for cell, since in list(self._later.items()):
-                    if since <= now:
+                for cell, (due, since) in list(self._later.items()):
+                    if due <= now:
                         del self._later[cell]
-                        self._dirty.setdefault(cell, now)
+                        self._dirty.setdefault(cell, since)
                 ready = next((c for c in self._dirty if c not in self._busy), None)
                 if ready is not None:
                     self._busy[ready] = self._dirty.pop(ready)
                     return ready
-                self._cond.wait(RETRY_DELAY if self._later else None)
+                soonest = min((d for d, _ in self._later.values()), default=None)
+                self._cond.wait(None if soonest is None else max(0.01, soonest - now))
             return None
 
     def _run(self) -> None:
         while (cell := self._next()) is not None:
-            retry = False
+            again: float | None
             try:
-                done = self._fold(cell)
+                again = self._fold(cell)
             except Exception as exc:  # an outage or a refused batch: try it again later
-                retry, done = True, False
+                again = RETRY_DELAY
                 self.errors += 1
                 level = logging.DEBUG if isinstance(exc, BackendUnavailable) else logging.WARNING
                 log.log(level, "folding %s failed, retried later: %s", cell[0].name, exc)
             with self._cond:
                 since = self._busy.pop(cell)
                 self.folds += 1
-                if retry:
-                    self._later[cell] = time.monotonic() + RETRY_DELAY
-                elif not done:
+                if again is not None and again > 0:
+                    self._later[cell] = (time.monotonic() + again, since)
+                elif again is not None:
                     self._dirty.setdefault(cell, since)
                 self._cond.notify_all()
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
             waiting = [*self._dirty.values(), *self._busy.values()]
+            waiting += [since for _, since in self._later.values()]
             queued = len({*self._dirty, *self._busy, *self._later})
         oldest = round(time.monotonic() - min(waiting), 3) if waiting else None
         return {
