@@ -407,8 +407,11 @@ class CassandraDocuments:
                 if type(op) is not Document:
                     if type(op) is not Contribution:
                         raise refuse(self, op)
+                    # a pending row's bytes beyond the overhead batched() adds per row: its
+                    # name, position, numbers, and key values repeated per partition
+                    size = 64 + len(op.contribution)
                     for stmt, cell in self._counts.bind(op, now):
-                        bound.append((stmt, 24))
+                        bound.append((stmt, size))
                         cells.append(cell)
                     continue
                 spec = op.table
