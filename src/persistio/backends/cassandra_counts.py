@@ -37,23 +37,32 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 from cassandra import ConsistencyLevel
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
-from cassandra.util import max_uuid_from_time, min_uuid_from_time
 
 from ..errors import BackendUnavailable, PersistioError, ValidationError
 from .base import Contribution, CountRanges, CountSpec, CountValues, bucket_of
+from .cassandra_count_rows import (
+    MAX_POS,
+    MIN_POS,
+    PENDING,
+    Row,
+    cell_values,
+    delta,
+    f_of,
+    held_keys,
+    n_of,
+    split,
+    ttl_of,
+    version_of,
+)
 from .folder import Cell, Folder
 
-PENDING, COUNTED = 1, 2
-MIN_POS = min_uuid_from_time(0)
-MAX_POS = max_uuid_from_time(100_000_000_000)  # year 5138: after every real position
 FOLD_AFTER = 10  # seconds, at least: see the module docstring
 FOLD_ROWS = 500  # pending rows per conditional batch (one mutation: no batch size limit)
 IN_CHUNK = 100  # contributions looked up per query
@@ -62,7 +71,6 @@ READ_CONCURRENCY = 64
 READ_ROUNDS = 5  # a bucket read again while folds keep moving under it
 FOLD_ROUNDS = 64  # batches per fold before the partition goes back in the queue
 
-Row = tuple[Any, str, int, int, float, int | None, Any]  # pos, name, ts, n, f, version, folded
 Statement = Literal[
     "pending", "rollups", "open", "aged", "rollup", "held", "cas", "drop", "counted", "uncounted"
 ]
@@ -198,7 +206,7 @@ class CassandraCounts:
         out: list[tuple[Any, Cell]] = []
         for index, size in enumerate(spec.granularities):
             bucket = bucket_of(op.at_us, size)
-            ttl = _ttl(spec, index, bucket, now)
+            ttl = ttl_of(spec, index, bucket, now)
             if ttl is None:
                 continue  # a late replay of an expired bucket never resurrects it
             values = (*key, size, bucket, op.contribution, op.ts, op.n, op.f, ttl)
@@ -268,13 +276,13 @@ class CassandraCounts:
         """Read ``cells`` into ``values``; return those a fold moved under the read."""
         opened = self._run(
             [
-                (self._statement("open", c[0]), (*_cell_values(c), marks.get(c, MIN_POS)))
+                (self._statement("open", c[0]), (*cell_values(c), marks.get(c, MIN_POS)))
                 for c in cells
             ]
         )
         unsettled: dict[Cell, tuple[Row | None, list[Row]]] = {}
         for cell, rows in zip(cells, opened, strict=True):
-            rollup, pending = _split(rows)
+            rollup, pending = split(rows)
             if pending:
                 unsettled[cell] = (rollup, pending)
             elif rollup is not None:
@@ -287,20 +295,20 @@ class CassandraCounts:
             names = sorted({r[1] for r in pending})
             asks += [(cell, names[i : i + IN_CHUNK]) for i in range(0, len(names), IN_CHUNK)]
         answers = self._run(
-            [(self._statement("held", c[0]), (*_cell_values(c), _held_keys(n))) for c, n in asks]
+            [(self._statement("held", c[0]), (*cell_values(c), held_keys(n))) for c, n in asks]
         )
         held: dict[Cell, dict[str, Row]] = {}
         moved: set[Cell] = set()
         for (cell, _), rows in zip(asks, answers, strict=True):
-            rollup, counted = _split(rows)
-            if _version(rollup) != _version(unsettled[cell][0]):
+            rollup, counted = split(rows)
+            if version_of(rollup) != version_of(unsettled[cell][0]):
                 moved.add(cell)  # a fold committed between the two queries: read it again
                 marks[cell] = MIN_POS if rollup is None else rollup[6] or MIN_POS
             held.setdefault(cell, {}).update((r[1], r) for r in counted)
         for cell, (rollup, pending) in unsettled.items():
             if cell not in moved:
-                dn, df, _ = _delta(pending, held.get(cell, {}))
-                values[cell] = (_n(rollup) + dn, _f(rollup) + df)
+                dn, df, _ = delta(pending, held.get(cell, {}))
+                values[cell] = (n_of(rollup) + dn, f_of(rollup) + df)
         return [c for c in cells if c in moved]
 
     def _run(self, calls: list[tuple[Any, Sequence[Any]]]) -> list[list[Any]]:
@@ -322,19 +330,19 @@ class CassandraCounts:
         spec, _, size, bucket = cell
         index = spec.granularities.index(size)
         session = self._connect()
-        values = _cell_values(cell)
+        values = cell_values(cell)
         with self._mapped(f"fold {spec.name}"):
             for _ in range(FOLD_ROUNDS):
-                ttl = _ttl(spec, index, bucket, time.time())
+                ttl = ttl_of(spec, index, bucket, time.time())
                 if ttl is None:
                     return None  # expired: its rows go with their TTL
-                rollup, _ = _split(session.execute(self._statement("rollup", spec), values))
+                rollup, _ = split(session.execute(self._statement("rollup", spec), values))
                 mark = MIN_POS if rollup is None else rollup[6] or MIN_POS
                 aged = self._statement("aged", spec)
-                _, pending = _split(session.execute(aged, (*values, mark, FOLD_ROWS)))
+                _, pending = split(session.execute(aged, (*values, mark, FOLD_ROWS)))
                 if not pending:
                     left = session.execute(self._statement("open", spec), (*values, mark))
-                    return self.fold_after if _split(left)[1] else None
+                    return self.fold_after if split(left)[1] else None
                 held = self._held(session, cell, sorted({r[1] for r in pending}))
                 batch = self._fold_batch(cell, ttl, rollup, mark, pending, held)
                 if not session.execute(batch).was_applied:
@@ -343,7 +351,7 @@ class CassandraCounts:
                 self.folder.folded += len(pending)
                 if len(pending) < FOLD_ROWS:
                     left = session.execute(self._statement("open", spec), (*values, pending[-1][0]))
-                    return self.fold_after if _split(left)[1] else None
+                    return self.fold_after if split(left)[1] else None
         return 0.0
 
     def _held(self, session: Any, cell: Cell, names: list[str]) -> dict[str, Row]:
@@ -351,10 +359,8 @@ class CassandraCounts:
         stmt = self._statement("held", cell[0])
         held: dict[str, Row] = {}
         for i in range(0, len(names), IN_CHUNK):
-            found = session.execute(
-                stmt, (*_cell_values(cell), _held_keys(names[i : i + IN_CHUNK]))
-            )
-            held.update((r[1], r) for r in _split(found)[1])
+            found = session.execute(stmt, (*cell_values(cell), held_keys(names[i : i + IN_CHUNK])))
+            held.update((r[1], r) for r in split(found)[1])
         return held
 
     def _fold_batch(
@@ -367,14 +373,14 @@ class CassandraCounts:
         held: dict[str, Row],
     ) -> Any:
         spec = cell[0]
-        values = _cell_values(cell)
-        dn, df, winners = _delta(pending, held)
-        version = _version(rollup)
+        values = cell_values(cell)
+        dn, df, winners = delta(pending, held)
+        version = version_of(rollup)
         last = pending[-1][0]  # pending rows come in position order: everything up to here
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         batch.serial_consistency_level = self._serial
         batch.consistency_level = self._statement("cas", spec).consistency_level
-        moved = (_n(rollup) + dn, _f(rollup) + df, (version or 0) + 1, last)
+        moved = (n_of(rollup) + dn, f_of(rollup) + df, (version or 0) + 1, last)
         batch.add(self._statement("cas", spec), (ttl, *moved, *values, version))
         for name, (ts, n, f) in winners.items():
             old = held.get(name)
@@ -383,71 +389,3 @@ class CassandraCounts:
             batch.add(self._statement("counted", spec), (*values, name, ts, n, f, ttl))
         batch.add(self._statement("drop", spec), (*values, PENDING, mark, last))
         return batch
-
-
-def _ttl(spec: CountSpec, index: int, bucket: int, now: float) -> int | None:
-    """Seconds left before the bucket is past retain: 0 = forever, None = already past."""
-    expires = spec.expires_at(index, bucket)
-    if expires is None:
-        return 0
-    left = expires - now
-    return math.ceil(left) if left > 0 else None
-
-
-def _cell_values(cell: Cell) -> tuple[Any, ...]:
-    return (*cell[1], cell[2], cell[3])
-
-
-def _held_keys(names: Iterable[str]) -> list[tuple[int, uuid.UUID, str]]:
-    """Clustering prefixes of the rollup and of the counted versions of ``names``."""
-    return [(PENDING, MAX_POS, ""), *((COUNTED, MIN_POS, name) for name in names)]
-
-
-def _split(rows: Iterable[Any]) -> tuple[Row | None, list[Row]]:
-    """(the rollup row, the other rows) of one partition's answer."""
-    rollup: Row | None = None
-    others: list[Row] = []
-    for r in rows:
-        row: Row = (r[0], r[1], r[2], r[3] or 0, r[4] or 0.0, r[5], r[6])
-        if row[0] == MAX_POS:
-            rollup = row
-        else:
-            others.append(row)
-    return rollup, others
-
-
-def _version(rollup: Row | None) -> int | None:
-    return None if rollup is None else rollup[5]
-
-
-def _n(rollup: Row | None) -> int:
-    return 0 if rollup is None else rollup[3]
-
-
-def _f(rollup: Row | None) -> float:
-    return 0.0 if rollup is None else rollup[4]
-
-
-def _delta(
-    pending: list[Row], held: dict[str, Row]
-) -> tuple[int, float, dict[str, tuple[int, int, float]]]:
-    """What folding ``pending`` adds, and each contribution's winning version (ts, n, f).
-
-    Per contribution only its newest pending version counts, and only if it is newer than the
-    version already counted, which it then replaces: a replay (same version) adds nothing.
-    """
-    newest: dict[str, Row] = {}
-    for row in pending:
-        held_row = newest.get(row[1])
-        if held_row is None or held_row[2] < row[2]:
-            newest[row[1]] = row
-    dn, df = 0, 0.0
-    winners: dict[str, tuple[int, int, float]] = {}
-    for name, row in newest.items():
-        old = held.get(name)
-        if old is not None and old[2] >= row[2]:
-            continue
-        dn += row[3] - (0 if old is None else old[3])
-        df += row[4] - (0.0 if old is None else old[4])
-        winners[name] = (row[2], row[3], row[4])
-    return dn, df, winners
