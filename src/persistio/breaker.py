@@ -47,6 +47,9 @@ class CircuitBreaker:
         self.rejected = 0
         self.opened = 0
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+
     @property
     def state(self) -> State:
         with self._lock:

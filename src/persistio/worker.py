@@ -60,6 +60,11 @@ class Worker:
     def _backends(self) -> Any:
         return self.router.stores
 
+    def after_fork(self) -> None:
+        """In a child process: a consumer name of its own (it holds the pid)."""
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.replay.after_fork()
+
     def consumer_name(self) -> str:
         return f"{self.name}-{threading.get_ident()}"
 

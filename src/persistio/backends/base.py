@@ -200,6 +200,12 @@ class AmorphousBackend(Backend, Protocol):
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
 
 
+# Connections and clients a forked child inherited: kept referenced for the child's lifetime and
+# never closed there (closing would end the parent's session on the shared socket), so no
+# finalizer touches them either.
+INHERITED: list[object] = []
+
+
 def refuse(backend: object, op: Op) -> TypeError:
     """The error for an op a backend does not take: the router sends each op to its tier."""
     return TypeError(f"{type(backend).__name__} does not take {type(op).__name__} writes")

@@ -38,7 +38,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
 from ..urls import masked
-from .base import Document, Op, Options, TableSpec, refuse
+from .base import INHERITED, Document, Op, Options, TableSpec, refuse
 from .cassandra_requests import Requests, batched
 
 TIER = "amorphous"
@@ -432,6 +432,19 @@ class CassandraDocuments:
     def ping(self) -> None:
         with self._mapped("ping"):
             self._connect().execute("SELECT release_version FROM system.local")
+
+    def after_fork(self) -> None:
+        """In a child process: the driver is not fork-safe. The parent's cluster is set aside
+        (never shut down from here: that would close the parent's connections) and the child
+        connects again on first use."""
+        import cassandra.cluster as driver
+
+        cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is not None:
+            INHERITED.append(cluster)
+            driver._clusters_for_shutdown.discard(cluster)
+        self._lock = threading.Lock()
+        self._prepared = {}
 
     def close(self) -> None:
         """Shut the cluster down; a later call connects again (like an Engine's dispose)."""

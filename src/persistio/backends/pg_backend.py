@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from ..errors import BackendUnavailable, Busy, PersistioError, ValidationError
-from .base import TableSpec, Upsert
+from .base import INHERITED, TableSpec, Upsert
 from .pg_writes import LATE, Statements, clock_offset, newest_per_key, parameters, quoted
 from .sql_types import WRITE_TS
 from .watchdog import Watchdog, in_daemon_thread
@@ -155,6 +155,13 @@ class WritePool:
         for conn, _ in idle:
             conn.close()
 
+    def after_fork(self) -> None:
+        """In a child: the parent's connections are kept aside, never used nor closed here."""
+        INHERITED.extend(self._idle)
+        self._idle = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self._size)
+
 
 class PostgresWrites:
     """Guarded upserts of one batch: one transaction, one round trip."""
@@ -166,6 +173,9 @@ class PostgresWrites:
 
     def close(self) -> None:
         self._pool.close()
+
+    def after_fork(self) -> None:
+        self._pool.after_fork()
 
     def write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         names = ", ".join(sorted({op.table.name for op in ops}))

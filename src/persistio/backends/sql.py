@@ -363,6 +363,13 @@ class SQLAcid:
         with mapped_errors("acid", "ping"), self._bounded() as conn:
             conn.execute(sa.text("SELECT 1"))
 
+    def after_fork(self) -> None:
+        """In a child process: fresh pools; the parent's connections are left alone."""
+        self.engine.dispose(close=False)
+        self._setup_lock = threading.Lock()
+        if self._postgres is not None:
+            self._postgres.after_fork()
+
     def close(self) -> None:
         if self._postgres is not None:
             self._postgres.close()

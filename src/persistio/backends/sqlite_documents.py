@@ -41,6 +41,10 @@ class SQLiteDocuments:
     def _table(self, spec: TableSpec) -> sa.Table:
         return self._tables.table(spec, _EXTRA)
 
+    def after_fork(self) -> None:
+        self.engine.dispose(close=False)
+        self._setup_lock = threading.Lock()
+
     def setup(self, tables: Sequence[TableSpec]) -> None:
         # one at a time: two threads checking "does it exist?" at once would both create it
         with self._setup_lock, mapped_errors("amorphous", "setup"), self.engine.begin() as conn:

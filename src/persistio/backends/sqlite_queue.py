@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import BackendUnavailable
-from .base import Append, DeadEntry, Delivery, Op, StreamSpec, StreamStats, refuse
+from .base import INHERITED, Append, DeadEntry, Delivery, Op, StreamSpec, StreamStats, refuse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -63,6 +63,17 @@ class SQLiteQueue:
         self.path = path
         self.dedup_window_seconds = dedup_window_seconds
         self._lock = threading.Lock()
+        self._open()
+        self._enqueues_since_purge = 0
+
+    def after_fork(self) -> None:
+        """In a child process: a connection of its own (SQLite's must never cross a fork)."""
+        INHERITED.append(self._db)
+        self._lock = threading.Lock()
+        self._open()
+
+    def _open(self) -> None:
+        path = self.path
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write lock
         # up front, so two processes claiming never both read the same items).
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -77,7 +88,6 @@ class SQLiteQueue:
         ):  # files made by an earlier version
             if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
-        self._enqueues_since_purge = 0
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
