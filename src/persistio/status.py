@@ -118,6 +118,8 @@ def collect_status(
         # dead letters dropped to keep them within their count and age bounds, and purged
         "dead_letters_dropped": _prefixed(counters, "dead_letters_dropped:"),
         "dead_letters_purged": counters.get("dead_letters_purged", 0),
+        # entries of a stream that nobody consumed within its max_len / max_age, by this process
+        "trimmed": dict(getattr(backends.transitory, "trimmed", {})),
         "worker_errors": counters.get("worker_errors", 0),
         "buffered": counters.get("buffered", 0),
         "replayed": counters.get("replayed", 0),

@@ -49,6 +49,7 @@ def stream_spec(bound: BoundIntent) -> StreamSpec:
         max_deliveries=intent.max_deliveries,
         visibility_seconds=intent.visibility.total_seconds(),
         max_age_seconds=_seconds(intent.max_age),
+        max_len=intent.max_len,
         retry_backoff_seconds=intent.retry_backoff.total_seconds(),
         dead_max=intent.dead_max,
         dead_max_age_seconds=intent.dead_max_age.total_seconds(),

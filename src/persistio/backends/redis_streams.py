@@ -37,7 +37,13 @@ from redis.typing import EncodableT
 
 from .base import DeadEntry, Delivery, StreamSpec, StreamStats
 from .redis_client import unavailable_on_outage
-from .redis_scripts import CLAIM_SCRIPT, DEAD_SCRIPT, REDRIVE_SCRIPT, RELEASE_SCRIPT
+from .redis_scripts import (
+    CLAIM_SCRIPT,
+    DEAD_SCRIPT,
+    PRUNE_SCRIPT,
+    REDRIVE_SCRIPT,
+    RELEASE_SCRIPT,
+)
 
 GROUP = "persistio"
 EXPIRED = "expired: older than max_age"
@@ -77,6 +83,7 @@ class RedisStreams:
         self._release = self._client.register_script(RELEASE_SCRIPT)
         self._dead = self._client.register_script(DEAD_SCRIPT)
         self._redrive = self._client.register_script(REDRIVE_SCRIPT)
+        self._prune = self._client.register_script(PRUNE_SCRIPT)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         """Create each stream and its group; idempotent."""
@@ -199,6 +206,12 @@ class RedisStreams:
                 self._client.delete(key)
                 return n
             return int(self._client.xdel(key, *ids)) if ids else 0
+
+    def prune_consumers(self, stream: StreamSpec, idle_seconds: float) -> int:
+        """Forget consumers (gone worker processes) idle that long and holding nothing."""
+        key = stream_key(stream.name)
+        with unavailable_on_outage("transitory", self._where):
+            return int(self._prune(keys=[key], args=[GROUP, round(idle_seconds * 1000)]))
 
     def stats(self, stream: StreamSpec) -> StreamStats:
         """Unacknowledged entries (= the stream's length), the oldest one's age, dead letters."""
