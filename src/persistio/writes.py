@@ -110,7 +110,7 @@ class OpBuilder:
         if tier is Tier.TRANSITORY:
             return Append(self.stream(bound), work.dedup_key, task.payload)
         if tier is Tier.ACID:
-            return Upsert(self.table(bound), bound.codec.to_row(work.obj), task.ts)
+            return Upsert(self.table(bound), bound.codec.to_key_row(work.obj, bound.key), task.ts)
         table = self.table(bound)
         key = bound.codec.key_values(work.obj, bound.key)
         return Document(table, key, task.payload, task.ts)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import quote
@@ -228,6 +229,11 @@ def _escaped(value: Any) -> str:
 
 
 def _scalar_text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        # equal numbers, one key: 1.0 and 1.00 are one row in SQL and Cassandra, so one here
+        if not value.is_finite():
+            return str(value)
+        return "0" if value == 0 else format(value.normalize(), "f")
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
     if isinstance(value, date):
