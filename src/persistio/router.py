@@ -182,6 +182,7 @@ class Router:
                     work.state = "done"
                 else:
                     work.state = "superseded"
+                    self.spool.bump(f"superseded:{work.bound.name}")
             return
         if not isinstance(result, BackendUnavailable):
             raise result
@@ -330,9 +331,15 @@ class Router:
         sent = list(batches.values())
         results = dict(zip(map(id, sent), self.run(sent, deadline), strict=True))
         out: list[Result] = []
-        for key, index in where:
+        for work, (key, index) in zip(works, where, strict=True):
             result = results[key]
-            out.append(result if isinstance(result, BaseException) else [result[index]])
+            if isinstance(result, BaseException):
+                out.append(result)
+                continue
+            if not result[index] and work.bound.tier in (Tier.ACID, Tier.VOLATILE):
+                # a deferred or replayed write that a newer stored value beat: counted
+                self.spool.bump(f"superseded:{work.bound.name}")
+            out.append([result[index]])
         return out
 
 

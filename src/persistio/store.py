@@ -17,6 +17,7 @@ from .backends.base import Options
 from .breaker import CircuitBreaker
 from .config import ENV, default_urls, environ_settings, open_backends
 from .deadletters import DeadLetter, DeadLetters
+from .delivery import takes_delivery
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
@@ -260,7 +261,11 @@ class Persistio:
     # -- deferred work --------------------------------------------------------------------------
 
     def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
-        """Register a handler for a transitory intent (at-least-once; return = ack = expunged)."""
+        """Register a handler for a transitory intent (at-least-once; return = ack = expunged).
+
+        ``handler(obj)``, or ``handler(obj, delivery)`` to get a ``pio.Delivery`` (write id,
+        attempt, enqueue time) whose ``key`` makes the handler's own effects idempotent.
+        """
         bound = REGISTRY.intent(Tier.TRANSITORY, intent)
         if bound is None or not isinstance(bound.intent, Transitory):
             raise ValidationError(
@@ -272,7 +277,9 @@ class Persistio:
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
             stream = self._stores.ops.stream(bound)
-            self._worker.consumers[intent] = Consumer(bound, stream, handler, batch)
+            self._worker.consumers[intent] = Consumer(
+                bound, stream, handler, batch, takes_delivery(handler)
+            )
             return handler
 
         return register
