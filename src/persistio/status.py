@@ -117,6 +117,8 @@ def collect_status(
         "retries": _prefixed(counters, "retries:"),
         # writes (now or deferred) that lost to a newer stored value, per intent
         "superseded": _prefixed(counters, "superseded:"),
+        # writes of a save that failed after its other writes landed (see Receipt.failed)
+        "failed": _prefixed(counters, "failed:"),
         # dead letters dropped to keep them within their count and age bounds, and purged
         "dead_letters_dropped": _prefixed(counters, "dead_letters_dropped:"),
         "dead_letters_purged": counters.get("dead_letters_purged", 0),
