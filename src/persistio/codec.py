@@ -102,6 +102,10 @@ class Codec:
         self._json_columns = tuple(c.name for c in self.columns if c.kind == "json")
         self._datetimes = tuple(c.name for c in self.columns if c.kind == "datetime")
         self._decimals = frozenset(c.name for c in self.columns if c.kind == "decimal")
+        # required fields with a default: a NULL there is a row older than the field
+        self._defaulted = frozenset(
+            f.name for f in fields if not f.required and not self._by_name[f.name].nullable
+        )
 
     def encode(self, obj: Any) -> bytes:
         return self._encoder.encode(obj)
@@ -149,7 +153,13 @@ class Codec:
         return row
 
     def from_row(self, row: dict[str, Any]) -> Any:
-        encoded = {self._encode_names[k]: v for k, v in row.items() if k in self._by_name}
+        """The object of a row; a NULL in a required field that has a default (the row predates
+        the field) reads as that default."""
+        encoded = {
+            self._encode_names[k]: v
+            for k, v in row.items()
+            if k in self._by_name and not (v is None and k in self._defaulted)
+        }
         return msgspec.convert(encoded, self.model, strict=False)
 
     def key_values(self, obj: Any, fields: tuple[str, ...]) -> tuple[Any, ...]:

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import quote
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.exceptions import ResponseError
