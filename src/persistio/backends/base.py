@@ -4,6 +4,9 @@ Backends receive plain values (``Column`` specs, rows, msgpack payloads and micr
 timestamps) and never model types. Each one resolves writes by write timestamp (last write wins),
 so a replayed or redelivered write can never overwrite newer data, and raises
 ``BackendUnavailable`` when its server cannot be reached (any other failure is a bug or bad data).
+
+One tie-break everywhere: of two writes with equal timestamps (two processes, one microsecond),
+the one with the larger write id wins, in every store, so the stores never disagree.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class Put(NamedTuple):
     ts: int
     expires_at_us: int  # absolute: write timestamp + ttl, also for a late replay
     payload: bytes
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 class Upsert(NamedTuple):
@@ -114,6 +118,7 @@ class Upsert(NamedTuple):
     table: TableSpec
     values: dict[str, Any]
     ts: int
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 class Document(NamedTuple):
@@ -123,6 +128,7 @@ class Document(NamedTuple):
     key: tuple[Any, ...]  # partition values, then order values
     payload: bytes
     ts: int
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 Op = Append | Put | Upsert | Document

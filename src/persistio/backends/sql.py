@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..errors import BackendUnavailable, PersistioError
 from .base import Op, TableSpec, Upsert, refuse
 from .sql_errors import mapped_errors
-from .sql_types import WRITE_TS, sa_type
+from .sql_types import WRITE_ID, WRITE_TS, sa_type
 
 OUTBOX = "_persistio_outbox"
 T = TypeVar("T")
@@ -103,6 +103,8 @@ class SQLTables:
                 *columns,
                 *extras,
                 sa.Column(WRITE_TS, sa.BigInteger, nullable=False),
+                # nullable: rows written before this column existed hold none (they lose a tie)
+                sa.Column(WRITE_ID, sa.Text, nullable=True),
             )
             self._tables[spec.name] = (spec, found)
             for slot in [s for s in self._upserts if s[0] == spec.name]:
@@ -205,8 +207,14 @@ def upsert_statement(conn: sa.Connection, table: sa.Table) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=key,
         set_=updates,
-        where=table.c[WRITE_TS] < stmt.excluded[WRITE_TS],
+        where=sa.tuple_(table.c[WRITE_TS], sa.func.coalesce(table.c[WRITE_ID], ""))
+        < sa.tuple_(stmt.excluded[WRITE_TS], stmt.excluded[WRITE_ID]),
     )
+
+
+def _stamp(row: dict[str, Any]) -> tuple[int, str]:
+    """What last-write-wins compares: the write timestamp, then the write id."""
+    return row[WRITE_TS], row.get(WRITE_ID) or ""
 
 
 def latest_per_key(table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -216,7 +224,7 @@ def latest_per_key(table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[dict
     for row in rows:
         k = tuple(row[name] for name in key)
         held = newest.get(k)
-        if held is None or held[WRITE_TS] < row[WRITE_TS]:
+        if held is None or _stamp(held) < _stamp(row):
             newest[k] = row
     return list(newest.values())
 
@@ -356,7 +364,7 @@ class SQLAcid:
     def _upsert(self, conn: sa.Connection, ops: Sequence[Upsert]) -> list[bool]:
         """One table's rows through SQLAlchemy; which of them took effect."""
         table = self._tables.table(ops[0].table)
-        values = [{**op.values, WRITE_TS: op.ts} for op in ops]
+        values = [{**op.values, WRITE_TS: op.ts, WRITE_ID: op.wid} for op in ops]
         newest = latest_per_key(table, values)
         result = conn.execute(self._tables.upsert(conn, table), newest)
         if result.rowcount == len(ops):
@@ -379,7 +387,7 @@ class SQLAcid:
             row = _once_more_on_disconnect(read, deadline)
         if row is None:
             return None
-        return {k: v for k, v in row.items() if k != WRITE_TS}
+        return {k: v for k, v in row.items() if k not in (WRITE_TS, WRITE_ID)}
 
     @contextmanager
     def transaction(self) -> Iterator[SQLTransaction]:
@@ -458,13 +466,14 @@ def stored_is_ours(
 ) -> list[bool]:
     """Fewer rows changed than sent: read which keys hold our write (the rest lost to newer)."""
     key = [c.name for c in table.primary_key.columns]
-    found: dict[tuple[Any, ...], int] = {}
+    found: dict[tuple[Any, ...], tuple[int, str]] = {}
     for chunk in range(0, len(values), 500):
         part = values[chunk : chunk + 500]
         where = sa.or_(*(sa.and_(*(table.c[k] == v[k] for k in key)) for v in part))
-        query = sa.select(*(table.c[k] for k in key), table.c[WRITE_TS]).where(where)
-        found.update({tuple(r[:-1]): r[-1] for r in conn.execute(query)})
-    return [found.get(tuple(v[k] for k in key)) == v[WRITE_TS] for v in values]
+        query = sa.select(*(table.c[k] for k in key), table.c[WRITE_TS], table.c[WRITE_ID])
+        rows = conn.execute(query.where(where))
+        found.update({tuple(r[:-2]): (r[-2], r[-1] or "") for r in rows})
+    return [found.get(tuple(v[k] for k in key)) == _stamp(v) for v in values]
 
 
 def _once_more_on_disconnect(call: Callable[[], T], deadline: float) -> T:

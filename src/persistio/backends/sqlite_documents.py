@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from .base import Document, Op, TableSpec, refuse
 from .sql import SQLTables, evolve, latest_per_key, make_engine
 from .sql_errors import mapped_errors
-from .sql_types import WRITE_TS
+from .sql_types import WRITE_ID, WRITE_TS
 
 BLOB = "_pio_object"
 EXPIRES = "_pio_expires_at"
@@ -67,6 +67,7 @@ class SQLiteDocuments:
                     **dict(zip(names, op.key, strict=True)),
                     BLOB: op.payload,
                     WRITE_TS: op.ts,
+                    WRITE_ID: op.wid,
                     EXPIRES: expires,
                 }
             )
