@@ -39,6 +39,7 @@ from redis.typing import EncodableT
 from .base import DeadEntry, Delivery, StreamSpec, StreamStats
 from .redis_client import unavailable_on_outage
 from .redis_scripts import (
+    ADVANCE_SCRIPT,
     CLAIM_SCRIPT,
     DEAD_SCRIPT,
     PRUNE_SCRIPT,
@@ -85,6 +86,7 @@ class RedisStreams:
         self._dead = self._client.register_script(DEAD_SCRIPT)
         self._redrive = self._client.register_script(REDRIVE_SCRIPT)
         self._prune = self._client.register_script(PRUNE_SCRIPT)
+        self._advance = self._client.register_script(ADVANCE_SCRIPT)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         """Create each stream and its group; idempotent."""
@@ -215,6 +217,12 @@ class RedisStreams:
         with unavailable_on_outage("transitory", self._where):
             before = self._client.set(name, value, nx=True, get=True, px=round(ttl_seconds * 1000))
         return value if before is None else _text(before)
+
+    def advance(self, key: str, ts: int) -> int:
+        """Raise the shared clock ``key`` to ``ts`` if it is below; the shared clock now."""
+        name = f"pio:clock:{{{quote(key, safe='')}}}"
+        with unavailable_on_outage("transitory", self._where):
+            return int(self._advance(keys=[name], args=[ts]))
 
     def prune_consumers(self, stream: StreamSpec, idle_seconds: float) -> int:
         """Forget consumers (gone worker processes) idle that long and holding nothing."""
