@@ -297,7 +297,9 @@ def cassandra_keyspace(raw_cassandra: Session) -> Iterator[str]:
     try:
         yield name
     finally:
-        raw_cassandra.execute(f"DROP KEYSPACE IF EXISTS {name}")
+        # dropping a keyspace of a few hundred tables flushes and snapshots each: on a busy
+        # 2-core machine that outlasts the driver's default 10 s request timeout
+        raw_cassandra.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=180)
 
 
 @pytest.fixture(scope="session")

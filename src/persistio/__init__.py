@@ -7,10 +7,12 @@ Importing this package does no I/O and imports no database driver.
 from .aio import AsyncPersistio, AsyncTransaction
 from .counts import Count
 from .deadletters import DeadLetter
+from .delivery import Delivery
 from .errors import (
     BackendUnavailable,
     ConfigError,
     DrainTimeout,
+    InDoubt,
     IntentError,
     NotFound,
     PersistioError,
@@ -51,7 +53,9 @@ __all__ = [
     "ConfigError",
     "Count",
     "DeadLetter",
+    "Delivery",
     "DrainTimeout",
+    "InDoubt",
     "Intent",
     "IntentError",
     "NotFound",

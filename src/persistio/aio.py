@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .deadletters import DeadLetter
+from .events import Hook
 from .router import Receipt
 from .store import Persistio
 from .transaction import Transaction
@@ -69,8 +70,8 @@ class AsyncPersistio:
     async def setup(self) -> None:
         await self._run(self.sync.setup)
 
-    async def save(self, obj: Any) -> Receipt:
-        return await self._run(self.sync.save, obj)
+    async def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
+        return await self._run(self.sync.save, obj, idempotency_key=idempotency_key)
 
     async def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
         return await self._run(self.sync.save_many, list(objs))
@@ -151,6 +152,10 @@ class AsyncPersistio:
         self, ids: Sequence[str] | None = None, *, intent: str | None = None
     ) -> int:
         return await self._run(self.sync.purge_dead_letters, ids, intent=intent)
+
+    def on(self, event: str, fn: Hook) -> Callable[[], None]:
+        """``Persistio.on``: hooks run on the thread where the event happened, not the loop."""
+        return self.sync.on(event, fn)
 
     async def status(self) -> dict[str, Any]:
         return await self._run(self.sync.status)

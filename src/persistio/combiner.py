@@ -58,6 +58,12 @@ class Combiner:
         self.requests = 0  # callers served: requests / flushes is the mean group size
         self.largest = 0  # the most callers one flush carried
 
+    def after_fork(self) -> None:
+        """In a child process: the parent's callers and its flush in flight are not ours."""
+        self._lock = threading.Lock()
+        self._queue = deque()
+        self._busy = False
+
     def submit(self, ops: Sequence[Op], deadline: float) -> list[bool]:
         """Write ``ops`` (alone or with other callers'); raise its own error.
 

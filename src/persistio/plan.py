@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from .clock import WriteClock
 from .model import REGISTRY, BoundIntent, Plan
 from .tally import void
 
@@ -51,30 +49,6 @@ class Work:
         return f"{self.task.write_id}:{self.task.intent}"
 
 
-class WriteClock:
-    """Microsecond write timestamps, strictly increasing within the process, and UUIDv7 ids."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last = 0
-
-    def next(self) -> int:
-        now = time.time_ns() // 1000
-        with self._lock:
-            self._last = now if now > self._last else self._last + 1
-            return self._last
-
-    @staticmethod
-    def write_id(ts_us: int) -> str:
-        """A UUIDv7 (RFC 9562) whose 12 sub-millisecond bits come from ``ts_us``: time-ordered."""
-        ms, sub_us = divmod(ts_us, 1000)
-        rand_a = (sub_us * 4096) // 1000
-        rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
-        value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-        h = f"{value:032x}"  # uuid.UUID's str() would take three times as long
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 @dataclass(frozen=True, slots=True)
 class SavePlan:
     write_id: str
@@ -83,11 +57,23 @@ class SavePlan:
     skipped: list[str]
 
 
-def plan_save(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
-    """Validate ``obj`` and turn it into one task per intent; nothing is written here."""
+def plan_save(
+    plan: Plan,
+    obj: Any,
+    clock: WriteClock,
+    where: str,
+    stamp: tuple[str, int] | None = None,
+) -> SavePlan:
+    """Validate ``obj`` and turn it into one task per intent; nothing is written here.
+
+    ``stamp`` (write id, timestamp) replays an earlier attempt's identity (an idempotency key).
+    """
     model_payload = plan.codec.validate(obj, where)
-    ts = clock.next()
-    write_id = clock.write_id(ts)
+    if stamp is None:
+        ts = clock.next()
+        write_id = clock.write_id(ts)
+    else:
+        write_id, ts = stamp
     work: list[Work] = []
     skipped: list[str] = []
     model = plan.model

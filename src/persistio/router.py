@@ -19,6 +19,7 @@ written nothing else. One deadline covers the whole save.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -29,13 +30,16 @@ import msgspec
 
 from .backends.base import Backend, ConcurrentBackend, Op, Pending, Put, Upsert
 from .combiner import Combiner
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, InDoubt, PersistioError
+from .events import Events
 from .intents import Priority, Tier
 from .lanes import Lanes
 from .model import BoundIntent
 from .plan import TASK_ENCODER, SavePlan, Work
 from .spool import Spool
 from .wiring import Stores
+
+log = logging.getLogger("persistio.router")
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -48,9 +52,12 @@ class Receipt(msgspec.Struct, frozen=True):
     dropped: tuple[str, ...] = ()  # its backend was down and on_outage="drop" (counted)
     skipped: tuple[str, ...] = ()  # its when= predicate said no
     superseded: tuple[str, ...] = ()  # written, but a newer value was already stored
+    # not written although other intents of the save were: a store refused it, or it could not
+    # be spooled; counted in status()["failed"] (a save never raises once anything is written)
+    failed: tuple[str, ...] = ()
 
 
-STATES = ("done", "deferred", "buffered", "dropped", "superseded")
+STATES = ("done", "deferred", "buffered", "dropped", "superseded", "failed")
 
 
 class Outcome:
@@ -77,6 +84,7 @@ class Outcome:
             dropped=tuple(states.get("dropped", ())),
             skipped=tuple(plan.skipped),
             superseded=tuple(states.get("superseded", ())),
+            failed=tuple(states.get("failed", ())),
         )
 
 
@@ -106,10 +114,18 @@ class Router:
     """Dispatches planned saves; shared by every thread of a store."""
 
     def __init__(
-        self, stores: Stores, spool: Spool, lanes: Lanes, deadline: float, group_max: int
+        self,
+        stores: Stores,
+        spool: Spool,
+        lanes: Lanes,
+        deadline: float,
+        group_max: int,
+        events: Events | None = None,
     ) -> None:
         self.stores = stores
         self.spool = spool
+        self.events = events or Events()  # state changes, for logs and store.on() hooks
+        self.spooling = False  # something was buffered since the spool was last drained
         self.deadline = deadline  # seconds a save waits for its REALTIME writes
         self._lanes = lanes
         self.combiners = {
@@ -119,6 +135,11 @@ class Router:
         }
         self.on_buffered: Callable[[], None] = lambda: None  # the store wakes its replayer
 
+    def after_fork(self, lanes: Lanes) -> None:
+        self._lanes = lanes
+        for combiner in self.combiners.values():
+            combiner.after_fork()
+
     # -- saves ----------------------------------------------------------------------------------
 
     def dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:
@@ -126,7 +147,15 @@ class Router:
         return [outcome.receipt(p) for p in plans]
 
     def dispatch_works(self, works: Sequence[Work]) -> Outcome:
-        """REALTIME works now, the others onto their priority queues, within one deadline."""
+        """REALTIME works now, the others onto their priority queues, within one deadline.
+
+        The truth when something fails: a save raises only when nothing of it was written (then
+        the exception lists the intents, none written), or when an intent that says
+        ``on_outage="fail"`` could not be written (then nothing else was written, and the
+        exception says which such intents were). Once anything is written, a later failure is
+        reported in the receipt (``failed``) and counted, never raised: a save never raises for
+        an acid write that committed.
+        """
         deadline = time.monotonic() + self.deadline
         outcome = Outcome()
         failing: list[Work] = []
@@ -140,20 +169,25 @@ class Router:
             else:
                 now.append(w)
         if failing:
-            self._stage(failing, [], deadline, outcome, failing=True)
+            failed = self._stage(failing, [], deadline)
+            if failed:
+                raise _told(failed, works)
         if now or later:
-            self._stage(now, later, deadline, outcome, failing=False)
+            failed = self._stage(now, later, deadline)
+            if failed and not any(w.state for w in works):
+                raise _told(failed, works)
+            for error, lost in failed:
+                for w in lost:
+                    w.state = "failed"
+                    self.spool.bump(f"failed:{w.bound.name}")
+                log.error("a save's other writes landed, but %d failed: %s", len(lost), error)
         return outcome
 
     def _stage(
-        self,
-        now: Sequence[Work],
-        later: Sequence[Work],
-        deadline: float,
-        outcome: Outcome,
-        *,
-        failing: bool,
-    ) -> None:
+        self, now: Sequence[Work], later: Sequence[Work], deadline: float
+    ) -> list[tuple[BaseException, list[Work]]]:
+        """Send one stage; settle what can be; return the errors that could not be settled,
+        each with the works it left unwritten."""
         batches: dict[object, Batch] = {}
         ops = self.stores.ops
         for w in now:
@@ -163,10 +197,17 @@ class Router:
             for w in later:
                 batch.add(ops.enqueue(w), w, queued=True)
         results = self.run(list(batches.values()), deadline)
+        failed: list[tuple[BaseException, list[Work]]] = []
         for batch, result in zip(batches.values(), results, strict=True):
-            self._settle(batch, result, outcome, failing)
+            error = self._settle(batch, result)
+            if error is not None:
+                failed.append((error, [w for w in batch.works if w.state is None]))
+        return failed
 
-    def _settle(self, batch: Batch, result: Result, outcome: Outcome, failing: bool) -> None:
+    def _settle(self, batch: Batch, result: Result) -> BaseException | None:
+        """Mark each work's state from its batch's answer; the error, when there is one that
+        its intents' on_outage does not settle (bad data, an intent that says "fail", a spool
+        that is full)."""
         if not isinstance(result, BaseException):
             for work, op, queued, took in zip(
                 batch.works, batch.ops, batch.queued, result, strict=True
@@ -177,22 +218,21 @@ class Router:
                     work.state = "done"
                 else:
                     work.state = "superseded"
-            return
+                    self.spool.bump(f"superseded:{work.bound.name}")
+            return None
         if not isinstance(result, BackendUnavailable):
-            raise result
-        if failing:
-            names = sorted({w.bound.name for w in batch.works})
-            raise BackendUnavailable(
-                f"{result}; intents {names} have on_outage='fail', so nothing was written",
-                tier=getattr(result, "tier", ""),
-            ) from result
+            return result
         own = [w for w, q in zip(batch.works, batch.queued, strict=True) if not q]
         tasks = [w for w, q in zip(batch.works, batch.queued, strict=True) if q]
-        for bound, group in _by_bound(own).items():
-            outcome.mark(group, self.on_outage(bound, group))
-        if tasks:  # the queue is down: the tasks go to the spool, replayed to their backends
-            self.buffer(tasks)
-            outcome.mark(tasks, "buffered")
+        try:
+            for bound, group in _by_bound(own).items():
+                Outcome.mark(group, self.on_outage(bound, group, result))
+            if tasks:  # the queue is down: the tasks go to the spool, replayed to their backends
+                self.buffer(tasks)
+                Outcome.mark(tasks, "buffered")
+        except BackendUnavailable as exc:  # on_outage="fail", or the spool is full
+            return exc
+        return None
 
     def _batch(self, batches: dict[object, Batch], tier: Tier) -> Batch:
         """The batch for ``tier``'s backend; a tier whose circuit is open gets one of its own
@@ -293,9 +333,15 @@ class Router:
 
     def buffer(self, works: Sequence[Work]) -> None:
         self.spool.add([(w.bound.tier.value, TASK_ENCODER.encode(w.task)) for w in works])
+        if not self.spooling:
+            self.spooling = True
+            tiers = sorted({w.bound.tier.value for w in works})
+            self.events.emit("spool_started", tiers=tiers, items=len(works))
         self.on_buffered()
 
-    def on_outage(self, bound: BoundIntent, works: Sequence[Work]) -> str:
+    def on_outage(
+        self, bound: BoundIntent, works: Sequence[Work], cause: BaseException | None = None
+    ) -> str:
         """Buffer or drop writes whose backend is down; return the state they ended in."""
         if bound.intent.on_outage == "buffer":
             self.buffer(works)
@@ -303,6 +349,8 @@ class Router:
         if bound.intent.on_outage == "drop":
             self.spool.bump(f"dropped:{bound.tier.value}:{bound.name}", len(works))
             return "dropped"
+        if isinstance(cause, InDoubt):
+            raise InDoubt(f"intent {bound.name!r} (on_outage='fail'): {cause}", tier=cause.tier)
         raise BackendUnavailable(
             f"{bound.tier} backend is unavailable and intent {bound.name!r} has on_outage='fail'",
             tier=bound.tier.value,
@@ -325,10 +373,37 @@ class Router:
         sent = list(batches.values())
         results = dict(zip(map(id, sent), self.run(sent, deadline), strict=True))
         out: list[Result] = []
-        for key, index in where:
+        for work, (key, index) in zip(works, where, strict=True):
             result = results[key]
-            out.append(result if isinstance(result, BaseException) else [result[index]])
+            if isinstance(result, BaseException):
+                out.append(result)
+                continue
+            if not result[index] and work.bound.tier in (Tier.ACID, Tier.VOLATILE):
+                # a deferred or replayed write that a newer stored value beat: counted
+                self.spool.bump(f"superseded:{work.bound.name}")
+            out.append([result[index]])
         return out
+
+
+def _told(
+    failed: Sequence[tuple[BaseException, Sequence[Work]]], works: Sequence[Work]
+) -> BaseException:
+    """The first error, saying which intents of the save were written, which were not, and
+    which are in doubt (sent, the answer lost)."""
+    error = failed[0][0]
+    if isinstance(error, PersistioError):
+        doubt = {w.bound.name for e, lost in failed if isinstance(e, InDoubt) for w in lost}
+        written = tuple(sorted({w.bound.name for w in works if w.state} - doubt))
+        error.written = written
+        error.in_doubt = tuple(sorted(doubt))
+        error.not_written = tuple(sorted({w.bound.name for w in works} - set(written) - doubt))
+        if doubt:
+            error.args = (f"{error}; in doubt: {sorted(doubt)}; written: {list(written)}",)
+        elif isinstance(error, BackendUnavailable) and not written:
+            error.args = (f"{error}; nothing of this save was written",)
+        elif isinstance(error, BackendUnavailable):
+            error.args = (f"{error}; written: {list(written)}",)
+    return error
 
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:

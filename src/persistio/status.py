@@ -119,9 +119,15 @@ def collect_status(
         "counts": backends.amorphous.count_stats(),
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
+        # writes (now or deferred) that lost to a newer stored value, per intent
+        "superseded": _prefixed(counters, "superseded:"),
+        # writes of a save that failed after its other writes landed (see Receipt.failed)
+        "failed": _prefixed(counters, "failed:"),
         # dead letters dropped to keep them within their count and age bounds, and purged
         "dead_letters_dropped": _prefixed(counters, "dead_letters_dropped:"),
         "dead_letters_purged": counters.get("dead_letters_purged", 0),
+        # entries of a stream that nobody consumed within its max_len / max_age, by this process
+        "trimmed": dict(getattr(backends.transitory, "trimmed", {})),
         "worker_errors": counters.get("worker_errors", 0),
         "buffered": counters.get("buffered", 0),
         "replayed": counters.get("replayed", 0),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,13 +15,17 @@ from typing import Any, Self, TypeVar
 
 from .backends.base import Options
 from .breaker import CircuitBreaker
+from .clock import WriteClock
+from .clock_sync import ClockSync
 from .config import ENV, default_urls, environ_settings, open_backends
 from .deadletters import DeadLetter, DeadLetters
+from .delivery import takes_delivery
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
+from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
-from .plan import SavePlan, WriteClock, plan_save
+from .plan import SavePlan, plan_save
 from .reads import Reader
 from .replay import SpoolReplayer
 from .router import Receipt, Router
@@ -59,6 +66,7 @@ class Persistio:
         spool_limits: SpoolLimits | None = None,
         breaker: BreakerPolicy | None = None,
         dedup_window: timedelta = timedelta(hours=1),
+        max_clock_skew: timedelta = timedelta(minutes=5),
         **flat: Any,
     ) -> None:
         unknown = sorted(set(flat) - set(FLAT))
@@ -75,6 +83,7 @@ class Persistio:
             },
             flat,
             dedup_window,
+            max_clock_skew,
         )
         if namespace and not is_safe_name(namespace):
             raise ConfigError(
@@ -91,6 +100,8 @@ class Persistio:
         }
         defaults = default_urls(data)
         self.urls = {t: u if u is not None else defaults[t] for t, u in given.items()}
+        self._namespace = namespace
+        self._events = Events()
         self._stores = self._wire(settings, data, namespace)
         try:
             limits = settings.spool_limits
@@ -106,23 +117,36 @@ class Persistio:
         deadline = settings.timeouts.realtime
         self._lanes = Lanes(settings.pools.realtime_threads)
         self._router = Router(
-            self._stores, self._spool, self._lanes, deadline, settings.pools.group_max
+            self._stores,
+            self._spool,
+            self._lanes,
+            deadline,
+            settings.pools.group_max,
+            self._events,
         )
         self._worker = Worker(
             self._router,
             batch=settings.pools.worker_batch,
             unknown_model_grace=settings.spool_limits.unknown_model_grace,
         )
-        self._clock = WriteClock()
-        self._reader = Reader(self._stores, self._clock.next)
+        self._clock = WriteClock(int(settings.max_clock_skew.total_seconds() * 1_000_000))
+        self._clock_sync = ClockSync(
+            self._clock, self._spool, self._stores, namespace, self._events
+        )
+        self._reader = Reader(self._stores, self._clock_sync.follow, self._events)
         self._setup_lock = threading.Lock()
         self._set_up: set[str] = set()
         self._stop = threading.Event()
         self._closed = False
         self._replayer = SpoolReplayer(
-            self._worker.replay, self._spool, settings.spool_limits.replay_interval
+            self._worker.replay,
+            self._spool,
+            settings.spool_limits.replay_interval,
+            tick=self._clock_sync.tick,
         )
         self._router.on_buffered = self._replayer.wake
+        # a store made before os.fork() (gunicorn --preload, multiprocessing) works in the child
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
         self._dead = DeadLetters(self._stores, self._spool, self._transitory_intents)
         self._replayer.wake()  # a spool left by an earlier process is replayed too
 
@@ -144,6 +168,7 @@ class Persistio:
                 failure_threshold=policy.threshold,
                 reset_timeout=policy.reset,
                 max_reset_timeout=policy.max_reset,
+                on_change=self._circuit_changed,
             )
 
         opened = open_backends(
@@ -160,6 +185,10 @@ class Persistio:
             queues=task_queues(namespace, settings.timeouts.task_visibility),
             breaker_factory=breaker,
         )
+
+    def _circuit_changed(self, tier: str, before: str, after: str) -> None:
+        event = "circuit_opened" if after == "open" else "circuit_closed"
+        self._events.emit(event, tier=tier, was=before)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Persistio:
@@ -193,6 +222,8 @@ class Persistio:
                     for bound in bounds:
                         stores.prepare(bound)
             self._set_up.update(p.model_name for p in plans)
+        # start above every timestamp another process has shared
+        self._clock_sync.sync()
 
     def _ensure(self, plan: Plan) -> None:
         """Set a model up on first use; a tier that is down is set up by its first write."""
@@ -212,21 +243,48 @@ class Persistio:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def _plan(self, obj: Any, where: str) -> SavePlan:
+    def _plan(self, obj: Any, where: str, stamp: tuple[str, int] | None = None) -> SavePlan:
         self._check_open()
         # no setup here: each intent's first write sets it up, within the save's deadline
         plan = plan_of(type(obj))
-        return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})")
+        return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})", stamp)
 
-    def save(self, obj: Any) -> Receipt:
+    def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
         """Validate ``obj``, run its REALTIME intents now and queue the rest.
+
+        Args:
+            obj: An instance of a ``@persist`` model.
+            idempotency_key: A key of the caller's (an order number, a request id). A retry with
+                the same key within ``dedup_window`` (after a timeout, a crash, in another
+                process) writes exactly what the first attempt wrote: the same write id and
+                timestamp, so no store keeps anything newer and a consumer sees one entry.
 
         Raises:
             ValidationError: ``obj`` does not fit its model; nothing was written.
-            BackendUnavailable: an intent with ``on_outage="fail"`` could not be written (then no
-                other intent of this save was written either).
+            BackendUnavailable: nothing could be written, or an intent with
+                ``on_outage="fail"`` could not be (the exception's ``written`` and
+                ``not_written`` name the intents).
         """
-        return self._router.dispatch([self._plan(obj, "save")])[0]
+        stamp = None
+        if idempotency_key is not None:
+            stamp = self._first_attempt(type(obj), idempotency_key)
+        return self._router.dispatch([self._plan(obj, "save", stamp)])[0]
+
+    def _first_attempt(self, model: type, key: str) -> tuple[str, int]:
+        """(write id, timestamp) of the first save made with ``key``: this one's, if it is."""
+        if not isinstance(key, str) or not key or len(key) > 200:
+            raise ValidationError(
+                f"save(idempotency_key={key!r}): use a non-empty str of at most 200 characters"
+            )
+        ts = self._clock.next()
+        mine = f"{self._clock.write_id(ts)} {ts}"
+        scope = f"{self._namespace}:{plan_of(model).model_name}:{key}"
+        with self._stores.guard(Tier.TRANSITORY):
+            stored = self._stores.transitory.remember(
+                scope, mine, self.settings.dedup_window.total_seconds()
+            )
+        write_id, _, stamp = stored.partition(" ")
+        return write_id, int(stamp)
 
     def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
         """Save many objects through batched writes; every object is validated before any write."""
@@ -293,7 +351,11 @@ class Persistio:
     # -- deferred work --------------------------------------------------------------------------
 
     def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
-        """Register a handler for a transitory intent (at-least-once; return = ack = expunged)."""
+        """Register a handler for a transitory intent (at-least-once; return = ack = expunged).
+
+        ``handler(obj)``, or ``handler(obj, delivery)`` to get a ``pio.Delivery`` (write id,
+        attempt, enqueue time) whose ``key`` makes the handler's own effects idempotent.
+        """
         bound = REGISTRY.intent(Tier.TRANSITORY, intent)
         if bound is None or not isinstance(bound.intent, Transitory):
             raise ValidationError(
@@ -305,7 +367,9 @@ class Persistio:
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
             stream = self._stores.ops.stream(bound)
-            self._worker.consumers[intent] = Consumer(bound, stream, handler, batch)
+            self._worker.consumers[intent] = Consumer(
+                bound, stream, handler, batch, takes_delivery(handler)
+            )
             return handler
 
         return register
@@ -382,13 +446,46 @@ class Persistio:
 
     # -- visibility and lifecycle ---------------------------------------------------------------
 
+    def on(self, event: str, fn: Hook) -> Callable[[], None]:
+        """Call ``fn(event, fields)`` whenever ``event`` happens ("*" for every event).
+
+        The events (each also logged under ``persistio.events``) are listed in
+        ``persistio.events.EVENTS``: circuit_opened, circuit_closed, spool_started,
+        spool_drained, replay_done, dead_lettered, rebuilding, clock_ignored. The hook runs on
+        the thread where the change happened: keep it quick. One that raises is logged and
+        counted in ``status()["hooks"]["errors"]``.
+
+        Returns:
+            A function that removes the hook.
+
+        Raises:
+            ValidationError: no such event, or ``fn`` is not callable.
+        """
+        return self._events.on(event, fn)
+
     def status(self) -> dict[str, Any]:
         """Backends' health, queue depth and oldest age per priority, streams, spool, counters."""
         self._check_open()
-        return collect_status(self._router, self.urls, self._transitory_intents())
+        found = collect_status(self._router, self.urls, self._transitory_intents())
+        found["clock"] = self._clock_sync.status()
+        found["hooks"] = {"errors": self._events.errors}
+        return found
 
     def _transitory_intents(self) -> list[BoundIntent]:
         return [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
+
+    def _after_fork(self) -> None:
+        """In a forked child: connections, pools, locks and the replay thread of its own."""
+        if self._closed:
+            return
+        self._spool.after_fork()
+        self._stores.after_fork()
+        self._lanes = Lanes(self.settings.pools.realtime_threads)
+        self._router.after_fork(self._lanes)
+        self._worker.after_fork()
+        self._setup_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._replayer.after_fork()
 
     def close(self) -> None:
         """Stop workers and close every connection; idempotent."""
@@ -397,6 +494,8 @@ class Persistio:
         self._closed = True
         self._stop.set()
         self._replayer.stop()
+        if self._clock_sync.moved:  # the next process, here or on another host, starts above us
+            self._clock_sync.sync()
         self._lanes.shutdown()
         self._stores.close()
         self._spool.close()
@@ -415,6 +514,12 @@ class Persistio:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _after_fork(ref: weakref.ref[Persistio]) -> None:
+    store = ref()
+    if store is not None:
+        store._after_fork()
 
 
 def _joined(urls: str | Sequence[str] | None) -> str | None:

@@ -154,7 +154,9 @@ def void(tally: Any) -> Any:
 def aware(value: object, name: str, where: str) -> datetime:
     if not isinstance(value, datetime):
         raise ValidationError(f"{where}: {name}={value!r}: use a datetime")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:  # as for keys: a naive datetime means nothing certain
+        raise ValidationError(f"{where}: {name} is a naive datetime; use an aware one")
+    return value
 
 
 def series_range(

@@ -12,11 +12,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import Delivery, StreamSpec
+from .delivery import Delivery as ConsumerDelivery
 from .errors import BackendUnavailable
 from .intents import Tier
 from .model import BoundIntent
@@ -25,8 +27,10 @@ from .replay import Replay
 from .router import Router, isolated
 
 log = logging.getLogger("persistio.worker")
+PRUNE_EVERY = 300.0  # seconds between looks for consumers of gone worker processes
+CONSUMER_IDLE = 3600.0  # a consumer idle this long and holding nothing is forgotten
 
-Handler = Callable[[Any], Any]
+Handler = Callable[..., Any]  # handler(obj) or handler(obj, delivery)
 CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
@@ -36,6 +40,7 @@ class Consumer:
     stream: StreamSpec
     handler: Handler
     batch: int
+    with_delivery: bool = False  # the handler takes (obj, Delivery)
 
 
 def backoff(deliveries: int, base: float = 0.2, cap: float = 30.0) -> float:
@@ -55,10 +60,30 @@ class Worker:
         self.run_coroutine: CoroutineRunner = asyncio.run
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.replay = Replay(router, batch, unknown_model_grace)
+        self._next_prune = time.monotonic() + PRUNE_EVERY
 
     @property
     def _backends(self) -> Any:
         return self.router.stores
+
+    def after_fork(self) -> None:
+        """In a child process: a consumer name of its own (it holds the pid)."""
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.replay.after_fork()
+
+    def prune(self) -> bool:
+        """Now and then, forget the consumers of gone worker processes (see PRUNE_EVERY)."""
+        now = time.monotonic()
+        prune = getattr(self._backends.transitory, "prune_consumers", None)
+        if prune is None or now < self._next_prune:
+            return False
+        self._next_prune = now + PRUNE_EVERY
+        streams = [*self._backends.queues.values(), *(c.stream for c in self.consumers.values())]
+        with self._backends.guard(Tier.TRANSITORY):
+            removed = sum(prune(s, CONSUMER_IDLE) for s in streams)
+        if removed:
+            self.router.spool.bump("consumers_pruned", removed)
+        return False  # bookkeeping: never counts as work done
 
     def consumer_name(self) -> str:
         return f"{self.name}-{threading.get_ident()}"
@@ -69,6 +94,7 @@ class Worker:
         for part in (
             lambda: self.replay.outbox(outbox_age),
             self.replay.spool,
+            self.prune,
             self.run_deferred,
             *(lambda c=c: self.run_consumer(c) for c in list(self.consumers.values())),
         ):
@@ -155,7 +181,14 @@ class Worker:
                 self._failed(consumer.stream, d, exc, final=True)
                 continue
             try:
-                result = consumer.handler(obj)
+                if consumer.with_delivery:
+                    write_id, _, intent = d.dedup.partition(":")
+                    info = ConsumerDelivery(
+                        write_id, intent or consumer.bound.name, d.deliveries, d.enqueued_at
+                    )
+                    result = consumer.handler(obj, info)
+                else:
+                    result = consumer.handler(obj)
                 if inspect.iscoroutine(result):
                     self.run_coroutine(result)
             except Exception as exc:
@@ -190,6 +223,13 @@ class Worker:
             )
             dropped = self._backends.transitory.dead_letter(stream, delivery, reason[:1000])
             self.router.spool.bump(f"dead_letters:{stream.name}")
+            self.router.events.emit(
+                "dead_lettered",
+                where=stream.name,
+                item=delivery.dedup,
+                deliveries=delivery.deliveries,
+                reason=reason[:200],
+            )
             if dropped:  # the oldest dead letters went, to keep them within their bounds
                 self.router.spool.bump(f"dead_letters_dropped:{stream.name}", dropped)
         else:

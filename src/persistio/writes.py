@@ -57,6 +57,7 @@ def stream_spec(bound: BoundIntent) -> StreamSpec:
         max_deliveries=intent.max_deliveries,
         visibility_seconds=intent.visibility.total_seconds(),
         max_age_seconds=_seconds(intent.max_age),
+        max_len=intent.max_len,
         retry_backoff_seconds=intent.retry_backoff.total_seconds(),
         dead_max=intent.dead_max,
         dead_max_age_seconds=intent.dead_max_age.total_seconds(),
@@ -113,16 +114,18 @@ class OpBuilder:
                 assert isinstance(intent, Volatile)
                 assert intent.ttl is not None
                 ttl_us = self._ttls[bound] = int(intent.ttl.total_seconds() * 1_000_000)
-            return Put(bound.name, key_of(bound, work.obj), task.ts, task.ts + ttl_us, task.payload)
+            key = key_of(bound, work.obj)
+            return Put(bound.name, key, task.ts, task.ts + ttl_us, task.payload, task.write_id)
         if tier is Tier.TRANSITORY:
             return Append(self.stream(bound), work.dedup_key, task.payload)
         if tier is Tier.ACID:
-            return Upsert(self.table(bound), bound.codec.to_row(work.obj), task.ts)
+            row = bound.codec.to_key_row(work.obj, bound.key)
+            return Upsert(self.table(bound), row, task.ts, task.write_id)
         if bound.counting is not None:
             return self.contribution(work)
         table = self.table(bound)
-        key = bound.codec.key_values(work.obj, bound.key)
-        return Document(table, key, task.payload, task.ts)
+        values = bound.codec.key_values(work.obj, bound.key)
+        return Document(table, values, task.payload, task.ts, task.write_id)
 
     def count(self, bound: BoundIntent) -> CountSpec:
         assert bound.counting is not None
@@ -141,6 +144,7 @@ class OpBuilder:
             task.write_id if cid is None else cid,
             task.ts if at_us is None else at_us,
             task.ts,
+            task.write_id,
             n,
             f,
         )

@@ -141,6 +141,25 @@ def test_replays_count_once_and_a_resave_replaces_an_identified_object(
     assert store.count(Hit, "hit_saves", since=since - DAY, until=until + DAY, page=p) == 8
 
 
+def test_a_tie_of_timestamps_goes_to_the_larger_write_id(store: pio.Persistio) -> None:
+    # Given two versions of one hit stamped with one timestamp by two processes
+    at = floor(datetime.now(UTC), HOUR) - HOUR
+    ts = (datetime.now(UTC) - EPOCH) // timedelta(microseconds=1)
+    small, large = "01000000-0000-7000-8000-000000000000", "01ffffff-ffff-7fff-bfff-ffffffffffff"
+    for first, second in ((small, large), (large, small)):
+        p = page()
+        lighter = planned_writes(store, Hit(1, p, at, weight=2), write_id=first, ts=ts)
+        heavier = planned_writes(store, Hit(1, p, at, weight=7), write_id=second, ts=ts)
+
+        # When they arrive in either order
+        for work in lighter + heavier:
+            replay(store, [work])
+
+        # Then the version with the larger write id is the one counted, as in every store
+        expected = 2 if first == large else 7
+        assert store.count(Hit, "hit_events", since=at, until=at + HOUR, page=p) == expected
+
+
 def test_realtime_float_weights_and_other_key_kinds(store: pio.Persistio) -> None:
     # Given REALTIME float-weighted hits, and hits keyed by a UUID and a datetime
     user = uuid.uuid4()

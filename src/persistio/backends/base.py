@@ -4,6 +4,9 @@ Backends receive plain values (``Column`` specs, rows, msgpack payloads and micr
 timestamps) and never model types. Each one resolves writes by write timestamp (last write wins),
 so a replayed or redelivered write can never overwrite newer data, and raises
 ``BackendUnavailable`` when its server cannot be reached (any other failure is a bug or bad data).
+
+One tie-break everywhere: of two writes with equal timestamps (two processes, one microsecond),
+the one with the larger write id wins, in every store, so the stores never disagree.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import quote
@@ -70,6 +74,8 @@ class StreamSpec:
     visibility_seconds: float = 30.0
     max_age_seconds: float | None = None
     retry_backoff_seconds: float = 0.2  # first retry delay; doubles per delivery
+    # entries nobody consumed are trimmed (and counted) past either limit, consumer or not
+    max_len: int | None = None
     # dead letters are kept bounded: the oldest go (and are counted) past either limit
     dead_max: int = 10_000
     dead_max_age_seconds: float = 7 * 86_400.0
@@ -121,6 +127,7 @@ class Put(NamedTuple):
     ts: int
     expires_at_us: int  # absolute: write timestamp + ttl, also for a late replay
     payload: bytes
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 class Upsert(NamedTuple):
@@ -129,6 +136,7 @@ class Upsert(NamedTuple):
     table: TableSpec
     values: dict[str, Any]
     ts: int
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 class Document(NamedTuple):
@@ -138,13 +146,14 @@ class Document(NamedTuple):
     key: tuple[Any, ...]  # partition values, then order values
     payload: bytes
     ts: int
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 class Contribution(NamedTuple):
     """Add one save's weight to a count, in the bucket of ``at_us`` at every bucket size.
 
     ``contribution`` names it (the write id, or the counted object's identity): a store holds one
-    version per name and bucket, the newest by ``ts``, and its count is the sum of those
+    version per name and bucket, the newest by ``(ts, wid)``, and its count is the sum of those
     versions' weights, however often each was written.
     """
 
@@ -153,6 +162,7 @@ class Contribution(NamedTuple):
     contribution: str
     at_us: int
     ts: int
+    wid: str  # the write id: of two versions with one timestamp, the larger wins
     n: int  # an int weight
     f: float  # a float weight
 
@@ -222,10 +232,15 @@ class TransitoryBackend(Backend, Protocol):
     def redrive(self, stream: StreamSpec, ids: Sequence[str] | None, limit: int) -> int: ...
     def purge(self, stream: StreamSpec, ids: Sequence[str] | None) -> int: ...
     def stats(self, stream: StreamSpec) -> StreamStats: ...
+    def remember(self, key: str, value: str, ttl_seconds: float) -> str: ...
+    def advance(self, key: str, ts: int) -> int: ...
 
 
 class VolatileBackend(Backend, Protocol):
     def get(self, intent: str, key: str) -> bytes | None: ...
+    def get_stamped(self, intent: str, key: str) -> tuple[bytes, int] | None:
+        """The payload and its write timestamp (us), or None."""
+        ...
 
 
 class AcidTransaction(Protocol):
@@ -236,6 +251,9 @@ class AcidTransaction(Protocol):
 class AcidBackend(Backend, Protocol):
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> dict[str, Any] | None: ...
+    def get_stamped(
+        self, table: TableSpec, key: tuple[Any, ...]
+    ) -> tuple[dict[str, Any], int] | None: ...
     def transaction(self) -> AbstractContextManager[AcidTransaction]: ...
     def take_outbox(
         self, limit: int, older_than_seconds: float
@@ -249,6 +267,7 @@ class AmorphousBackend(Backend, Protocol):
 
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None: ...
+    def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None: ...
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
     def setup_counts(self, counts: Sequence[CountSpec]) -> None: ...
     def read_counts(
@@ -265,7 +284,13 @@ def bucket_of(at_us: int, granularity: int) -> int:
     return at_us - at_us % (granularity * 1_000_000)
 
 
-def refuse(backend: object, op: Op) -> TypeError:
+# Connections and clients a forked child inherited: kept referenced for the child's lifetime and
+# never closed there (closing would end the parent's session on the shared socket), so no
+# finalizer touches them either.
+INHERITED: list[object] = []
+
+
+def refuse(backend: object, op: object) -> TypeError:
     """The error for an op a backend does not take: the router sends each op to its tier."""
     return TypeError(f"{type(backend).__name__} does not take {type(op).__name__} writes")
 
@@ -285,6 +310,11 @@ def _escaped(value: Any) -> str:
 
 
 def _scalar_text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        # equal numbers, one key: 1.0 and 1.00 are one row in SQL and Cassandra, so one here
+        if not value.is_finite():
+            return str(value)
+        return "0" if value == 0 else format(value.normalize(), "f")
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
     if isinstance(value, date):

@@ -36,9 +36,10 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
+from ..errors import BackendUnavailable, ConfigError, InDoubt, PersistioError, ValidationError
 from ..urls import masked
 from .base import (
+    INHERITED,
     Contribution,
     CountRanges,
     CountSpec,
@@ -52,6 +53,7 @@ from .base import (
 from .cassandra_counts import CassandraCounts
 from .cassandra_requests import Requests, batched
 from .folder import Cell
+from .stamps import stamped, unstamped
 
 TIER = "amorphous"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")  # keyspace and table names (intent names)
@@ -76,6 +78,12 @@ _CQL_TYPES = {
     "float": "double",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# sent, and maybe applied by some replicas: a timeout is never "not written"
+_MAYBE_WRITTEN: tuple[type[BaseException], ...] = (
+    cassandra.OperationTimedOut,
+    cassandra.WriteTimeout,
+    cassandra.WriteFailure,
+)
 
 # Driver errors meaning "the cluster cannot serve us now": callers buffer by on_outage.
 # cassandra.RequestExecutionException covers Unavailable, Read/WriteTimeout, Read/WriteFailure;
@@ -278,6 +286,12 @@ class CassandraDocuments:
         """The one place driver errors become persistio's (BackendUnavailable on an outage)."""
         try:
             yield
+        except _MAYBE_WRITTEN as exc:
+            raise InDoubt(
+                f"{TIER} backend {self._where} {where}: no answer in time (it may have been "
+                f"written): {_short(exc)}",
+                tier=TIER,
+            ) from exc
         except _OUTAGES as exc:
             raise BackendUnavailable(
                 f"{TIER} backend {self._where} {where}: unavailable: {_short(exc)}", tier=TIER
@@ -303,7 +317,9 @@ class CassandraDocuments:
             used = names if op == "get" else names[: len(spec.key)]
             where = " AND ".join(f"{n} = ?" for n in used)
             order = ", ".join(f"{_quote(n)} DESC" for n in spec.order)
-            cql = f"SELECT {BLOB} FROM {table} WHERE {where}"
+            # a point read also fetches the write timestamp (USING TIMESTAMP set it)
+            stamp = f", WRITETIME({BLOB})" if op == "get" else ""
+            cql = f"SELECT {BLOB}{stamp} FROM {table} WHERE {where}"
             if op == "query":
                 cql += f" ORDER BY {order} LIMIT ?" if order else " LIMIT ?"
         prepared = self._connect().prepare(cql)
@@ -425,7 +441,7 @@ class CassandraDocuments:
                     ttl = math.ceil(remaining)
                 stmt = self._statement("insert", spec)
                 bound.append(
-                    (self._bind(stmt, spec, op.key, op.payload, op.ts, ttl), len(op.payload))
+                    (self._bind(stmt, spec, op.key, stamped(op), op.ts, ttl), len(op.payload))
                 )
             statements = batched(bound, self._cluster.metadata, self.endpoint.keyspace)
             timeout = self._remaining(deadline)
@@ -463,6 +479,11 @@ class CassandraDocuments:
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
         """The stored payload for the full key (partition + order values), or None."""
+        stamped = self.get_stamped(table, key)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
+        """The stored payload for the full key and its write timestamp, or None."""
         with self._mapped(f"read from {table.name}"):
             stmt = self._statement("get", table)
             if len(key) != len(table.key) + len(table.order):
@@ -472,7 +493,7 @@ class CassandraDocuments:
             except ValidationError:
                 return None  # a key Cassandra could never have stored
             row = self._connect().execute(bound).one()
-        return None if row is None else bytes(row[0])
+        return None if row is None else (unstamped(bytes(row[0])), int(row[1]))
 
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         """Up to ``limit`` payloads of one partition, newest first by the order columns."""
@@ -484,11 +505,25 @@ class CassandraDocuments:
                 bound = self._bind(stmt, table, partition, limit)
             except ValidationError:
                 return []
-            return [bytes(r[0]) for r in self._connect().execute(bound)]
+            return [unstamped(bytes(r[0])) for r in self._connect().execute(bound)]
 
     def ping(self) -> None:
         with self._mapped("ping"):
             self._connect().execute("SELECT release_version FROM system.local")
+
+    def after_fork(self) -> None:
+        """In a child process: the driver is not fork-safe. The parent's cluster is set aside
+        (never shut down from here: that would close the parent's connections) and the child
+        connects again on first use."""
+        import cassandra.cluster as driver
+
+        cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is not None:
+            INHERITED.append(cluster)
+            driver._clusters_for_shutdown.discard(cluster)
+        self._lock = threading.Lock()
+        self._prepared = {}
+        self._counts = self._new_counts()  # its folder's threads stayed in the parent
 
     def close(self) -> None:
         """Shut the cluster down; a later call connects again (like an Engine's dispose)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from cassandra.util import max_uuid_from_time, min_uuid_from_time
 
@@ -20,7 +20,24 @@ PENDING, COUNTED = 1, 2
 MIN_POS = min_uuid_from_time(0)
 MAX_POS = max_uuid_from_time(100_000_000_000)  # year 5138: after every real position
 
-Row = tuple[Any, str, int, int, float, int | None, Any]  # pos, name, ts, n, f, version, folded
+ROW_COLUMNS = "pos, contribution, ts, wid, n, f, version, folded"
+
+
+class Row(NamedTuple):
+    """One row of a count partition, as ``SELECT ROW_COLUMNS`` returns it."""
+
+    pos: Any  # a timeuuid: MAX_POS for the rollup, MIN_POS for counted versions
+    name: str  # the contribution's name ('' for the rollup)
+    ts: int
+    wid: str  # with ts, the version: of one timestamp, the larger write id wins
+    n: int
+    f: float
+    version: int | None  # the rollup's
+    folded: Any  # the rollup's watermark (a timeuuid), or None before its first fold
+
+    @property
+    def stamp(self) -> tuple[int, str]:
+        return self.ts, self.wid
 
 
 def ttl_of(spec: CountSpec, index: int, bucket: int, now: float) -> int | None:
@@ -46,8 +63,8 @@ def split(rows: Iterable[Any]) -> tuple[Row | None, list[Row]]:
     rollup: Row | None = None
     others: list[Row] = []
     for r in rows:
-        row: Row = (r[0], r[1], r[2], r[3] or 0, r[4] or 0.0, r[5], r[6])
-        if row[0] == MAX_POS:
+        row = Row(r[0], r[1], r[2], r[3] or "", r[4] or 0, r[5] or 0.0, r[6], r[7])
+        if row.pos == MAX_POS:
             rollup = row
         else:
             others.append(row)
@@ -55,37 +72,39 @@ def split(rows: Iterable[Any]) -> tuple[Row | None, list[Row]]:
 
 
 def version_of(rollup: Row | None) -> int | None:
-    return None if rollup is None else rollup[5]
+    return None if rollup is None else rollup.version
+
+
+def watermark(rollup: Row | None) -> Any:
+    return MIN_POS if rollup is None or rollup.folded is None else rollup.folded
 
 
 def n_of(rollup: Row | None) -> int:
-    return 0 if rollup is None else rollup[3]
+    return 0 if rollup is None else rollup.n
 
 
 def f_of(rollup: Row | None) -> float:
-    return 0.0 if rollup is None else rollup[4]
+    return 0.0 if rollup is None else rollup.f
 
 
-def delta(
-    pending: list[Row], held: dict[str, Row]
-) -> tuple[int, float, dict[str, tuple[int, int, float]]]:
-    """What folding ``pending`` adds, and each contribution's winning version (ts, n, f).
+def delta(pending: list[Row], held: dict[str, Row]) -> tuple[int, float, dict[str, Row]]:
+    """What folding ``pending`` adds, and each contribution's winning version.
 
     Per contribution only its newest pending version counts, and only if it is newer than the
     version already counted, which it then replaces: a replay (same version) adds nothing.
     """
     newest: dict[str, Row] = {}
     for row in pending:
-        held_row = newest.get(row[1])
-        if held_row is None or held_row[2] < row[2]:
-            newest[row[1]] = row
+        seen = newest.get(row.name)
+        if seen is None or seen.stamp < row.stamp:
+            newest[row.name] = row
     dn, df = 0, 0.0
-    winners: dict[str, tuple[int, int, float]] = {}
+    winners: dict[str, Row] = {}
     for name, row in newest.items():
         old = held.get(name)
-        if old is not None and old[2] >= row[2]:
+        if old is not None and old.stamp >= row.stamp:
             continue
-        dn += row[3] - (0 if old is None else old[3])
-        df += row[4] - (0.0 if old is None else old[4])
-        winners[name] = (row[2], row[3], row[4])
+        dn += row.n - (0 if old is None else old.n)
+        df += row.f - (0.0 if old is None else old.f)
+        winners[name] = row
     return dn, df, winners

@@ -51,6 +51,7 @@ from .cassandra_count_rows import (
     MAX_POS,
     MIN_POS,
     PENDING,
+    ROW_COLUMNS,
     Row,
     cell_values,
     delta,
@@ -60,6 +61,7 @@ from .cassandra_count_rows import (
     split,
     ttl_of,
     version_of,
+    watermark,
 )
 from .folder import Cell, Folder
 
@@ -121,8 +123,9 @@ class CassandraCounts:
         return (
             f'CREATE TABLE IF NOT EXISTS "{self._keyspace}"."{spec.name}" ('
             f"{''.join(k + ', ' for k in keys)}granularity int, bucket bigint, stage tinyint, "
-            "pos timeuuid, contribution text, ts bigint, n bigint, f double, version bigint, "
-            f"folded timeuuid, PRIMARY KEY (({partition}), stage, pos, contribution, ts))"
+            "pos timeuuid, contribution text, ts bigint, wid text, n bigint, f double, "
+            f"version bigint, folded timeuuid, PRIMARY KEY (({partition}), stage, pos, "
+            "contribution, ts))"
         )
 
     def check(self, session: Any, spec: CountSpec) -> None:
@@ -139,7 +142,7 @@ class CassandraCounts:
         clustering = [("stage", "tinyint"), ("pos", "timeuuid"), ("contribution", "text")]
         clustering.append(("ts", "bigint"))
         wanted |= {(n, "clustering", i, t) for i, (n, t) in enumerate(clustering)}
-        regular = [("n", "bigint"), ("f", "double"), ("version", "bigint")]
+        regular = [("wid", "text"), ("n", "bigint"), ("f", "double"), ("version", "bigint")]
         wanted |= {(n, "regular", -1, t) for n, t in [*regular, ("folded", "timeuuid")]}
         if found != wanted:
             raise PersistioError(
@@ -158,11 +161,11 @@ class CassandraCounts:
         runs = " AND ".join(f"{k} = ?" for k in [*keys, "granularity"]) + " AND bucket IN ?"
         columns = ", ".join([*keys, "granularity", "bucket", "stage", "pos", "contribution", "ts"])
         marks = ", ".join("?" * (len(keys) + 2))
-        rows = "SELECT pos, contribution, ts, n, f, version, folded FROM"
+        rows = f"SELECT {ROW_COLUMNS} FROM"
         rollup = f"stage = 1 AND pos = {MAX_POS}"
         cql = {
-            "pending": f"INSERT INTO {table} ({columns}, n, f) VALUES ({marks}, 1, now(), ?, ?, "
-            "?, ?) USING TTL ?",
+            "pending": f"INSERT INTO {table} ({columns}, wid, n, f) VALUES ({marks}, 1, now(), ?, "
+            "?, ?, ?, ?) USING TTL ?",
             "rollups": f"SELECT bucket, version, folded FROM {table} WHERE {runs} AND {rollup}",
             "open": f"{rows} {table} WHERE {cell} AND stage = 1 AND pos > ?",
             "aged": f"{rows} {table} WHERE {cell} AND stage = 1 AND pos > ? AND pos < "
@@ -172,8 +175,8 @@ class CassandraCounts:
             "cas": f"UPDATE {table} USING TTL ? SET n = ?, f = ?, version = ?, folded = ? "
             f"WHERE {cell} AND {rollup} AND contribution = '' AND ts = 0 IF version = ?",
             "drop": f"DELETE FROM {table} WHERE {cell} AND stage = ? AND pos > ? AND pos <= ?",
-            "counted": f"INSERT INTO {table} ({columns}, n, f) VALUES ({marks}, 2, {MIN_POS}, ?, "
-            "?, ?, ?) USING TTL ?",
+            "counted": f"INSERT INTO {table} ({columns}, wid, n, f) VALUES ({marks}, 2, "
+            f"{MIN_POS}, ?, ?, ?, ?, ?) USING TTL ?",
             "uncounted": f"DELETE FROM {table} WHERE {cell} AND stage = 2 AND pos = {MIN_POS} "
             "AND contribution = ? AND ts = ?",
         }[kind]
@@ -209,7 +212,7 @@ class CassandraCounts:
             ttl = ttl_of(spec, index, bucket, now)
             if ttl is None:
                 continue  # a late replay of an expired bucket never resurrects it
-            values = (*key, size, bucket, op.contribution, op.ts, op.n, op.f, ttl)
+            values = (*key, size, bucket, op.contribution, op.ts, op.wid, op.n, op.f, ttl)
             try:
                 bound = stmt.bind(values)
             except (TypeError, ValueError, OverflowError) as exc:  # e.g. an int past bigint
@@ -286,13 +289,13 @@ class CassandraCounts:
             if pending:
                 unsettled[cell] = (rollup, pending)
             elif rollup is not None:
-                values[cell] = (rollup[3], rollup[4])
+                values[cell] = (rollup.n, rollup.f)
         if not unsettled:
             return []
         self.folder.mark(unsettled)  # read repair: what a crash left unfolded gets folded
         asks: list[tuple[Cell, list[str]]] = []
         for cell, (_, pending) in unsettled.items():
-            names = sorted({r[1] for r in pending})
+            names = sorted({r.name for r in pending})
             asks += [(cell, names[i : i + IN_CHUNK]) for i in range(0, len(names), IN_CHUNK)]
         answers = self._run(
             [(self._statement("held", c[0]), (*cell_values(c), held_keys(n))) for c, n in asks]
@@ -303,8 +306,8 @@ class CassandraCounts:
             rollup, counted = split(rows)
             if version_of(rollup) != version_of(unsettled[cell][0]):
                 moved.add(cell)  # a fold committed between the two queries: read it again
-                marks[cell] = MIN_POS if rollup is None else rollup[6] or MIN_POS
-            held.setdefault(cell, {}).update((r[1], r) for r in counted)
+                marks[cell] = watermark(rollup)
+            held.setdefault(cell, {}).update((r.name, r) for r in counted)
         for cell, (rollup, pending) in unsettled.items():
             if cell not in moved:
                 dn, df, _ = delta(pending, held.get(cell, {}))
@@ -337,20 +340,22 @@ class CassandraCounts:
                 if ttl is None:
                     return None  # expired: its rows go with their TTL
                 rollup, _ = split(session.execute(self._statement("rollup", spec), values))
-                mark = MIN_POS if rollup is None else rollup[6] or MIN_POS
+                mark = watermark(rollup)
                 aged = self._statement("aged", spec)
                 _, pending = split(session.execute(aged, (*values, mark, FOLD_ROWS)))
                 if not pending:
                     left = session.execute(self._statement("open", spec), (*values, mark))
                     return self.fold_after if split(left)[1] else None
-                held = self._held(session, cell, sorted({r[1] for r in pending}))
+                held = self._held(session, cell, sorted({r.name for r in pending}))
                 batch = self._fold_batch(cell, ttl, rollup, mark, pending, held)
                 if not session.execute(batch).was_applied:
                     self.folder.conflicts += 1  # another fold got there first: read again
                     continue
                 self.folder.folded += len(pending)
                 if len(pending) < FOLD_ROWS:
-                    left = session.execute(self._statement("open", spec), (*values, pending[-1][0]))
+                    left = session.execute(
+                        self._statement("open", spec), (*values, pending[-1].pos)
+                    )
                     return self.fold_after if split(left)[1] else None
         return 0.0
 
@@ -360,7 +365,7 @@ class CassandraCounts:
         held: dict[str, Row] = {}
         for i in range(0, len(names), IN_CHUNK):
             found = session.execute(stmt, (*cell_values(cell), held_keys(names[i : i + IN_CHUNK])))
-            held.update((r[1], r) for r in split(found)[1])
+            held.update((r.name, r) for r in split(found)[1])
         return held
 
     def _fold_batch(
@@ -376,16 +381,17 @@ class CassandraCounts:
         values = cell_values(cell)
         dn, df, winners = delta(pending, held)
         version = version_of(rollup)
-        last = pending[-1][0]  # pending rows come in position order: everything up to here
+        last = pending[-1].pos  # pending rows come in position order: everything up to here
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         batch.serial_consistency_level = self._serial
         batch.consistency_level = self._statement("cas", spec).consistency_level
         moved = (n_of(rollup) + dn, f_of(rollup) + df, (version or 0) + 1, last)
         batch.add(self._statement("cas", spec), (ttl, *moved, *values, version))
-        for name, (ts, n, f) in winners.items():
+        for name, row in winners.items():
             old = held.get(name)
             if old is not None:  # the version it replaces
-                batch.add(self._statement("uncounted", spec), (*values, name, old[2]))
-            batch.add(self._statement("counted", spec), (*values, name, ts, n, f, ttl))
+                batch.add(self._statement("uncounted", spec), (*values, name, old.ts))
+            counted = (*values, name, row.ts, row.wid, row.n, row.f, ttl)
+            batch.add(self._statement("counted", spec), counted)
         batch.add(self._statement("drop", spec), (*values, PENDING, mark, last))
         return batch

@@ -68,6 +68,12 @@ class _Members(Generic[M]):
         for member in self.members:
             member.close()
 
+    def after_fork(self) -> None:
+        for member in self.members:
+            reset = getattr(member, "after_fork", None)
+            if reset is not None:
+                reset()
+
 
 def _split(delivery_id: str) -> tuple[int, str]:
     index, _, inner = delivery_id.partition("|")
@@ -172,11 +178,20 @@ class FailoverTransitory:
             sum(s.dead_letters for s in found),
         )
 
+    def remember(self, key: str, value: str, ttl_seconds: float) -> str:
+        return self._m.first(lambda m: m.remember(key, value, ttl_seconds))
+
+    def advance(self, key: str, ts: int) -> int:
+        return self._m.first(lambda m: m.advance(key, ts))
+
     def ping(self) -> None:
         self._m.first(lambda m: m.ping())
 
     def close(self) -> None:
         self._m.close()
+
+    def after_fork(self) -> None:
+        self._m.after_fork()
 
 
 class FailoverVolatile:
@@ -200,8 +215,15 @@ class FailoverVolatile:
         hits = self._m.each(lambda _i, m: m.get(intent, key))
         return next((h for h in hits if h is not None), None)
 
+    def get_stamped(self, intent: str, key: str) -> tuple[bytes, int] | None:
+        hits = self._m.each(lambda _i, m: m.get_stamped(intent, key))
+        return next((h for h in hits if h is not None), None)
+
     def ping(self) -> None:
         self._m.first(lambda m: m.ping())
 
     def close(self) -> None:
         self._m.close()
+
+    def after_fork(self) -> None:
+        self._m.after_fork()

@@ -22,6 +22,9 @@ class MemoryVolatile:
         self._data: dict[tuple[str, str], Put] = {}
         self._writes = 0
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         now_us = time.time_ns() // 1000
         written: list[bool] = []
@@ -31,7 +34,7 @@ class MemoryVolatile:
                     raise refuse(self, op)
                 slot = (op.intent, op.key)
                 current = self._data.get(slot)
-                if current is not None and current.ts >= op.ts:
+                if current is not None and (current.ts, current.wid) >= (op.ts, op.wid):
                     written.append(False)  # an older or replayed write never wins
                 elif op.expires_at_us <= now_us:
                     # Written late (a replay): already expired, and an expired value never
@@ -46,12 +49,16 @@ class MemoryVolatile:
         return written
 
     def get(self, intent: str, key: str) -> bytes | None:
+        stamped = self.get_stamped(intent, key)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(self, intent: str, key: str) -> tuple[bytes, int] | None:
         now_us = time.time_ns() // 1000
         with self._lock:
             entry = self._data.get((intent, key))
             if entry is None or entry.expires_at_us <= now_us:
                 return None
-            return entry.payload
+            return entry.payload, entry.ts
 
     def _sweep(self, now_us: int) -> None:
         self._writes = 0

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
-from ..errors import BackendUnavailable, Busy, PersistioError, ValidationError
-from .base import TableSpec, Upsert
+from ..errors import BackendUnavailable, Busy, InDoubt, PersistioError, ValidationError
+from .base import INHERITED, TableSpec, Upsert
 from .pg_writes import LATE, Statements, clock_offset, newest_per_key, parameters, quoted
-from .sql_types import WRITE_TS
+from .sql_types import WRITE_ID, WRITE_TS
 from .watchdog import Watchdog, in_daemon_thread
 
 OFFSET = "persistio_clock_offset"  # in each pooled connection's info: server clock - ours
@@ -33,6 +33,9 @@ TIER = "acid"
 # The deadline of the call running in this thread: a connection SQLAlchemy's pool opens for it
 # (through Connector.for_pool) is waited for only until then.
 CALL_DEADLINE: ContextVar[float | None] = ContextVar("persistio_pg_deadline", default=None)
+
+
+SENT = "_persistio_sent"  # set on a driver error raised once the write was on the wire
 
 
 class Connector:
@@ -155,6 +158,13 @@ class WritePool:
         for conn, _ in idle:
             conn.close()
 
+    def after_fork(self) -> None:
+        """In a child: the parent's connections are kept aside, never used nor closed here."""
+        INHERITED.extend(self._idle)
+        self._idle = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self._size)
+
 
 class PostgresWrites:
     """Guarded upserts of one batch: one transaction, one round trip."""
@@ -167,17 +177,32 @@ class PostgresWrites:
     def close(self) -> None:
         self._pool.close()
 
+    def after_fork(self) -> None:
+        self._pool.after_fork()
+
     def write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         names = ", ".join(sorted({op.table.name for op in ops}))
-        with mapped(f"upsert into {names}"):
+        where = f"upsert into {names}"
+        sent = False
+        with mapped(where):
             try:
-                return self._attempt(ops, deadline)
-            except psycopg.OperationalError:
-                # a pooled connection that died with a restarted server: once more on a fresh
-                # one, if there is still time (every write here is an idempotent upsert)
-                if time.monotonic() >= deadline:
+                try:
+                    return self._attempt(ops, deadline)
+                except psycopg.OperationalError as exc:
+                    sent = bool(getattr(exc, SENT, False))
+                    # a pooled connection that died with a restarted server: once more on a
+                    # fresh one, if there is still time (every write here is an idempotent upsert)
+                    if time.monotonic() >= deadline:
+                        raise
+                    return self._attempt(ops, deadline)
+            except (psycopg.OperationalError, psycopg.InterfaceError, BackendUnavailable) as exc:
+                if not (sent or getattr(exc, SENT, False)):
                     raise
-                return self._attempt(ops, deadline)
+                raise InDoubt(
+                    f"{TIER} backend {where}: sent, but no answer came (it may have committed): "
+                    f"{_short(exc)}",
+                    tier=TIER,
+                ) from exc
 
     def _attempt(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         if time.monotonic() >= deadline:
@@ -190,7 +215,11 @@ class PostgresWrites:
         try:
             with self.watchdog.guard(dbapi.pgconn.socket, deadline):
                 server_deadline = time.time() + (deadline - time.monotonic()) + offset
-                written = self._execute(dbapi, ops, groups, server_deadline)
+                try:
+                    written = self._execute(dbapi, ops, groups, server_deadline)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    setattr(exc, SENT, True)  # the connection failed with the write on it
+                    raise
         except psycopg.Error as exc:
             if _recovered(dbapi, exc):
                 self._pool.give(held)
@@ -274,9 +303,10 @@ def _ours(dbapi: psycopg.Connection[Any], spec: TableSpec, ops: Sequence[Upsert]
         "(" + " AND ".join(f"{quoted(k)} = %s" for k in spec.key) + ")" for _ in ops
     )
     values = [op.values[k] for op in ops for k in spec.key]
-    sql = f"SELECT {keys}, {quoted(WRITE_TS)} FROM {quoted(spec.name)} WHERE {where}"
-    stored = {tuple(r[:-1]): r[-1] for r in dbapi.execute(sql.encode(), values)}
-    return [stored.get(tuple(op.values[k] for k in spec.key)) == op.ts for op in ops]
+    stamps = f"{quoted(WRITE_TS)}, {quoted(WRITE_ID)}"
+    sql = f"SELECT {keys}, {stamps} FROM {quoted(spec.name)} WHERE {where}"
+    stored = {tuple(r[:-2]): (r[-2], r[-1] or "") for r in dbapi.execute(sql.encode(), values)}
+    return [stored.get(tuple(op.values[k] for k in spec.key)) == (op.ts, op.wid) for op in ops]
 
 
 def _recovered(dbapi: psycopg.Connection[Any], exc: psycopg.Error) -> bool:

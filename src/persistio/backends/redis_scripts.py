@@ -11,8 +11,12 @@ from __future__ import annotations
 # one op after another, each starting with its kind:
 #   'a' deduplicated append: KEYS stream, seen-marker; ARGV item id, payload
 #   'q' plain append:        KEYS stream;              ARGV item id, payload
-#   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload
-# Returns one integer per op: 1 written, 0 duplicate or superseded, 2 expired before it arrived.
+#   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload,
+#                                                      write id (breaks a tie: the larger wins)
+#   't' trim a stream:       KEYS stream;              ARGV max length ('' none), oldest id kept
+#                            (ms, '' none): entries nobody consumed in time, counted by caller
+# Returns one integer per op: 1 written, 0 duplicate or superseded, 2 expired before it arrived;
+# for a trim, how many entries it removed.
 # Timestamps (~1.8e15 us) are compared as Lua doubles: exact below 2^53 (until year ~2255).
 WRITE_SCRIPT = """
 local window, now = ARGV[1], ARGV[2]
@@ -28,16 +32,27 @@ while a <= #ARGV do
     if expire_at <= now_ms then
       out[#out + 1] = 2  -- written late (a replay) and already expired: never resurrect it
     else
-      local stored = redis.call('HGET', KEYS[k], 'ts')
-      if stored and tonumber(stored) >= tonumber(ts) then
-        out[#out + 1] = 0  -- an older, or the same, write never wins
+      local stored = redis.call('HMGET', KEYS[k], 'ts', 'w')
+      local sts, wid = tonumber(stored[1]), ARGV[a + 4]
+      if sts and (sts > tonumber(ts) or (sts == tonumber(ts) and (stored[2] or '') >= wid)) then
+        out[#out + 1] = 0  -- an older write, or the same one, never wins
       else
-        redis.call('HSET', KEYS[k], 'ts', ts, 'p', ARGV[a + 3])
+        redis.call('HSET', KEYS[k], 'ts', ts, 'p', ARGV[a + 3], 'w', wid)
         redis.call('PEXPIREAT', KEYS[k], ARGV[a + 2])
         out[#out + 1] = 1
       end
     end
-    k, a = k + 1, a + 4
+    k, a = k + 1, a + 5
+  elseif kind == 't' then
+    local trimmed = 0
+    if ARGV[a + 1] ~= '' then
+      trimmed = trimmed + redis.call('XTRIM', KEYS[k], 'MAXLEN', '~', ARGV[a + 1])
+    end
+    if ARGV[a + 2] ~= '' then
+      trimmed = trimmed + redis.call('XTRIM', KEYS[k], 'MINID', '~', ARGV[a + 2])
+    end
+    out[#out + 1] = trimmed
+    k, a = k + 1, a + 3
   elseif kind == 'a' then
     if redis.call('SET', KEYS[k + 1], '1', 'NX', 'PX', window) then
       redis.call('XADD', KEYS[k], '*', 'd', ARGV[a + 1], 'p', ARGV[a + 2], 't', now)
@@ -197,4 +212,33 @@ for _, e in ipairs(entries) do
   redis.call('XDEL', KEYS[2], e[1])
 end
 return #entries
+"""
+
+# Forget consumers that hold nothing and have been idle longer than ARGV[2] ms (worker processes
+# that are gone): a group's consumer list would otherwise grow with every restart.
+# KEYS[1] the stream; ARGV: group, idle (ms). Returns how many were removed.
+PRUNE_SCRIPT = """
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+local removed = 0
+for _, c in ipairs(consumers) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if tonumber(f['pending']) == 0 and tonumber(f['idle']) > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+# KEYS[1] the shared clock; ARGV[1] a write timestamp (us). Keeps the larger and returns it, as
+# a string (exact; the key lives 30 days past its last raise, like all bookkeeping, bounded).
+ADVANCE_SCRIPT = """
+local high = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > high then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', 2592000)
+  return ARGV[1]
+end
+return string.format('%.0f', high)
 """

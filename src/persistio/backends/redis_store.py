@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
@@ -53,6 +53,8 @@ class RedisStore(RedisStreams, RedisCache):
         self._write = self._client.register_script(WRITE_SCRIPT)
         self._stream_scripts()
         self._keys: dict[str, str] = {}  # stream name -> key, intent -> volatile key prefix
+        # entries trimmed from streams by max_len / max_age, per stream (this process's count)
+        self.trimmed: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
@@ -62,7 +64,12 @@ class RedisStore(RedisStreams, RedisCache):
         if not ops:
             return []
         now = repr(time.time())
-        calls = [self._call(ops[i : i + WRITE_CHUNK], now) for i in range(0, len(ops), WRITE_CHUNK)]
+        trims = _trims(ops)
+        chunks: list[list[Op | Trim]] = [
+            list(ops[i : i + WRITE_CHUNK]) for i in range(0, len(ops), WRITE_CHUNK)
+        ]
+        chunks[-1] += trims  # trims go last: after the appends that may have grown the stream
+        calls = [self._call(chunk, now) for chunk in chunks]
         tier = "transitory" if isinstance(ops[0], Append) else "volatile"
         with unavailable_on_outage(tier, self._where):
             if len(calls) == 1:
@@ -73,7 +80,13 @@ class RedisStore(RedisStreams, RedisCache):
                 for keys, args in calls:
                     self._write(keys=keys, args=args, client=pipe)
                 replies = pipe.execute()
-        return [int(r) == 1 for reply in replies for r in reply]
+        answers = [int(r) for reply in replies for r in reply]
+        if trims:
+            for trim, n in zip(trims, answers[len(ops) :], strict=True):
+                if n:
+                    name = trim.stream.name
+                    self.trimmed[name] = self.trimmed.get(name, 0) + n
+        return [n == 1 for n in answers[: len(ops)]]
 
     def _evalsha(self, keys: list[str], args: list[EncodableT]) -> Any:
         """One EVALSHA on a pooled connection, packed by hiredis in one C call.
@@ -109,7 +122,7 @@ class RedisStore(RedisStreams, RedisCache):
             return reply
         return self._write(keys=keys, args=args)  # pragma: no cover - loop always returns
 
-    def _call(self, ops: Sequence[Op], now: str) -> tuple[list[str], list[EncodableT]]:
+    def _call(self, ops: Sequence[Op | Trim], now: str) -> tuple[list[str], list[EncodableT]]:
         keys: list[str] = []
         args: list[EncodableT] = [self._window_ms, now]
         known = self._keys
@@ -123,11 +136,14 @@ class RedisStore(RedisStreams, RedisCache):
                 else:
                     keys.append(key)
                     args += ("q", op.item_id, op.payload)
+            elif type(op) is Trim:
+                keys.append(stream_key(op.stream.name))
+                args += ("t", op.max_len, op.min_id)
             elif type(op) is Put:
                 slot = f"v:{op.intent}"
                 prefix = known.get(slot) or known.setdefault(slot, volatile_key(op.intent, "")[:-2])
                 keys.append(f"{prefix}{{{op.key}}}")
-                args += ("v", op.ts, op.expires_at_us // 1000, op.payload)
+                args += ("v", op.ts, op.expires_at_us // 1000, op.payload, op.wid)
             else:
                 raise refuse(self, op)
         return keys, args
@@ -139,6 +155,30 @@ class RedisStore(RedisStreams, RedisCache):
     def close(self) -> None:
         self._client.close()
         self._client.connection_pool.disconnect()
+
+
+class Trim(NamedTuple):
+    """Keep a stream within its max_len / max_age (sent after the batch's appends)."""
+
+    stream: StreamSpec
+    max_len: int | str  # '' when unbounded
+    min_id: int | str  # the oldest entry id kept, in ms; '' when unbounded
+
+
+def _trims(ops: Sequence[Op]) -> list[Trim]:
+    """One trim per stream that the batch appends to and whose spec bounds it."""
+    seen: dict[str, Trim] = {}
+    now_ms = time.time() * 1000
+    for op in ops:
+        if type(op) is Append and op.stream.name not in seen:
+            spec = op.stream
+            if spec.max_len is None and spec.max_age_seconds is None:
+                continue
+            min_id: int | str = ""
+            if spec.max_age_seconds is not None:
+                min_id = max(0, int(now_ms - spec.max_age_seconds * 1000))
+            seen[spec.name] = Trim(spec, "" if spec.max_len is None else spec.max_len, min_id)
+    return list(seen.values())
 
 
 def _packed(sha: str, keys: list[str], args: list[EncodableT]) -> bytes:

@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.exceptions import ResponseError
@@ -37,7 +38,14 @@ from redis.typing import EncodableT
 
 from .base import DeadEntry, Delivery, StreamSpec, StreamStats
 from .redis_client import unavailable_on_outage
-from .redis_scripts import CLAIM_SCRIPT, DEAD_SCRIPT, REDRIVE_SCRIPT, RELEASE_SCRIPT
+from .redis_scripts import (
+    ADVANCE_SCRIPT,
+    CLAIM_SCRIPT,
+    DEAD_SCRIPT,
+    PRUNE_SCRIPT,
+    REDRIVE_SCRIPT,
+    RELEASE_SCRIPT,
+)
 
 GROUP = "persistio"
 EXPIRED = "expired: older than max_age"
@@ -77,6 +85,8 @@ class RedisStreams:
         self._release = self._client.register_script(RELEASE_SCRIPT)
         self._dead = self._client.register_script(DEAD_SCRIPT)
         self._redrive = self._client.register_script(REDRIVE_SCRIPT)
+        self._prune = self._client.register_script(PRUNE_SCRIPT)
+        self._advance = self._client.register_script(ADVANCE_SCRIPT)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         """Create each stream and its group; idempotent."""
@@ -199,6 +209,26 @@ class RedisStreams:
                 self._client.delete(key)
                 return n
             return int(self._client.xdel(key, *ids)) if ids else 0
+
+    def remember(self, key: str, value: str, ttl_seconds: float) -> str:
+        """Store ``value`` under ``key`` unless one is there; the value there now (one round
+        trip: ``SET NX GET``)."""
+        name = f"pio:idem:{{{quote(key, safe='')}}}"
+        with unavailable_on_outage("transitory", self._where):
+            before = self._client.set(name, value, nx=True, get=True, px=round(ttl_seconds * 1000))
+        return value if before is None else _text(before)
+
+    def advance(self, key: str, ts: int) -> int:
+        """Raise the shared clock ``key`` to ``ts`` if it is below; the shared clock now."""
+        name = f"pio:clock:{{{quote(key, safe='')}}}"
+        with unavailable_on_outage("transitory", self._where):
+            return int(self._advance(keys=[name], args=[ts]))
+
+    def prune_consumers(self, stream: StreamSpec, idle_seconds: float) -> int:
+        """Forget consumers (gone worker processes) idle that long and holding nothing."""
+        key = stream_key(stream.name)
+        with unavailable_on_outage("transitory", self._where):
+            return int(self._prune(keys=[key], args=[GROUP, round(idle_seconds * 1000)]))
 
     def stats(self, stream: StreamSpec) -> StreamStats:
         """Unacknowledged entries (= the stream's length), the oldest one's age, dead letters."""

@@ -4,9 +4,10 @@ A count's table holds two kinds of rows per bucket (``stage``): the *rollup* (st
 key, bucket size and bucket: the count) and the *contributions* it holds (stage 2, one per
 contribution name: the weight and write timestamp of the version that is counted). Each
 contribution is folded in the transaction that writes it: its version replaces the held one
-only when newer, and the rollup moves by the difference, so a replayed or duplicated write
-changes nothing. The stage column comes before the bucket in the primary key, so a read walks
-the rollup rows of its range only: its cost is the number of buckets, not of events.
+only when newer (write timestamp, then write id), and the rollup moves by the difference, so a
+replayed or duplicated write changes nothing. The stage column comes before the bucket in the
+primary key, so a read walks the rollup rows of its range only: its cost is the number of
+buckets, not of events.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ROLLUP, COUNTED = 0, 2
 IN_CHUNK = 400  # held contributions looked up per SELECT (SQLite binds at most 32766 values)
 
 Cell = tuple[Any, ...]  # key values, granularity, bucket: one rollup row
-Version = tuple[int, int, float, float | None]  # ts, n, f, expires
+Version = tuple[int, str, int, float, float | None]  # ts, write id, n, f, expires
 
 
 class SQLiteCounts:
@@ -54,6 +55,7 @@ class SQLiteCounts:
                 sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
                 sa.Column("contribution", sa.Text, primary_key=True),
                 sa.Column("ts", sa.BigInteger, nullable=False),
+                sa.Column("wid", sa.Text, nullable=False),
                 sa.Column("n", sa.BigInteger, nullable=False),
                 sa.Column("f", sa.Double, nullable=False),
                 sa.Column("expires", sa.Double, nullable=True),
@@ -79,8 +81,8 @@ class SQLiteCounts:
                     continue  # a late replay of an expired bucket never resurrects it
                 slot = ((*op.key, granularity, bucket), op.contribution)
                 held = versions.get(slot)
-                if held is None or held[0] < op.ts:
-                    versions[slot] = (op.ts, op.n, op.f, expires)
+                if held is None or held[:2] < (op.ts, op.wid):
+                    versions[slot] = (op.ts, op.wid, op.n, op.f, expires)
         for spec, versions in newest.items():
             if versions:
                 self._fold(conn, spec, versions)
@@ -90,7 +92,7 @@ class SQLiteCounts:
     ) -> None:
         t = self.table(spec)
         cell_names = [*(c.name for c in spec.key), "granularity", "bucket"]
-        cells: dict[Cell, float | None] = {cell: v[3] for (cell, _), v in versions.items()}
+        cells: dict[Cell, float | None] = {cell: v[4] for (cell, _), v in versions.items()}
         # the first statement writes, so the transaction holds SQLite's write lock from here:
         # nothing can change a held contribution between the lookup below and the fold
         conn.execute(
@@ -103,11 +105,11 @@ class SQLiteCounts:
         held = self._held(conn, t, cell_names, list(versions))
         rows: list[dict[str, Any]] = []
         deltas: dict[Cell, tuple[int, float]] = {}
-        for (cell, name), (ts, n, f, expires) in versions.items():
+        for (cell, name), (ts, wid, n, f, expires) in versions.items():
             old = held.get((cell, name))
-            if old is not None and old[0] >= ts:
+            if old is not None and old[:2] >= (ts, wid):
                 continue  # this version, or a newer one, is already counted
-            old_n, old_f = (0, 0.0) if old is None else (old[1], old[2])
+            old_n, old_f = (0, 0.0) if old is None else (old[2], old[3])
             dn, df = deltas.get(cell, (0, 0.0))
             deltas[cell] = (dn + n - old_n, df + f - old_f)
             rows.append(
@@ -116,6 +118,7 @@ class SQLiteCounts:
                     "stage": COUNTED,
                     "contribution": name,
                     "ts": ts,
+                    "wid": wid,
                     "n": n,
                     "f": f,
                     "expires": expires,
@@ -144,25 +147,25 @@ class SQLiteCounts:
         t: sa.Table,
         cell_names: list[str],
         slots: list[tuple[Cell, str]],
-    ) -> dict[tuple[Cell, str], tuple[int, int, float]]:
-        """The counted versions of ``slots``: (ts, n, f) by (cell, contribution).
+    ) -> dict[tuple[Cell, str], tuple[int, str, int, float]]:
+        """The counted versions of ``slots``: (ts, write id, n, f) by (cell, contribution).
 
         One query per cell, on the primary key's prefix (a row-value IN over several columns
         would make SQLite scan the table)."""
         names: dict[Cell, list[str]] = {}
         for cell, name in slots:
             names.setdefault(cell, []).append(name)
-        found: dict[tuple[Cell, str], tuple[int, int, float]] = {}
+        found: dict[tuple[Cell, str], tuple[int, str, int, float]] = {}
         for cell, wanted in names.items():
             where = [t.c[c] == v for c, v in zip(cell_names, cell, strict=True)]
             for start in range(0, len(wanted), IN_CHUNK):
-                query = sa.select(t.c.contribution, t.c.ts, t.c.n, t.c.f).where(
+                query = sa.select(t.c.contribution, t.c.ts, t.c.wid, t.c.n, t.c.f).where(
                     *where,
                     t.c.stage == COUNTED,
                     t.c.contribution.in_(wanted[start : start + IN_CHUNK]),
                 )
-                for name, ts, n, f in conn.execute(query):
-                    found[(cell, name)] = (ts, n, f)
+                for name, ts, wid, n, f in conn.execute(query):
+                    found[(cell, name)] = (ts, wid, n, f)
         return found
 
     def read(
@@ -187,4 +190,4 @@ class SQLiteCounts:
 
 
 def _rollup() -> dict[str, Any]:
-    return {"stage": ROLLUP, "contribution": "", "ts": 0, "n": 0, "f": 0.0}
+    return {"stage": ROLLUP, "contribution": "", "ts": 0, "wid": "", "n": 0, "f": 0.0}

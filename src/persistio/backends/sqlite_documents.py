@@ -25,9 +25,9 @@ from .base import (
     TableSpec,
     refuse,
 )
-from .sql import SQLTables, add_missing_columns, latest_per_key, make_engine
+from .sql import SQLTables, evolve, latest_per_key, make_engine
 from .sql_errors import mapped_errors
-from .sql_types import WRITE_TS
+from .sql_types import WRITE_ID, WRITE_TS
 from .sqlite_counts import SQLiteCounts
 
 BLOB = "_pio_object"
@@ -54,13 +54,17 @@ class SQLiteDocuments:
     def _table(self, spec: TableSpec) -> sa.Table:
         return self._tables.table(spec, _EXTRA)
 
+    def after_fork(self) -> None:
+        self.engine.dispose(close=False)
+        self._setup_lock = threading.Lock()
+
     def setup(self, tables: Sequence[TableSpec]) -> None:
         # one at a time: two threads checking "does it exist?" at once would both create it
         with self._setup_lock, mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
             for spec in tables:
                 table = self._table(spec)
                 table.create(conn, checkfirst=True)
-                add_missing_columns(conn, table)
+                evolve(conn, table, {c.name: c.kind for c in spec.columns})
 
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Every row in one transaction, each at its write timestamp (the newest wins)."""
@@ -80,6 +84,7 @@ class SQLiteDocuments:
                     **dict(zip(names, op.key, strict=True)),
                     BLOB: op.payload,
                     WRITE_TS: op.ts,
+                    WRITE_ID: op.wid,
                     EXPIRES: expires,
                 }
             )
@@ -108,10 +113,18 @@ class SQLiteDocuments:
         return dict(NO_FOLDS)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
+        stamped = self.get_stamped(table, key)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
         t = self._table(table)
         names = (*table.key, *table.order)
         where = [t.c[n] == v for n, v in zip(names, key, strict=True)]
-        return next(iter(self._select(t, where, 1)), None)
+        live = sa.or_(t.c[EXPIRES].is_(None), t.c[EXPIRES] > time.time())
+        query = sa.select(t.c[BLOB], t.c[WRITE_TS]).where(*where, live).limit(1)
+        with mapped_errors("amorphous", f"read from {t.name}"), self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row[0], int(row[1]))
 
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         t = self._table(table)
