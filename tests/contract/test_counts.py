@@ -160,6 +160,20 @@ def test_a_tie_of_timestamps_goes_to_the_larger_write_id(store: pio.Persistio) -
         assert store.count(Hit, "hit_events", since=at, until=at + HOUR, page=p) == expected
 
 
+def test_a_retry_with_an_idempotency_key_counts_once(store: pio.Persistio) -> None:
+    # Given a client that saves a hit, then retries the save with the same idempotency key
+    p = page()
+    now = datetime.now(UTC)
+    first = store.save(Hit(1, p, now), idempotency_key=f"hit-{p}")
+    second = store.save(Hit(1, p, now), idempotency_key=f"hit-{p}")
+    store.drain(timeout=30)
+
+    # Then it is one save: one write id, counted once even by the count of saves
+    assert first.write_id == second.write_id
+    since = floor(write_time(first.write_id), MINUTE)
+    assert store.count(Hit, "hit_saves", since=since, page=p) == 1
+
+
 def test_realtime_float_weights_and_other_key_kinds(store: pio.Persistio) -> None:
     # Given REALTIME float-weighted hits, and hits keyed by a UUID and a datetime
     user = uuid.uuid4()
