@@ -135,37 +135,45 @@ def test_a_bad_weight_is_refused_at_save(weight: Any) -> None:
         assert store.status()["queues"]["normal"]["pending"] == 0
 
 
+class Visit(msgspec.Struct, frozen=True):
+    place: str
+    when: datetime
+    people: int
+
+
+def to_visit(a: Arrival) -> Visit:
+    return Visit(a.venue.lower(), a.at, a.party)
+
+
+def people(v: Visit) -> int:
+    return v.people
+
+
+@pio.persist(
+    pio.Count(
+        "arrivals_by_place", key=("place",), bucket=HOUR, at="when", project=to_visit, weight=people
+    )
+)
+class Arrival(msgspec.Struct, frozen=True):
+    venue: str
+    at: datetime
+    party: int
+
+
 def test_a_count_of_a_projection_counts_the_projected_fields() -> None:
     # Given a count of what project= derives from the model (its own key and time fields)
-    class Visit(msgspec.Struct, frozen=True):
-        place: str
-        when: datetime
-
-    class Arrival(msgspec.Struct, frozen=True):
-        venue: str
-        at: datetime
-        party: int
-
-    def to_visit(a: Arrival) -> Visit:
-        return Visit(a.venue.lower(), a.at)
-
-    pio.persist(
-        pio.Count(
-            "arrivals_by_place",
-            key=("place",),
-            bucket=HOUR,
-            at="when",
-            project=to_visit,
-            weight=lambda v: 1,
-        )
-    )(Arrival)
     at = datetime(2026, 2, 1, 10, 30, tzinfo=UTC)
     with temporary_store() as store:
+        # When arrivals are saved under names that project to one place
         store.save_many([Arrival("Cafe", at, 2), Arrival("CAFE", at, 3), Arrival("Bar", at, 1)])
         store.drain(timeout=10)
+
+        # Then the count is per projected place, weighted by what weight= says of a Visit
         since = datetime(2026, 2, 1, 10, tzinfo=UTC)
-        until = since + HOUR
-        assert (
-            store.count(Arrival, "arrivals_by_place", since=since, until=until, place="cafe") == 2
+        cafe = store.count(
+            Arrival, "arrivals_by_place", since=since, until=since + HOUR, place="cafe"
         )
-        assert store.count(Arrival, "arrivals_by_place", since=since, until=until, place="bar") == 1
+        bar = store.count(
+            Arrival, "arrivals_by_place", since=since, until=since + HOUR, place="bar"
+        )
+        assert (cafe, bar) == (5, 1)
