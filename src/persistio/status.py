@@ -20,16 +20,32 @@ def _health(backend: Any) -> dict[str, Any]:
     return {"healthy": True, "error": None}
 
 
-def _stream(backend: Any, spec: Any) -> dict[str, Any]:
+def _stream(backend: Any, specs: Sequence[Any]) -> dict[str, Any]:
+    """One stream's figures, summed over its partitions (the oldest age is the oldest's)."""
     try:
-        stats = backend.stats(spec)
+        found = [backend.stats(spec) for spec in specs]
     except PersistioError as exc:
         return {"error": str(exc)}
+    ages = [s.oldest_age_seconds for s in found if s.oldest_age_seconds is not None]
     return {
-        "pending": stats.pending,
-        "oldest_age_s": stats.oldest_age_seconds,
-        "dead_letters": stats.dead_letters,
+        "pending": sum(s.pending for s in found),
+        "oldest_age_s": max(ages) if ages else None,
+        "dead_letters": sum(s.dead_letters for s in found),
     }
+
+
+def _warnings(backends: Sequence[Any]) -> list[str]:
+    """What each backend says is risky in how its server is set up (see ``Backend``)."""
+    found: list[str] = []
+    for backend in backends:
+        warn = getattr(backend, "warnings", None)
+        if warn is None:
+            continue
+        try:
+            found.extend(warn())
+        except PersistioError:
+            continue  # its health entry already says it is down
+    return found
 
 
 def collect_status(
@@ -40,7 +56,9 @@ def collect_status(
     counters = router.spool.counters()
     spool = router.spool.depth()
     queues = {p.name.lower(): _stream(backends.transitory, s) for p, s in backends.queues.items()}
-    intent_streams = {b.name: _stream(backends.transitory, backends.ops.stream(b)) for b in streams}
+    intent_streams = {
+        b.name: _stream(backends.transitory, backends.ops.streams(b)) for b in streams
+    }
     dead = sum(int(s.get("dead_letters", 0)) for s in (*queues.values(), *intent_streams.values()))
     return {
         "backends": {
@@ -67,6 +85,8 @@ def collect_status(
             c.name: {"flushes": c.flushes, "saves": c.requests, "largest": c.largest}
             for c in router.combiners.values()
         },
+        # e.g. a Cassandra keyspace with one replica: one node's loss loses data
+        "warnings": _warnings(backends.distinct()),
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
         # dead letters dropped to keep them within their count and age bounds, and purged
@@ -86,12 +106,13 @@ def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dic
     """Work ``drain()`` still waits for, by place; empty when everything is done."""
     backends = router.stores
     found: dict[str, int] = {}
-    for priority, spec in backends.queues.items():
-        n = backends.transitory.stats(spec).pending
+    transitory = backends.transitory
+    for priority, queue in backends.queues.items():
+        n = sum(transitory.stats(spec).pending for spec in queue)
         if n:
             found[f"queue:{priority.name.lower()}"] = n
     for bound in consumer_streams:
-        n = backends.transitory.stats(backends.ops.stream(bound)).pending
+        n = sum(transitory.stats(spec).pending for spec in backends.ops.streams(bound))
         if n:
             found[f"stream:{bound.name}"] = n
     for tier, (n, _age) in router.spool.depth().items():

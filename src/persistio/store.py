@@ -22,14 +22,23 @@ from .plan import SavePlan, WriteClock, plan_save
 from .reads import Reader
 from .replay import SpoolReplayer
 from .router import Receipt, Router
-from .settings import FLAT, BreakerPolicy, Pools, Settings, SpoolLimits, Timeouts, resolve
+from .settings import (
+    FLAT,
+    BreakerPolicy,
+    Pools,
+    Settings,
+    SpoolLimits,
+    TaskQueues,
+    Timeouts,
+    resolve,
+)
 from .spool import Spool
 from .status import collect_status, pending_work
 from .transaction import Transaction
 from .urls import masked
 from .wiring import Stores
 from .worker import Consumer, Handler, Worker
-from .writes import task_queues
+from .writes import task_queues as queue_specs
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Handler)
@@ -58,6 +67,7 @@ class Persistio:
         pools: Pools | None = None,
         spool_limits: SpoolLimits | None = None,
         breaker: BreakerPolicy | None = None,
+        task_queues: TaskQueues | None = None,
         dedup_window: timedelta = timedelta(hours=1),
         **flat: Any,
     ) -> None:
@@ -72,6 +82,7 @@ class Persistio:
                 "pools": pools,
                 "spool_limits": spool_limits,
                 "breaker": breaker,
+                "task_queues": task_queues,
             },
             flat,
             dedup_window,
@@ -157,7 +168,9 @@ class Persistio:
             opened[Tier.VOLATILE],
             opened[Tier.ACID],
             opened[Tier.AMORPHOUS],
-            queues=task_queues(namespace),
+            queues=queue_specs(
+                namespace, settings.task_queues.partitions, settings.task_queues.replicas
+            ),
             breaker_factory=breaker,
         )
 
@@ -184,7 +197,7 @@ class Persistio:
         stores = self._stores
         with self._setup_lock:
             with stores.guard(Tier.TRANSITORY):
-                stores.transitory.setup(list(stores.queues.values()))
+                stores.transitory.setup(stores.all_queues())
             plans = REGISTRY.plans()
             for tier in Tier:
                 bounds = [b for p in plans for b in p.intents if b.tier is tier]
@@ -266,8 +279,8 @@ class Persistio:
 
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
-            stream = self._stores.ops.stream(bound)
-            self._worker.consumers[intent] = Consumer(bound, stream, handler, batch)
+            streams = self._stores.ops.streams(bound)
+            self._worker.consumers[intent] = Consumer(bound, streams, handler, batch)
             return handler
 
         return register

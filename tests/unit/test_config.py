@@ -108,6 +108,7 @@ def test_public_names_are_pinned() -> None:
             "Priority",
             "Receipt",
             "SpoolLimits",
+            "TaskQueues",
             "Tier",
             "Timeouts",
             "Transaction",

@@ -1,0 +1,374 @@
+"""A Redis Cluster as a backend: the transitory streams and volatile values spread over masters.
+
+``redis+cluster://h1:7000,h2:7001/`` (``rediss+cluster://`` for TLS) names any nodes of the
+cluster; redis-py's ``RedisCluster`` finds the rest and keeps the slot map. Every key carries a
+hash tag (``pio:{<stream>}``, ``pio:v:<intent>:{<key>}``), and a script call may only touch one
+slot, so a batch of writes is grouped by slot: one write-script call per slot, and every call
+bound for one master packed into one request, sent to all masters before any answer is read.
+One save that touches three masters costs one round trip to each, at the same time.
+
+A call that meets ``MOVED`` / ``ASK`` (a failover or a resharding), ``TRYAGAIN``, ``NOSCRIPT`` or
+a lost connection is sent again after the slot map is refreshed; a batch whose calls still fail
+raises ``BackendUnavailable`` as a whole (the router then buffers it). The calls that did land
+stay: a deduplicated append or a volatile write sent again changes nothing, and a task queue
+entry sent twice only repeats a last-write-wins write. Appends that ask for ``replicas`` are
+followed by ``WAIT`` on each master they reached, on the same connection.
+
+The other operations (claim, ack, release, dead letters, stats, reads) are the single server's
+own (``RedisStreams``, ``RedisCache``): each touches one stream's keys, which share a slot, and
+``RedisCluster`` routes it. Nothing connects until first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..errors import BackendUnavailable
+from ..partitions import slot as slot_of
+from ..urls import masked
+from .base import Append, Op, Options, Put
+from .redis_cache import RedisCache
+from .redis_client import ClusterEndpoint, parse_cluster_url, script, unavailable_on_outage
+from .redis_scripts import WRITE_SCRIPT
+from .redis_streams import RedisStreams
+from .redis_writes import WRITE_CHUNK, Call, ScriptWrites, check_replicas, wait_ms
+
+ATTEMPTS = 4  # sends of one call: redirects and TRYAGAIN resolve within a few
+_REDIRECTS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainError)
+
+
+class _Slotted(Call):
+    """A write-script call for one slot; where the answers for its ops go; where to send it."""
+
+    __slots__ = ("ask", "indexes", "slot")
+
+    def __init__(self, call: Call, slot: int, indexes: list[int]) -> None:
+        super().__init__(call.keys, call.args, call.replicas)
+        self.slot = slot
+        self.indexes = indexes
+        self.ask: str | None = None  # an ASK redirect's node: sent there with ASKING
+
+
+class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
+    """Transitory and volatile tiers on a Redis Cluster (see the module docstring).
+
+    Args:
+        url: ``redis+cluster://[user:password@]host:port[,host:port...]/`` (database 0 only, the
+            one a cluster has), or ``rediss+cluster://`` for TLS.
+        options: Timeouts (every call is bounded by ``request_timeout``) and the dedup window.
+        setting: Names the setting in a ``ConfigError`` for a malformed URL.
+    """
+
+    tiers: ClassVar[frozenset[str]] = frozenset({"transitory", "volatile"})
+    bounded: ClassVar[bool] = True  # socket timeouts bound every call
+    concurrent: ClassVar[bool] = False
+
+    def __init__(self, url: str, options: Options, setting: str, tier: str = "transitory") -> None:
+        self._tier = tier
+        self._where = masked(url)
+        self.endpoint: ClusterEndpoint = parse_cluster_url(url, setting)
+        self._options = options
+        self._window_ms = max(1, round(options.dedup_window_seconds * 1000))
+        self._keys: dict[str, str] = {}
+        self._stream_slots: dict[str, int] = {}  # stream name -> its slot
+        self._lock = threading.Lock()
+        self._client: RedisCluster | None = None
+        self._sha = script(WRITE_SCRIPT).sha  # loaded on each master at its first NOSCRIPT
+        self._stream_scripts()
+        self._replicas_wanted = 0
+
+    def __repr__(self) -> str:
+        return f"RedisClusterStore({self._where!r})"
+
+    def _redis(self) -> RedisCluster:
+        """The cluster client, made (and the slot map read) on first use."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> RedisCluster:
+        ep, opts = self.endpoint, self._options
+        try:
+            client = RedisCluster(
+                startup_nodes=[_node(h, p) for h, p in ep.hosts],
+                username=ep.username,
+                password=ep.password,
+                ssl=ep.tls,
+                socket_timeout=opts.request_timeout,
+                socket_connect_timeout=opts.connect_timeout,
+                # an outage must reach the caller fast (it spools); see redis_client.open_client
+                retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+                decode_responses=False,
+            )
+        except RedisClusterException as exc:  # no startup node answered
+            raise RedisConnectionError(f"no node of the cluster answers: {exc}") from exc
+        return client
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
+        """Every op, one script call per slot, one packed request per master (see above)."""
+        if not ops:
+            return []
+        tier = "transitory" if isinstance(ops[0], Append) else "volatile"
+        results = [False] * len(ops)
+        with unavailable_on_outage(tier, self._where):
+            client = self._redis()
+            calls = self._slotted(ops, repr(time.time()))
+            for attempt in range(1, ATTEMPTS + 1):
+                calls = self._send(client, calls, results, deadline, final=attempt == ATTEMPTS)
+                if not calls:
+                    return results
+                time.sleep(0.01 * attempt)  # let a failover or a slot migration move on
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+
+    def _slotted(self, ops: Sequence[Op], now: str) -> list[_Slotted]:
+        by_slot: dict[int, list[int]] = {}
+        for i, op in enumerate(ops):
+            by_slot.setdefault(self._slot(op), []).append(i)
+        calls: list[_Slotted] = []
+        for slot, indexes in by_slot.items():
+            for start in range(0, len(indexes), WRITE_CHUNK):
+                chunk = indexes[start : start + WRITE_CHUNK]
+                calls.append(_Slotted(self._call([ops[i] for i in chunk], now), slot, chunk))
+        return calls
+
+    def _slot(self, op: Op) -> int:
+        if type(op) is Append:
+            name = op.stream.name
+            found = self._stream_slots.get(name)
+            if found is None:
+                found = self._stream_slots[name] = slot_of(name)
+            return found
+        if type(op) is Put:
+            return slot_of(op.key)
+        return 0  # refused by _call, with the op named
+
+    def _send(
+        self,
+        client: RedisCluster,
+        calls: list[_Slotted],
+        results: list[bool],
+        deadline: float | None,
+        *,
+        final: bool,
+    ) -> list[_Slotted]:
+        """Send ``calls`` (to every master first, then read each); the calls to send again."""
+        by_node: dict[str, tuple[ClusterNode, list[_Slotted]]] = {}
+        for call in calls:
+            node = self._node(client, call)
+            by_node.setdefault(node.name, (node, []))[1].append(call)
+        sent = [self._write_node(client, n, c, deadline) for n, c in by_node.values()]
+        again: list[_Slotted] = []
+        errors: list[BaseException] = []
+        for node_calls, conn, pool, waited, unsent in sent:
+            failure = unsent
+            try:
+                if failure is None:
+                    failure = self._read_node(conn, node_calls, results, waited, again)
+            finally:
+                pool.release(conn)
+            if failure is not None:
+                errors.append(failure)
+                if isinstance(failure, RedisConnectionError):
+                    again.extend(c for c in node_calls if c not in again)
+        fatal = [e for e in errors if not isinstance(e, _RETRIED)]
+        if fatal:  # bad data, or too few replicas: sending again would not help
+            raise fatal[0]
+        if not again:
+            return again
+        if final or (deadline is not None and time.monotonic() >= deadline):
+            raise errors[0] if errors else RedisConnectionError("the cluster kept redirecting")
+        if any(isinstance(e, RedisConnectionError | MovedError | ReadOnlyError) for e in errors):
+            self._refresh(client)
+        return again
+
+    @staticmethod
+    def _node(client: RedisCluster, call: _Slotted) -> ClusterNode:
+        if call.ask:
+            found: ClusterNode | None = client.get_node(node_name=call.ask)  # type: ignore[no-untyped-call]
+            if found is not None:
+                return found
+            call.ask = None
+        try:
+            node: ClusterNode = client.nodes_manager.get_node_from_slot(call.slot)
+        except RedisClusterException as exc:  # the slot is served by no one right now
+            raise RedisConnectionError(f"slot {call.slot}: {exc}") from exc
+        return node
+
+    @staticmethod
+    def _refresh(client: RedisCluster) -> None:
+        """Read the slot map again (a failover promoted a replica, a slot moved)."""
+        try:
+            client.nodes_manager.initialize()
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"no node of the cluster answers: {exc}") from exc
+
+    def _write_node(
+        self, client: RedisCluster, node: ClusterNode, calls: list[_Slotted], deadline: float | None
+    ) -> tuple[list[_Slotted], Any, Any, int, BaseException | None]:
+        """Send one master its calls (and WAIT), packed in one request; don't read yet."""
+        pool: Any = client.get_redis_connection(node).connection_pool
+        conn: Any = pool.get_connection()
+        commands: list[tuple[Any, ...]] = []
+        for call in calls:
+            if call.ask:
+                commands.append(("ASKING",))
+            commands.append(("EVALSHA", self._sha, len(call.keys), *call.keys, *call.args))
+        replicas = max(c.replicas for c in calls)
+        waited = 0
+        if replicas:
+            self._replicas_wanted = max(self._replicas_wanted, replicas)
+            waited = wait_ms(deadline, self._options.request_timeout)
+            commands.append(("WAIT", replicas, waited))
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            conn.disconnect()
+            return calls, conn, pool, waited, RedisConnectionError(f"{node.name}: {exc}")
+        return calls, conn, pool, waited, None
+
+    def _read_node(
+        self,
+        conn: Any,
+        calls: list[_Slotted],
+        results: list[bool],
+        waited: int,
+        again: list[_Slotted],
+    ) -> BaseException | None:
+        """Read every answer of one master (so its connection stays clean): results go in
+        place, redirected calls to ``again``; the first error, if any."""
+        first: BaseException | None = None
+        noscript = False
+        try:
+            for call in calls:
+                if call.ask:
+                    _asking(conn)
+                try:
+                    reply = conn.read_response()
+                except NoScriptError as exc:  # a promoted replica: scripts are not replicated
+                    noscript = True
+                    first = first or exc
+                    again.append(call)
+                    continue
+                except _REDIRECTS as exc:
+                    call.ask = f"{exc.host}:{exc.port}" if type(exc) is AskError else None
+                    first = first or exc
+                    again.append(call)
+                    continue
+                except ResponseError as exc:  # a script error: bad data, not the server
+                    first = first or exc
+                    continue
+                call.ask = None
+                for i, r in zip(call.indexes, reply, strict=True):
+                    results[i] = int(r) == 1
+            if waited:
+                acked = int(conn.read_response())
+                wanted = max(c.replicas for c in calls)
+                try:
+                    check_replicas(acked, wanted, waited, f"{self._where} {conn.host}:{conn.port}")
+                except BackendUnavailable as exc:
+                    first = first or exc
+            if noscript:
+                conn.send_command("SCRIPT", "LOAD", WRITE_SCRIPT)
+                self._sha = conn.read_response().decode()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            conn.disconnect()  # a reply may be in flight: never reuse this connection
+            return RedisConnectionError(f"{conn.host}:{conn.port}: {exc}")
+        except BaseException:
+            conn.disconnect()
+            raise
+        return first
+
+    # -- the rest -------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Every master answers (a cluster missing one cannot take all writes)."""
+        with unavailable_on_outage(self._tier, self._where):
+            client = self._redis()
+            client.ping(target_nodes=RedisCluster.PRIMARIES)
+
+    def warnings(self) -> list[str]:
+        """Masters with fewer replicas than appends ask for (or none at all)."""
+        with unavailable_on_outage(self._tier, self._where):
+            nodes: Any = self._redis().cluster_nodes()
+        replicas: dict[str, int] = {}
+        for info in nodes.values():
+            if "master" in info["flags"] and "fail" not in info["flags"] and info["slots"]:
+                replicas.setdefault(info["node_id"], 0)
+        for info in nodes.values():
+            if "slave" in info["flags"] and info["connected"] and "fail" not in info["flags"]:
+                master = info["master_id"]
+                if master in replicas:
+                    replicas[master] += 1
+        wanted = max(1, self._replicas_wanted)
+        short = sorted(
+            addr
+            for addr, info in nodes.items()
+            if info["node_id"] in replicas and replicas[info["node_id"]] < wanted
+        )
+        if not short:
+            return []
+        return [
+            f"{self._tier} backend {self._where}: master(s) {', '.join(short)} have fewer than "
+            f"{wanted} replica(s): what they hold is lost with them"
+            + (", and appends that ask for replicas are buffered" if self._replicas_wanted else "")
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+_RETRIED = (*_REDIRECTS, RedisConnectionError, NoScriptError)
+
+
+def _node(host: str, port: int) -> ClusterNode:
+    make: Any = ClusterNode  # untyped in redis-py
+    node: ClusterNode = make(host, port)
+    return node
+
+
+def _asking(conn: Any) -> None:
+    """ASKING's +OK; an error here would show in the call's own reply just after."""
+    with contextlib.suppress(ResponseError):
+        conn.read_response()
+
+
+def from_url(url: str, options: Options, setting: str) -> RedisClusterStore:
+    """The transitory tier's factory in ``persistio.config.REGISTRY`` (``redis+cluster://``)."""
+    return RedisClusterStore(url, options, setting)
+
+
+def volatile_from_url(url: str, options: Options, setting: str) -> RedisClusterStore:
+    """The volatile tier's factory in ``persistio.config.REGISTRY`` (``redis+cluster://``)."""
+    return RedisClusterStore(url, options, setting, tier="volatile")
+
+
+__all__ = ["BackendUnavailable", "RedisClusterStore", "from_url", "volatile_from_url"]
