@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import persistio as pio
+from tests import redis_clients
 from tests.models import Address, Checkin, FeedItem, Profile
 
 
@@ -129,10 +130,8 @@ def test_volatile_rebuilds_from_acid_on_a_miss(make_store: Any, backend_kind: st
     # belongs to the first store, so a second store starts without it)
     second = make_store()
     if backend_kind == "real":
-        import redis
-
-        raw = redis.Redis.from_url(second.urls[pio.Tier.VOLATILE])
-        assert raw.delete(*raw.keys("pio:v:profile_cache:*")) == 1
+        raw = redis_clients.client(second.urls[pio.Tier.VOLATILE])
+        assert raw.delete(*redis_clients.keys(raw, "pio:v:profile_cache:*")) == 1
         raw.close()
 
     # Then get() rebuilds it from the acid table, once, and stores the rebuilt copy again
