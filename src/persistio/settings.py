@@ -62,11 +62,14 @@ class TaskQueues:
     ``partitions`` spreads each priority over that many streams, which a Redis Cluster puts on
     different masters (1 keeps one stream per priority, under the names of earlier versions);
     ``replicas`` is how many Redis replicas must hold an enqueued task before the save that
-    deferred it returns (``WAIT``; 0: the master's acknowledgement is enough).
+    deferred it returns (``WAIT``; 0: the master's acknowledgement is enough); ``visibility``
+    is how many seconds a task a worker took stays its own: past that (the worker died, or
+    hangs) another worker takes it over.
     """
 
     partitions: int = 1
     replicas: int = 0
+    visibility: float = 60.0
 
 
 @dataclass(frozen=True)

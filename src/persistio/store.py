@@ -148,6 +148,7 @@ class Persistio:
             dedup_window_seconds=settings.dedup_window.total_seconds(),
         )
         policy = settings.breaker
+        queues = settings.task_queues
 
         def breaker(name: str) -> CircuitBreaker:
             return CircuitBreaker(
@@ -168,9 +169,7 @@ class Persistio:
             opened[Tier.VOLATILE],
             opened[Tier.ACID],
             opened[Tier.AMORPHOUS],
-            queues=queue_specs(
-                namespace, settings.task_queues.partitions, settings.task_queues.replicas
-            ),
+            queues=queue_specs(namespace, queues.partitions, queues.replicas, queues.visibility),
             breaker_factory=breaker,
         )
 

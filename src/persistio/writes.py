@@ -30,7 +30,7 @@ Streams = tuple[StreamSpec, ...]
 
 
 def task_queues(
-    namespace: str = "", partitions: int = 1, replicas: int = 0
+    namespace: str = "", partitions: int = 1, replicas: int = 0, visibility: float = 60.0
 ) -> dict[Priority, Streams]:
     """The deferred-task streams, one per priority (highest first): ``tasks.high`` (or
     ``<namespace>.tasks.high``), each in ``partitions`` partitions (see ``partitions.py``).
@@ -40,7 +40,7 @@ def task_queues(
     prefix = f"{namespace}." if namespace else ""
     return {
         p: tuple(
-            StreamSpec(name, max_deliveries=10, visibility_seconds=60.0, replicas=replicas)
+            StreamSpec(name, max_deliveries=10, visibility_seconds=visibility, replicas=replicas)
             for name in partition_names(f"{prefix}tasks.{p.name.lower()}", partitions)
         )
         for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW)

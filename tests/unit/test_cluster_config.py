@@ -57,7 +57,7 @@ def test_a_cluster_url_is_one_backend_for_both_redis_tiers_and_connects_on_use(
         status = s.status()
         backends = status["backends"]
         assert backends["transitory"]["url"] == url
-        assert "group_commit" in status and "transitory/volatile" in status["group_commit"]
+        assert "transitory/volatile" in status["group_commit"]
         # And the unreachable cluster shows as unhealthy, not as a crash
         assert backends["transitory"]["healthy"] is False
         assert "unavailable" in backends["transitory"]["error"]
@@ -78,9 +78,10 @@ def test_a_host_list_is_not_a_failover_list() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"task_queues": pio.TaskQueues(partitions=0)}, r"queue_partitions=0\): use an int from 1 to 256"),
+        ({"task_queues": pio.TaskQueues(partitions=0)}, r"queue_partitions=0\): use an int from 1"),
         ({"task_queues": pio.TaskQueues(partitions=300)}, r"use an int from 1 to 256"),
         ({"queue_replicas": -1}, r"Persistio\(queue_replicas=-1\): use an int from 0 to 16"),
+        ({"task_queues": pio.TaskQueues(visibility=0)}, r"visibility=0\): use seconds > 0"),
         ({"task_queues": {"partitions": 2}}, r"use pio.TaskQueues"),
         (
             {"task_queues": pio.TaskQueues(), "queue_partitions": 2},
