@@ -77,6 +77,16 @@ SERVICE_FIXTURES = frozenset(
 )
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault tests' figures (tests/faults, tests/cluster), one line per test."""
+    from tests.faults.metrics import METRICS_FILE, SUMMARIES
+
+    if SUMMARIES:
+        terminalreporter.section(f"fault metrics (also in {METRICS_FILE})")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--cluster",

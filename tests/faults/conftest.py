@@ -18,7 +18,7 @@ import persistio as pio
 from tests.conftest import keyspace_url
 
 from .load import StoreFactory
-from .metrics import METRICS_FILE, SUMMARIES, Metrics
+from .metrics import Metrics
 from .servers import PrivateRedis
 
 
@@ -57,10 +57,3 @@ def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
 @pytest.fixture
 def metrics(request: pytest.FixtureRequest) -> Metrics:
     return Metrics(request.node.name)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if SUMMARIES:
-        terminalreporter.section(f"fault metrics (also in {METRICS_FILE})")
-        for line in SUMMARIES:
-            terminalreporter.write_line(line)

@@ -23,7 +23,8 @@ import pytest
 
 from persistio.partitions import partition_names
 from tests import redis_clients
-from tests.conftest import keyspace_url
+from tests.conftest import keyspace_url, psycopg_conninfo
+from tests.faults.checks import acid_rows
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = 400
@@ -51,6 +52,35 @@ def _pending_of(client: Any, pid: int) -> dict[str, list[bytes]]:
     return found
 
 
+def _env(urls: dict[str, str], data: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PERSISTIO_DATA_DIR": str(data), **urls}
+
+
+def _kill_mid_batch(worker: subprocess.Popen[str], raw: Any, key: str) -> float:
+    """SIGKILL ``worker`` once it has handled 20 items (within its first batch of 50)."""
+    deadline = time.monotonic() + 60
+    while raw.llen(key) < 20:
+        assert time.monotonic() < deadline, "the first worker handled nothing"
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate(timeout=30)
+    return time.time()
+
+
+def _until_done(store: Any, workers: list[subprocess.Popen[str]], raw: Any, key: str) -> None:
+    deadline = time.monotonic() + 180
+    while len({e.split(b":")[0] for e in raw.lrange(key, 0, -1)}) < ITEMS or any(
+        q["pending"] for q in store.status()["queues"].values()
+    ):
+        assert time.monotonic() < deadline, store.status()["streams"]
+        assert all(w.poll() is None for w in workers), "a worker died"
+        time.sleep(0.2)
+    while store.status()["streams"]["chores"]["pending"]:
+        assert time.monotonic() < deadline, store.status()["streams"]
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_a_killed_workers_batch_is_taken_over_after_the_visibility_timeout(
     redis_url: str,
@@ -61,19 +91,17 @@ def test_a_killed_workers_batch_is_taken_over_after_the_visibility_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     redis_db = redis_clients.with_db(redis_url, 5)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
+    urls = {
         "PERSISTIO_TRANSITORY_URL": redis_db,
         "PERSISTIO_VOLATILE_URL": redis_db,
         "PERSISTIO_ACID_URL": pg_database_url,
         "PERSISTIO_AMORPHOUS_URL": keyspace_url(cassandra_url, cassandra_keyspace),
-        "PERSISTIO_DATA_DIR": str(tmp_path),
     }
     redis_clients.flush(redis_db)
-    for name, value in env.items():
-        if name.startswith("PERSISTIO_"):
-            monkeypatch.setenv(name, value)
+    env = _env(urls, tmp_path)
+    for name, value in urls.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PERSISTIO_DATA_DIR", str(tmp_path))
     from tests.integration import takeover_app
 
     run = uuid.uuid4().hex[:8]
@@ -88,31 +116,13 @@ def test_a_killed_workers_batch_is_taken_over_after_the_visibility_timeout(
     first = _worker(env, tmp_path)
     others: list[subprocess.Popen[str]] = []
     try:
-        deadline = time.monotonic() + 60
-        while raw.llen(key) < 20:
-            assert time.monotonic() < deadline, "the first worker handled nothing"
-            assert first.poll() is None, first.stderr.read() if first.stderr else ""
-            time.sleep(0.01)
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=30)
-        killed_at = time.time()
+        killed_at = _kill_mid_batch(first, raw, key)
         orphaned = _pending_of(raw, first.pid)
-        done_before = len(raw.lrange(key, 0, -1))
+        done_before = raw.llen(key)
         assert orphaned, "the killed worker held no claimed item"
-
         # And two other workers share the partitions
         others = [_worker(env, tmp_path) for _ in range(2)]
-        deadline = time.monotonic() + 180
-        while len({e.split(b":")[0] for e in raw.lrange(key, 0, -1)}) < ITEMS or any(
-            q["pending"] for q in store.status()["queues"].values()
-        ):
-            assert time.monotonic() < deadline, store.status()["streams"]
-            assert all(w.poll() is None for w in others), "a worker died"
-            time.sleep(0.2)
-        deadline = time.monotonic() + 30
-        while store.status()["streams"]["chores"]["pending"]:
-            assert time.monotonic() < deadline, store.status()["streams"]
-            time.sleep(0.2)
+        _until_done(store, others, raw, key)
     finally:
         for w in others:
             w.send_signal(signal.SIGTERM)
@@ -141,12 +151,7 @@ def test_a_killed_workers_batch_is_taken_over_after_the_visibility_timeout(
     assert min(taken_over) >= killed_at + takeover_app.VISIBILITY - 1.0
     assert not _pending_of(raw, first.pid), "the dead worker still owns entries"
     # And the deferred rows landed once each, nothing is pending, nothing was dead-lettered
-    import psycopg
-
-    conninfo = pg_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(conninfo) as conn:
-        row = conn.execute("SELECT count(*), count(DISTINCT n) FROM chore_rows").fetchone()
-    assert row == (ITEMS, ITEMS)
+    assert acid_rows(psycopg_conninfo(pg_database_url), "chore_rows") == Counter(range(ITEMS))
     status = store.status()
     assert status["streams"]["chores"] == {"pending": 0, "oldest_age_s": None, "dead_letters": 0}
     assert status["dead_letters"] == 0
