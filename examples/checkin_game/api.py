@@ -88,7 +88,13 @@ class WebGame:
         return found
 
     async def check_in(self, user_id: int, venue_id: int) -> dict[str, Any]:
-        _, venue = await asyncio.gather(self.user(user_id), self.venue(venue_id))
+        user, venue = await asyncio.gather(
+            self.user(user_id), self.venue(venue_id), return_exceptions=True
+        )
+        if isinstance(user, BaseException):  # both unknown: the user's 404, every time
+            raise user
+        if isinstance(venue, BaseException):
+            raise venue
         c = Checkin(uuid.uuid4(), user_id, venue_id, datetime.now(UTC), venue.lat, venue.lon)
         receipt = await self.aio.save(c)
         [placed] = await asyncio.to_thread(self.game.place, [c], [receipt])

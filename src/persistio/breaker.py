@@ -18,7 +18,7 @@ from typing import Literal
 
 import tenacity
 
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, Busy
 
 State = Literal["closed", "open", "half_open"]
 
@@ -46,6 +46,9 @@ class CircuitBreaker:
         self._forced = False
         self.rejected = 0
         self.opened = 0
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
 
     @property
     def state(self) -> State:
@@ -114,10 +117,10 @@ class CircuitBreaker:
         )
 
     def withdraw(self) -> None:
-        """Give back a probe that ``allow`` granted but that was never sent."""
+        """Give back a probe that ``allow`` granted but that was never sent (or told nothing)."""
         with self._lock:
-            self._probing = False
             if self._state == "half_open":
+                self._probing = False
                 self._state = "open"
 
     @contextmanager
@@ -143,6 +146,11 @@ def guard_all(breakers: Sequence[CircuitBreaker]) -> Iterator[None]:
         allowed.append(breaker)
     try:
         yield
+    except Busy:
+        # our own pool was busy: says nothing about the server either way
+        for breaker in breakers:
+            breaker.withdraw()
+        raise
     except BackendUnavailable:
         for breaker in breakers:
             breaker.failure()

@@ -86,7 +86,6 @@ class Codec:
         self._hints = typing.get_type_hints(model)
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(model)
-        self._int_columns = tuple(c.name for c in self.columns if c.kind == "int")
         self._json_columns = tuple(c.name for c in self.columns if c.kind == "json")
 
     def encode(self, obj: Any) -> bytes:
@@ -118,16 +117,6 @@ class Codec:
             return self.validate(obj, "")
         except ValidationError as exc:
             raise ValidationError(f"{where}, intent {intent!r}{exc}") from exc.__cause__
-
-    def check_int64(self, obj: Any, where: str, intent: str) -> None:
-        """SQL integer columns are 64-bit: refuse a larger int before anything is written."""
-        for name in self._int_columns:
-            value = getattr(obj, name)
-            if value is not None and not INT64_MIN <= value <= INT64_MAX:
-                raise ValidationError(
-                    f"{where}, intent {intent!r}: field {name!r} = {value} does not fit a "
-                    "64-bit integer column"
-                )
 
     def to_row(self, obj: Any) -> dict[str, Any]:
         """Column name -> value; nested values become JSON-ready builtins."""

@@ -23,7 +23,7 @@ Flush = Callable[[Sequence[Op], float], list[bool]]
 
 
 class _Request:
-    __slots__ = ("deadline", "done", "error", "event", "lead", "ops", "result")
+    __slots__ = ("deadline", "done", "error", "event", "lead", "ops", "result", "woken")
 
     def __init__(self, ops: Sequence[Op], deadline: float) -> None:
         self.ops = ops
@@ -35,6 +35,13 @@ class _Request:
         # a waiter blocks on a held lock until it is released for it: one futex, where an
         # Event would build a Condition and a lock per wait
         self.event: threading.Lock | None = None
+        self.woken = False  # its lock was released once: never twice
+
+    def wake(self) -> None:
+        """Release the waiter (call with the combiner's lock held)."""
+        if self.event is not None and not self.woken:
+            self.woken = True
+            self.event.release()
 
 
 class Combiner:
@@ -50,6 +57,12 @@ class Combiner:
         self.flushes = 0  # round trips made
         self.requests = 0  # callers served: requests / flushes is the mean group size
         self.largest = 0  # the most callers one flush carried
+
+    def after_fork(self) -> None:
+        """In a child process: the parent's callers and its flush in flight are not ours."""
+        self._lock = threading.Lock()
+        self._queue = deque()
+        self._busy = False
 
     def submit(self, ops: Sequence[Op], deadline: float) -> list[bool]:
         """Write ``ops`` (alone or with other callers'); raise its own error.
@@ -106,7 +119,7 @@ class Combiner:
                 head = self._queue[0]
                 if head.event is not None:
                     head.lead = True
-                    head.event.release()
+                    head.wake()
                     return
                 self._queue.popleft()  # pragma: no cover - every waiter has an event
             self._busy = False
@@ -147,8 +160,7 @@ class Combiner:
             if r.done:
                 return  # its caller gave up at its deadline
             r.result, r.error, r.done = result, error, True
-        if r.event is not None:
-            r.event.release()
+            r.wake()
 
     @staticmethod
     def _outcome(request: _Request) -> list[bool]:

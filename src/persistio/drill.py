@@ -1,13 +1,18 @@
 """Outage drills: open a tier's circuit on purpose, keep saving, close it, check convergence.
 
 ``persistio drill module:store --tier amorphous --seconds 30`` runs one against a real deployment.
-The drill writes its own model (intents named ``pio_drill_*``, one per tier) so that it touches
-none of the application's data, and reads every acknowledged save back afterwards.
+The drill touches nothing of the application's: it runs a store of its own on the same servers,
+with a namespace of its own (so its worker takes only the drill's tasks from the task queues,
+never the application's), a spool of its own (in a temporary directory), circuit breakers of
+its own (the one it opens is not the application's), and a model of its own (intents named
+``pio_drill_*``, declared when the first drill runs, not when this module is imported). It
+reads every acknowledged save back afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 import time
 import uuid
@@ -24,16 +29,27 @@ from .model import persist
 from .store import Persistio
 
 
-@persist(
-    Transitory("pio_drill_events"),
-    Volatile("pio_drill_cache", key=("id",), ttl=timedelta(minutes=30)),
-    Acid("pio_drill_rows", key=("id",)),
-    Amorphous("pio_drill_docs", partition=("run",), order=("seq",), retain=timedelta(days=1)),
-)
 class DrillEvent(msgspec.Struct, frozen=True):
     id: uuid.UUID
     run: str
     seq: int
+
+
+_declared = threading.Lock()
+
+
+def _declare() -> None:
+    """Give DrillEvent its intents, once, when a drill first runs."""
+    with _declared:
+        if "__persistio_plan__" not in DrillEvent.__dict__:
+            persist(
+                Transitory("pio_drill_events"),
+                Volatile("pio_drill_cache", key=("id",), ttl=timedelta(minutes=30)),
+                Acid("pio_drill_rows", key=("id",)),
+                Amorphous(
+                    "pio_drill_docs", partition=("run",), order=("seq",), retain=timedelta(days=1)
+                ),
+            )(DrillEvent)
 
 
 @dataclass
@@ -79,9 +95,29 @@ def run_drill(
         )
     if not isinstance(seconds, int | float) or seconds <= 0 or rate <= 0:
         raise ValidationError(f"run_drill(seconds={seconds!r}, rate={rate!r}): use values > 0")
-    chosen = Tier(tier)
-    report = DrillReport(tier, seconds)
+    _declare()
     run = uuid.uuid4().hex[:12]
+    with tempfile.TemporaryDirectory(prefix="persistio-drill-") as data_dir:
+        urls = store.urls
+        drill = Persistio(
+            transitory=urls[Tier.TRANSITORY],
+            volatile=urls[Tier.VOLATILE],
+            acid=urls[Tier.ACID],
+            amorphous=urls[Tier.AMORPHOUS],
+            data_dir=data_dir,
+            namespace=f"drill_{run}",
+            timeouts=store.settings.timeouts,
+            pools=store.settings.pools,
+            breaker=store.settings.breaker,
+        )
+        with drill:
+            return _drill(drill, Tier(tier), seconds, rate, timeout, run)
+
+
+def _drill(
+    store: Persistio, chosen: Tier, seconds: float, rate: float, timeout: float, run: str
+) -> DrillReport:
+    report = DrillReport(chosen.value, seconds)
     delivered: Counter[uuid.UUID] = Counter()
     store.consumer("pio_drill_events", batch=200)(lambda e: delivered.update([e.id]))
     store.setup()

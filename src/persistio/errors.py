@@ -7,6 +7,7 @@ The tree::
     ├── ValidationError            a bad object or argument (raised before anything is written)
     ├── ConfigError                a bad URL or option (names the setting)
     ├── BackendUnavailable         a store could not be reached, or its circuit is open
+    │   └── Busy                   every pooled connection was in use until the deadline
     ├── DrainTimeout               drain() did not finish in time
     └── NotFound                   a value an API promised is absent
 
@@ -40,6 +41,13 @@ class BackendUnavailable(PersistioError):
         self.tier = tier
 
 
+class Busy(BackendUnavailable):
+    """Every connection of a local pool stayed in use until the deadline.
+
+    The server may be fine: this never counts against its circuit breaker.
+    """
+
+
 class DrainTimeout(PersistioError):
     """``drain(timeout)`` gave up while work was still pending."""
 
@@ -50,6 +58,7 @@ class NotFound(PersistioError):
 
 __all__ = [
     "BackendUnavailable",
+    "Busy",
     "ConfigError",
     "DrainTimeout",
     "IntentError",

@@ -139,6 +139,7 @@ class Transitory(Intent):
     default_on_outage = "buffer"
 
     max_age: timedelta | None
+    max_len: int | None
     max_deliveries: int
     visibility: timedelta
     retry_backoff: timedelta
@@ -153,6 +154,7 @@ class Transitory(Intent):
         name: str,
         *,
         max_age: timedelta | None = None,
+        max_len: int | None = 1_000_000,
         max_deliveries: int = 5,
         visibility: timedelta = timedelta(seconds=30),
         retry_backoff: timedelta = timedelta(milliseconds=200),
@@ -170,6 +172,7 @@ class Transitory(Intent):
         prio, outage = _shared(priority, on_outage, Transitory)
         _init(self, name, prio, outage, project, when, tuple(other))
         object.__setattr__(self, "max_age", max_age)
+        object.__setattr__(self, "max_len", max_len)
         object.__setattr__(self, "max_deliveries", max_deliveries)
         object.__setattr__(self, "visibility", visibility)
         object.__setattr__(self, "retry_backoff", retry_backoff)
@@ -189,6 +192,8 @@ class Transitory(Intent):
         found.extend(self._scale_problems())
         if self.max_age is not None and not _positive(self.max_age):
             found.append(f"max_age={self.max_age!r}: use a positive timedelta, or None")
+        if self.max_len is not None and (not isinstance(self.max_len, int) or self.max_len < 1):
+            found.append(f"max_len={self.max_len!r}: use an int >= 1, or None")
         if not isinstance(self.max_deliveries, int) or self.max_deliveries < 1:
             found.append(f"max_deliveries={self.max_deliveries!r}: use an int >= 1")
         if not _positive(self.visibility):

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from .codec import KEY_KINDS, Codec, fields_of
 from .errors import IntentError
 from .intents import Intent, Priority, Tier, Volatile
+from .limits import Check, checker
 
 T = TypeVar("T")
 
@@ -38,12 +39,15 @@ class BoundIntent:
     tier: Tier = field(init=False)
     priority: Priority = field(init=False)
     key: tuple[str, ...] = field(init=False)
+    # what the store would refuse, checked before anything is written (None: nothing can be)
+    limits: Check | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.intent.name)
         object.__setattr__(self, "tier", self.intent.tier)
         object.__setattr__(self, "priority", self.intent.priority)
         object.__setattr__(self, "key", self.intent.key_fields())
+        object.__setattr__(self, "limits", checker(self.tier, self.codec, self.key))
 
     def derive(self, obj: Any) -> Any | None:
         """The object this intent stores for ``obj``, or None when ``when`` says skip."""

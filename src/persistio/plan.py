@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 
-from .intents import Tier
 from .model import REGISTRY, BoundIntent, Plan
 
 
@@ -102,8 +101,8 @@ def plan_save(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
             payload = model_payload
         else:
             payload = bound.codec.validate_for(stored, where, bound.name)
-        if bound.tier is Tier.ACID:
-            bound.codec.check_int64(stored, where, bound.name)
+        if bound.limits is not None:
+            bound.limits(stored, where, bound.name)
         task = Task(write_id, model_name, bound.name, bound.tier.value, bound.priority, ts, payload)
         work.append(Work(task, bound, stored))
     return SavePlan(write_id, ts, work, skipped)

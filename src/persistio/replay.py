@@ -27,6 +27,9 @@ COUNTER_FLUSH = 1.0  # seconds between writes of the in-memory counters to the s
 class Replay:
     """Spool and outbox replay for one store (shared by its worker and its spool thread)."""
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def __init__(
         self, router: Router, batch: int, unknown_model_grace: float = UNKNOWN_MODEL_GRACE
     ) -> None:
@@ -179,6 +182,14 @@ class SpoolReplayer:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def after_fork(self) -> None:
+        """In a child process: the parent's thread is not here; start one of our own."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        if not self._stopped.is_set():
+            self.wake()
 
     def wake(self) -> None:
         """Something was spooled (or may have been, by an earlier process): start replaying."""

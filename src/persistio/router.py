@@ -119,6 +119,11 @@ class Router:
         }
         self.on_buffered: Callable[[], None] = lambda: None  # the store wakes its replayer
 
+    def after_fork(self, lanes: Lanes) -> None:
+        self._lanes = lanes
+        for combiner in self.combiners.values():
+            combiner.after_fork()
+
     # -- saves ----------------------------------------------------------------------------------
 
     def dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:

@@ -1,10 +1,18 @@
-"""What ``status()`` reports: backends' health, queues, streams, spool and every counter."""
+"""What ``status()`` reports: backends' health, queues, streams, spool and every counter.
+
+Every question to a server is asked at once, on threads of their own, and the report is made by
+the deadline plus a little: a frozen server shows up as unhealthy ("no answer within ..."), it
+does not hold the report (nor ``persistio status``) for as long as it stays frozen.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
+from .backends.watchdog import in_daemon_thread
 from .errors import PersistioError
 from .intents import Tier
 from .model import BoundIntent
@@ -15,8 +23,9 @@ from .urls import masked
 def _health(backend: Any) -> dict[str, Any]:
     try:
         backend.ping()
-    except PersistioError as exc:
-        return {"healthy": False, "error": str(exc)}
+    except Exception as exc:  # whatever went wrong, the report goes on and says so
+        text = str(exc) if isinstance(exc, PersistioError) else f"{type(exc).__name__}: {exc}"
+        return {"healthy": False, "error": text}
     return {"healthy": True, "error": None}
 
 
@@ -43,9 +52,31 @@ def _warnings(backends: Sequence[Any]) -> list[str]:
             continue
         try:
             found.extend(warn())
-        except PersistioError:
-            continue  # its health entry already says it is down
+        except Exception:
+            continue
     return found
+
+
+GRACE = 1.0  # seconds past the deadline the report waits for a last answer
+
+
+def _all_at_once(calls: dict[str, Callable[[], Any]], seconds: float) -> dict[str, Any]:
+    """Run ``calls`` concurrently; each answer, or None for one that did not answer in time.
+
+    Daemon threads: one stuck on a frozen server ends at its own deadline, and never holds the
+    process at exit (``persistio status`` returns at once).
+    """
+    futures: dict[str, Future[Any]] = {
+        name: in_daemon_thread(call, "persistio-status") for name, call in calls.items()
+    }
+    deadline = time.monotonic() + seconds
+    answers: dict[str, Any] = {}
+    for name, future in futures.items():
+        try:
+            answers[name] = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            answers[name] = None
+    return answers
 
 
 def collect_status(
@@ -55,10 +86,24 @@ def collect_status(
     by_tier = backends.by_tier
     counters = router.spool.counters()
     spool = router.spool.depth()
-    queues = {p.name.lower(): _stream(backends.transitory, s) for p, s in backends.queues.items()}
-    intent_streams = {
-        b.name: _stream(backends.transitory, backends.ops.streams(b)) for b in streams
-    }
+    wait = router.deadline + GRACE
+    silent = {"error": f"no answer within {router.deadline}s"}
+
+    def streams_now() -> tuple[dict[str, Any], dict[str, Any]]:
+        t = backends.transitory
+        return (
+            {p.name.lower(): _stream(t, s) for p, s in backends.queues.items()},
+            {b.name: _stream(t, backends.ops.streams(b)) for b in streams},
+        )
+
+    calls: dict[str, Callable[[], Any]] = {t.value: _bind(_health, b) for t, b in by_tier.items()}
+    calls["streams"] = streams_now
+    calls["warnings"] = _bind(_warnings, backends.distinct())
+    answers = _all_at_once(calls, wait)
+    queues, intent_streams = answers["streams"] or (
+        {p.name.lower(): silent for p in backends.queues},
+        {b.name: silent for b in streams},
+    )
     dead = sum(int(s.get("dead_letters", 0)) for s in (*queues.values(), *intent_streams.values()))
     return {
         "backends": {
@@ -67,9 +112,9 @@ def collect_status(
                 "circuit": backends.breakers[tier].state,
                 "circuit_opened": backends.breakers[tier].opened,
                 "circuit_rejected": backends.breakers[tier].rejected,
-                **_health(b),
+                **(answers[tier.value] or {"healthy": False, **silent}),
             }
-            for tier, b in by_tier.items()
+            for tier in by_tier
         },
         "queues": queues,
         "streams": intent_streams,
@@ -86,16 +131,24 @@ def collect_status(
             for c in router.combiners.values()
         },
         # e.g. a Cassandra keyspace with one replica: one node's loss loses data
-        "warnings": _warnings(backends.distinct()),
+        "warnings": answers["warnings"]
+        if answers["warnings"] is not None
+        else [f"the servers' setup could not be read within {router.deadline}s"],
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
         # dead letters dropped to keep them within their count and age bounds, and purged
         "dead_letters_dropped": _prefixed(counters, "dead_letters_dropped:"),
         "dead_letters_purged": counters.get("dead_letters_purged", 0),
+        # entries of a stream that nobody consumed within its max_len / max_age, by this process
+        "trimmed": dict(getattr(backends.transitory, "trimmed", {})),
         "worker_errors": counters.get("worker_errors", 0),
         "buffered": counters.get("buffered", 0),
         "replayed": counters.get("replayed", 0),
     }
+
+
+def _bind(fn: Callable[[Any], Any], arg: Any) -> Callable[[], Any]:
+    return lambda: fn(arg)
 
 
 def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:

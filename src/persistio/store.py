@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -134,6 +137,8 @@ class Persistio:
             self._worker.replay, self._spool, settings.spool_limits.replay_interval
         )
         self._router.on_buffered = self._replayer.wake
+        # a store made before os.fork() (gunicorn --preload, multiprocessing) works in the child
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
         self._dead = DeadLetters(self._stores, self._spool, self._transitory_intents)
         self._replayer.wake()  # a spool left by an earlier process is replayed too
 
@@ -364,6 +369,19 @@ class Persistio:
     def _transitory_intents(self) -> list[BoundIntent]:
         return [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
 
+    def _after_fork(self) -> None:
+        """In a forked child: connections, pools, locks and the replay thread of its own."""
+        if self._closed:
+            return
+        self._spool.after_fork()
+        self._stores.after_fork()
+        self._lanes = Lanes(self.settings.pools.realtime_threads)
+        self._router.after_fork(self._lanes)
+        self._worker.after_fork()
+        self._setup_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._replayer.after_fork()
+
     def close(self) -> None:
         """Stop workers and close every connection; idempotent."""
         if self._closed:
@@ -389,6 +407,12 @@ class Persistio:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _after_fork(ref: weakref.ref[Persistio]) -> None:
+    store = ref()
+    if store is not None:
+        store._after_fork()
 
 
 def _joined(urls: str | Sequence[str] | None) -> str | None:

@@ -100,6 +100,15 @@ class Stores:
         """Every partition of every task queue."""
         return [spec for queue in self.queues.values() for spec in queue]
 
+    def after_fork(self) -> None:
+        """In a child process: each backend's own connections, fresh locks."""
+        for backend in self.distinct():
+            reset = getattr(backend, "after_fork", None)
+            if reset is not None:
+                reset()
+        for breaker in self.breakers.values():
+            breaker.after_fork()
+
     def close(self) -> None:
         for backend in self.distinct():
             backend.close()

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from .router import Router, isolated
 from .writes import Streams
 
 log = logging.getLogger("persistio.worker")
+PRUNE_EVERY = 300.0  # seconds between looks for consumers of gone worker processes
+CONSUMER_IDLE = 3600.0  # a consumer idle this long and holding nothing is forgotten
 
 Handler = Callable[[Any], Any]
 CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -61,10 +64,33 @@ class Worker:
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.replay = Replay(router, batch, unknown_model_grace)
         self._turn = 0  # where the next round robin over partitions starts
+        self._next_prune = time.monotonic() + PRUNE_EVERY
 
     @property
     def _backends(self) -> Any:
         return self.router.stores
+
+    def after_fork(self) -> None:
+        """In a child process: a consumer name of its own (it holds the pid)."""
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.replay.after_fork()
+
+    def prune(self) -> bool:
+        """Now and then, forget the consumers of gone worker processes (see PRUNE_EVERY)."""
+        now = time.monotonic()
+        prune = getattr(self._backends.transitory, "prune_consumers", None)
+        if prune is None or now < self._next_prune:
+            return False
+        self._next_prune = now + PRUNE_EVERY
+        streams = [
+            *self._backends.all_queues(),
+            *(s for c in self.consumers.values() for s in c.streams),
+        ]
+        with self._backends.guard(Tier.TRANSITORY):
+            removed = sum(prune(s, CONSUMER_IDLE) for s in streams)
+        if removed:
+            self.router.spool.bump("consumers_pruned", removed)
+        return False  # bookkeeping: never counts as work done
 
     def consumer_name(self) -> str:
         return f"{self.name}-{threading.get_ident()}"
@@ -75,6 +101,7 @@ class Worker:
         for part in (
             lambda: self.replay.outbox(outbox_age),
             self.replay.spool,
+            self.prune,
             self.run_deferred,
             *(lambda c=c: self.run_consumer(c) for c in list(self.consumers.values())),
         ):

@@ -61,6 +61,8 @@ def stream_specs(bound: BoundIntent) -> Streams:
             max_deliveries=intent.max_deliveries,
             visibility_seconds=intent.visibility.total_seconds(),
             max_age_seconds=_seconds(intent.max_age),
+            # the intent's bound, shared by its partitions
+            max_len=None if intent.max_len is None else -(-intent.max_len // intent.partitions),
             retry_backoff_seconds=intent.retry_backoff.total_seconds(),
             dead_max=intent.dead_max,
             dead_max_age_seconds=intent.dead_max_age.total_seconds(),

@@ -366,3 +366,37 @@ def test_malformed_url_raises_config_error(url: str, options: Options) -> None:
     # Then the error names the setting and never shows the password
     assert "PERSISTIO_TRANSITORY_URL" in str(caught.value)
     assert "s3cret" not in str(caught.value)
+
+
+def test_consumers_of_gone_workers_are_forgotten(streams: RedisStreams, raw: redis.Redis) -> None:
+    # Given two consumers: one that took and acknowledged an entry, one still holding one
+    enqueue(streams, spec(), items("a", "b"))
+    (done,) = streams.claim(spec(), "gone-worker", 1)
+    streams.ack(spec(), [done.id])
+    streams.claim(spec(), "busy-worker", 1)
+
+    # When consumers idle for more than 0 s and holding nothing are pruned
+    time.sleep(0.01)
+    removed = streams.prune_consumers(spec(), 0.0)
+
+    # Then only the one holding nothing is gone from the group
+    assert removed == 1
+    names = {c["name"] for c in raw.xinfo_consumers("pio:{notify_friends}", GROUP)}
+    assert names == {b"busy-worker"}
+
+
+def test_a_stream_nobody_consumes_stays_within_max_len(
+    streams: RedisStreams, raw: redis.Redis
+) -> None:
+    # Given a stream bounded to 50 entries, and no consumer at all
+    bounded = StreamSpec("notify_friends", 3, VISIBILITY, None, max_len=50)
+
+    # When 500 entries are appended, ten at a time
+    for start in range(0, 500, 10):
+        streams.write([Append(bounded, f"w{i}", b"x") for i in range(start, start + 10)])
+
+    # Then the stream holds about its bound (Redis trims whole nodes of 100 entries), and every
+    # entry trimmed is counted
+    length = raw.xlen("pio:{notify_friends}")
+    assert 50 <= length <= 150
+    assert streams.trimmed == {"notify_friends": 500 - length}

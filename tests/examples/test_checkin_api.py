@@ -160,6 +160,7 @@ def test_unknown_ids_are_404_and_bad_ones_422(client: TestClient) -> None:
     for body, detail in (
         ({"user_id": nobody, "venue_id": v1.venue_id}, f"no user {nobody}"),
         ({"user_id": ann, "venue_id": nobody}, f"no venue {nobody}"),
+        ({"user_id": nobody, "venue_id": nobody}, f"no user {nobody}"),
     ):
         response = client.post("/checkins", json=body)
         assert (response.status_code, response.json()) == (404, {"detail": detail})

@@ -51,9 +51,15 @@ def black_hole() -> Iterator[int]:
 
 
 def listener_pid(port: int) -> int | None:
-    """The pid of the process listening on ``HOST:port`` (via ``ss``), if one is found."""
+    """The pid of the process listening on ``HOST:port`` (via ``ss``), if one is found.
+
+    The address matters: a cluster may run other servers on the same port of other loopback
+    addresses (127.0.0.2, ...)."""
     done = subprocess.run(
-        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False
+        ["ss", "-Hltnp", f"src {HOST} and sport = :{port}"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     for part in done.stdout.split("pid=")[1:]:
         digits = part.split(",", 1)[0]

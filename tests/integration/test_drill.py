@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import persistio as pio
@@ -103,3 +106,40 @@ def test_bad_drill_arguments_are_refused(tmp_path: Path) -> None:
         with pytest.raises(pio.ValidationError, match="seconds=0"):
             run_drill(store, "acid", 0)
         assert store.status()["buffered"] == 0
+
+
+@pio.persist(pio.Acid("drill_bystander_rows", key=("n",), priority=pio.LOW))
+class Bystander(msgspec.Struct, frozen=True):
+    n: int
+
+
+def test_a_drill_touches_nothing_of_the_application(real_store: pio.Persistio) -> None:
+    # Given the application's deferred tasks queued, and its worker running on the same queues
+    with real_store:
+        real_store.setup()
+        for n in range(300):
+            real_store.save(Bystander(n))
+        before = real_store.status()
+        worker = threading.Thread(target=real_store.run_worker, daemon=True)
+        worker.start()
+        try:
+            # When a drill opens the amorphous circuit and saves beside it
+            report = run_drill(real_store, "amorphous", seconds=1.0, rate=100)
+        finally:
+            deadline = time.monotonic() + 30
+            while real_store.status()["queues"]["low"]["pending"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            real_store.stop_worker()
+            worker.join(30)
+
+        # Then the drill converged on its own, and the application's tasks were all applied by
+        # its worker: none taken, spooled or dropped by the drill; its circuits never opened
+        assert report.ok, report.text()
+        assert report.buffered > 0
+        after = real_store.status()
+        assert after["buffered"] == before["buffered"]
+        assert after["spool"]["depth"] == 0
+        assert after["dropped"] == before["dropped"]
+        assert all(b["circuit_opened"] == 0 for b in after["backends"].values())
+        assert all(real_store.get(Bystander, "drill_bystander_rows", n=n) for n in range(300))

@@ -156,3 +156,24 @@ def test_concurrent_saves_share_redis_round_trips(store: pio.Persistio, redis_db
     group = store.status()["group_commit"]["transitory/volatile"]
     assert group["saves"] == 480
     assert group["flushes"] < 480, group
+
+
+def test_persistio_keys_other_than_streams_all_expire(store: pio.Persistio, redis_db: str) -> None:
+    # Given saves of a model with a consumer-visible stream, volatile values and deferred tasks,
+    # consumed and drained
+    store.consumer("sp_events")(lambda event: None)
+    for n in range(2000, 2050):
+        store.save(SpEvent(n, 3, "k"))
+    store.drain(timeout=30)
+
+    # Then every key persistio left in Redis is a stream (data, bounded by its limits) or
+    # expires: dedup markers, failure times, volatile values
+    raw = redis.Redis.from_url(redis_db)
+    kinds = {}
+    for key in raw.scan_iter(match="pio:*"):
+        kind = raw.type(key)
+        kinds[key] = kind
+        if kind != b"stream":
+            assert raw.pttl(key) > 0, key
+    assert b"stream" in kinds.values()
+    assert b"hash" in kinds.values()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from persistio.breaker import CircuitBreaker, guard_all
-from persistio.errors import BackendUnavailable
+from persistio.errors import BackendUnavailable, Busy
 
 
 class Clock:
@@ -78,6 +78,20 @@ def test_guard_all_refuses_if_one_breaker_is_open_and_gives_back_the_others_prob
     with pytest.raises(BackendUnavailable, match="volatile"), guard_all([a, b]):
         pass
     assert call(a, "ok") == "ok"
+
+
+def test_a_busy_local_pool_never_opens_the_circuit() -> None:
+    # Given a breaker that opens at the first failure
+    breaker = CircuitBreaker("acid", failure_threshold=1)
+
+    # When calls fail because every pooled connection stayed busy (the server may be fine)
+    for _ in range(5):
+        with pytest.raises(Busy), breaker.guard():
+            raise Busy("every connection stayed busy")
+
+    # Then the circuit stays closed
+    assert breaker.state == "closed"
+    assert call(breaker, "ok") == "ok"
 
 
 class BreakerMachine(RuleBasedStateMachine):

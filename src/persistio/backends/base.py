@@ -52,6 +52,8 @@ class StreamSpec:
     visibility_seconds: float = 30.0
     max_age_seconds: float | None = None
     retry_backoff_seconds: float = 0.2  # first retry delay; doubles per delivery
+    # entries nobody consumed are trimmed (and counted) past either limit, consumer or not
+    max_len: int | None = None
     # dead letters are kept bounded: the oldest go (and are counted) past either limit
     dead_max: int = 10_000
     dead_max_age_seconds: float = 7 * 86_400.0
@@ -206,7 +208,13 @@ class AmorphousBackend(Backend, Protocol):
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
 
 
-def refuse(backend: object, op: Op) -> TypeError:
+# Connections and clients a forked child inherited: kept referenced for the child's lifetime and
+# never closed there (closing would end the parent's session on the shared socket), so no
+# finalizer touches them either.
+INHERITED: list[object] = []
+
+
+def refuse(backend: object, op: object) -> TypeError:
     """The error for an op a backend does not take: the router sends each op to its tier."""
     return TypeError(f"{type(backend).__name__} does not take {type(op).__name__} writes")
 

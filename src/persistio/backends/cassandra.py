@@ -38,8 +38,8 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
 from ..urls import masked
-from .base import Document, Op, Options, TableSpec, refuse
-from .cassandra_health import cluster_nodes, keyspace_warnings
+from .base import INHERITED, Document, Op, Options, TableSpec, refuse
+from .cassandra_health import replication_warnings
 from .cassandra_requests import Requests, batched
 
 TIER = "amorphous"
@@ -452,24 +452,22 @@ class CassandraDocuments:
     def warnings(self) -> list[str]:
         """The keyspace's replication: 1 (a node's loss loses data), not what the URL asks
         for, or more than the cluster has nodes (see ``cassandra_health``)."""
-        ep = self.endpoint
         with self._mapped("status"):
-            row = (
-                self._connect()
-                .execute(
-                    "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
-                    (ep.keyspace,),
-                )
-                .one()
-            )
-        replication = None if row is None else dict(row[0])
-        return keyspace_warnings(
-            self._where,
-            ep.keyspace,
-            ep.replication_factor,
-            replication,
-            cluster_nodes(self._cluster),
-        )
+            session = self._connect()
+            return replication_warnings(session, self._cluster, self.endpoint, self._where)
+
+    def after_fork(self) -> None:
+        """In a child process: the driver is not fork-safe. The parent's cluster is set aside
+        (never shut down from here: that would close the parent's connections) and the child
+        connects again on first use."""
+        import cassandra.cluster as driver
+
+        cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is not None:
+            INHERITED.append(cluster)
+            driver._clusters_for_shutdown.discard(cluster)
+        self._lock = threading.Lock()
+        self._prepared = {}
 
     def close(self) -> None:
         """Shut the cluster down; a later call connects again (like an Engine's dispose)."""

@@ -61,4 +61,16 @@ def cluster_nodes(cluster: Any) -> int:
     return len(cluster.metadata.all_hosts()) if cluster is not None else 0
 
 
-__all__ = ["cluster_nodes", "keyspace_warnings", "replication_of"]
+def replication_warnings(session: Any, cluster: Any, endpoint: Any, where: str) -> list[str]:
+    """``keyspace_warnings`` for the endpoint's keyspace, read from ``system_schema``."""
+    row = session.execute(
+        "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
+        (endpoint.keyspace,),
+    ).one()
+    replication = None if row is None else dict(row[0])
+    return keyspace_warnings(
+        where, endpoint.keyspace, endpoint.replication_factor, replication, cluster_nodes(cluster)
+    )
+
+
+__all__ = ["cluster_nodes", "keyspace_warnings", "replication_of", "replication_warnings"]

@@ -68,6 +68,12 @@ class _Members(Generic[M]):
         for member in self.members:
             member.close()
 
+    def after_fork(self) -> None:
+        for member in self.members:
+            reset = getattr(member, "after_fork", None)
+            if reset is not None:
+                reset()
+
 
 def _split(delivery_id: str) -> tuple[int, str]:
     index, _, inner = delivery_id.partition("|")
@@ -178,6 +184,9 @@ class FailoverTransitory:
     def close(self) -> None:
         self._m.close()
 
+    def after_fork(self) -> None:
+        self._m.after_fork()
+
 
 class FailoverVolatile:
     """A volatile backend over a primary and fallbacks; reads return the first member's hit."""
@@ -205,3 +214,6 @@ class FailoverVolatile:
 
     def close(self) -> None:
         self._m.close()
+
+    def after_fork(self) -> None:
+        self._m.after_fork()

@@ -22,6 +22,9 @@ class MemoryVolatile:
         self._data: dict[tuple[str, str], Put] = {}
         self._writes = 0
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         now_us = time.time_ns() // 1000
         written: list[bool] = []

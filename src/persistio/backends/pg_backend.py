@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
@@ -19,34 +20,92 @@ import sqlalchemy as sa
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
-from ..errors import BackendUnavailable, PersistioError, ValidationError
-from .base import TableSpec, Upsert
+from ..errors import BackendUnavailable, Busy, PersistioError, ValidationError
+from .base import INHERITED, TableSpec, Upsert
 from .pg_writes import LATE, Statements, clock_offset, newest_per_key, parameters, quoted
 from .sql_types import WRITE_TS
-from .watchdog import Watchdog
+from .watchdog import Watchdog, in_daemon_thread
 
 OFFSET = "persistio_clock_offset"  # in each pooled connection's info: server clock - ours
 TIER = "acid"
+
+
+# The deadline of the call running in this thread: a connection SQLAlchemy's pool opens for it
+# (through Connector.for_pool) is waited for only until then.
+CALL_DEADLINE: ContextVar[float | None] = ContextVar("persistio_pg_deadline", default=None)
+
+
+class Connector:
+    """Opens PostgreSQL connections off the calling thread, waited for until a deadline.
+
+    libpq's connect_timeout counts whole seconds (2 at least), and a paused server accepts the
+    TCP connection and then never answers: opening on a thread of its own is what keeps every
+    caller within its deadline. Each connection gets TCP keepalives (a dead peer is noticed by
+    the kernel) and a statement_timeout (a query the client has given up on stops on the server).
+    """
+
+    def __init__(self, conninfo: str, connect_timeout: float, request_timeout: float) -> None:
+        self._conninfo = conninfo
+        self._connect_timeout = max(2, int(connect_timeout))
+        self.connect_seconds = connect_timeout
+        self._statement_timeout_ms = max(1000, round(request_timeout * 2000))
+
+    def open(self, *, autocommit: bool) -> psycopg.Connection[Any]:
+        """Open a connection (blocking: run it on the executor)."""
+        conn = psycopg.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=self._connect_timeout,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+        conn.autocommit = autocommit
+        return conn
+
+    def within(
+        self, deadline: float, *, autocommit: bool, late: Any = None
+    ) -> psycopg.Connection[Any]:
+        """A new connection by ``deadline``; one that comes later goes to ``late`` (or closes)."""
+        future = in_daemon_thread(lambda: self.open(autocommit=autocommit), "persistio-connect")
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.add_done_callback(late or _close_late)
+            raise psycopg.OperationalError("no connection within the deadline") from None
+
+    def for_pool(self) -> psycopg.Connection[Any]:
+        """SQLAlchemy's ``creator``: bounded by the deadline of the call that needs it."""
+        deadline = CALL_DEADLINE.get()
+        if deadline is None:
+            deadline = time.monotonic() + self.connect_seconds
+        return self.within(deadline, autocommit=False)
+
+    def close(self) -> None:
+        """Nothing to stop: connect threads are daemons that end with their connect."""
+
+
+def _close_late(future: Future[psycopg.Connection[Any]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 class WritePool:
     """The write path's own connections (autocommit), separate from SQLAlchemy's pool.
 
     A write takes an idle connection on the calling thread; when none is idle, a new one is
-    opened on a connector thread and waited for only until the caller's deadline (a paused
-    server would otherwise hold the caller for libpq's connect_timeout, which counts whole
-    seconds). A connection that failed is closed, never returned: nothing reconnects lazily on
-    a caller's thread.
+    opened by the Connector, waited for only until the caller's deadline. A connection that
+    failed is closed, never returned: nothing reconnects lazily on a caller's thread.
     """
 
-    def __init__(self, conninfo: str, size: int, connect_timeout: float) -> None:
-        self._conninfo = conninfo
-        self._connect_timeout = max(2, int(connect_timeout))
+    def __init__(self, connector: Connector, size: int) -> None:
+        self._connector = connector
         self._idle: list[tuple[psycopg.Connection[Any], float]] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(size)  # connections open or being opened
         self._size = size
-        self._connector = ThreadPoolExecutor(2, thread_name_prefix="persistio-acid-connect")
 
     def take(self, deadline: float) -> tuple[psycopg.Connection[Any], float]:
         """(connection, its server clock offset)."""
@@ -54,37 +113,28 @@ class WritePool:
             if self._idle:
                 return self._idle.pop()
         if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise BackendUnavailable(f"{TIER} backend: every connection is busy", tier=TIER)
-        future = self._connector.submit(self._open)
+            raise Busy(f"{TIER} backend: every connection stayed busy", tier=TIER)
         try:
-            return future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            future.add_done_callback(self._adopt)  # opened late: kept for the next caller
-            raise BackendUnavailable(
-                f"{TIER} backend: no connection within the deadline", tier=TIER
-            ) from None
+            conn = self._connector.within(deadline, autocommit=True, late=self._adopt)
+        except psycopg.OperationalError as exc:
+            if "within the deadline" not in str(exc):
+                self._slots.release()  # refused outright; a late one is adopted instead
+            raise BackendUnavailable(f"{TIER} backend: {exc}", tier=TIER) from exc
         except BaseException:
             self._slots.release()
             raise
-
-    def _open(self) -> tuple[psycopg.Connection[Any], float]:
-        conn = psycopg.connect(
-            self._conninfo,
-            autocommit=True,
-            connect_timeout=self._connect_timeout,
-            # a dead peer is noticed by the kernel, not only by a write that never returns
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
         return conn, clock_offset(conn)
 
-    def _adopt(self, future: Future[tuple[psycopg.Connection[Any], float]]) -> None:
+    def _adopt(self, future: Future[psycopg.Connection[Any]]) -> None:
+        """A connection opened after its caller gave up: kept for the next caller."""
         if future.cancelled() or future.exception() is not None:
             self._slots.release()
             return
-        self.give(future.result())
+        conn = future.result()
+        try:
+            self.give((conn, clock_offset(conn)))
+        except psycopg.Error:
+            self.discard(conn)
 
     def give(self, held: tuple[psycopg.Connection[Any], float]) -> None:
         conn = held[0]
@@ -100,23 +150,32 @@ class WritePool:
         self._slots.release()
 
     def close(self) -> None:
-        self._connector.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             conn.close()
 
+    def after_fork(self) -> None:
+        """In a child: the parent's connections are kept aside, never used nor closed here."""
+        INHERITED.extend(self._idle)
+        self._idle = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self._size)
+
 
 class PostgresWrites:
     """Guarded upserts of one batch: one transaction, one round trip."""
 
-    def __init__(self, url: sa.URL, pool_size: int, connect_timeout: float) -> None:
-        self._pool = WritePool(conninfo_of(url), 2 * pool_size, connect_timeout)
+    def __init__(self, connector: Connector, pool_size: int) -> None:
+        self._pool = WritePool(connector, 2 * pool_size)
         self._statements = Statements()
         self.watchdog = Watchdog("persistio-acid-watchdog")
 
     def close(self) -> None:
         self._pool.close()
+
+    def after_fork(self) -> None:
+        self._pool.after_fork()
 
     def write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         names = ", ".join(sorted({op.table.name for op in ops}))
@@ -255,7 +314,7 @@ def mapped(where: str) -> Iterator[None]:
             f"{TIER} backend {where}: the server ran the write after the deadline; rolled back",
             tier=TIER,
         ) from exc
-    except (psycopg.OperationalError, psycopg.InterfaceError, sa.exc.TimeoutError) as exc:
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise BackendUnavailable(f"{TIER} backend {where}: {_short(exc)}", tier=TIER) from exc
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
         raise ValidationError(f"{TIER} backend {where}: {_short(exc)}") from exc

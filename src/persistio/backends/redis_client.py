@@ -31,7 +31,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from ..errors import BackendUnavailable, ConfigError
+from ..errors import BackendUnavailable, Busy, ConfigError
 from ..urls import masked
 from .base import Options
 
@@ -158,6 +158,10 @@ def unavailable_on_outage(tier: str, where: str) -> Iterator[None]:
     try:
         yield
     except _OUTAGES as exc:
+        if "No connection available" in str(exc):  # the blocking pool's wait ran out
+            raise Busy(
+                f"{tier} backend {where}: every pooled connection stayed busy", tier=tier
+            ) from exc
         raise BackendUnavailable(
             f"{tier} backend {where} is unavailable: {type(exc).__name__}: {exc}", tier=tier
         ) from exc

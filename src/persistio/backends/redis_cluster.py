@@ -51,7 +51,15 @@ from .redis_cache import RedisCache
 from .redis_client import ClusterEndpoint, parse_cluster_url, script, unavailable_on_outage
 from .redis_scripts import WRITE_SCRIPT
 from .redis_streams import RedisStreams
-from .redis_writes import WRITE_CHUNK, Call, ScriptWrites, check_replicas, wait_ms
+from .redis_writes import (
+    WRITE_CHUNK,
+    Call,
+    ScriptWrites,
+    Trim,
+    check_replicas,
+    trims_of,
+    wait_ms,
+)
 
 ATTEMPTS = 4  # sends of one call: redirects and TRYAGAIN resolve within a few
 _REDIRECTS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainError)
@@ -60,12 +68,13 @@ _REDIRECTS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainErr
 class _Slotted(Call):
     """A write-script call for one slot; where the answers for its ops go; where to send it."""
 
-    __slots__ = ("ask", "indexes", "slot")
+    __slots__ = ("ask", "indexes", "slot", "trims")
 
-    def __init__(self, call: Call, slot: int, indexes: list[int]) -> None:
+    def __init__(self, call: Call, slot: int, indexes: list[int], trims: list[Trim]) -> None:
         super().__init__(call.keys, call.args, call.replicas)
         self.slot = slot
-        self.indexes = indexes
+        self.indexes = indexes  # the ops' places in the batch; their trims' answers follow
+        self.trims = trims
         self.ask: str | None = None  # an ASK redirect's node: sent there with ASKING
 
 
@@ -96,6 +105,8 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
         self._sha = script(WRITE_SCRIPT).sha  # loaded on each master at its first NOSCRIPT
         self._stream_scripts()
         self._replicas_wanted = 0
+        # entries trimmed from streams by max_len / max_age, per stream (this process's count)
+        self.trimmed: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"RedisClusterStore({self._where!r})"
@@ -147,26 +158,35 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     def _slotted(self, ops: Sequence[Op], now: str) -> list[_Slotted]:
+        """The ops by slot, in calls of up to WRITE_CHUNK; each stream's trim after its appends."""
         by_slot: dict[int, list[int]] = {}
         for i, op in enumerate(ops):
             by_slot.setdefault(self._slot(op), []).append(i)
+        trims: dict[int, list[Trim]] = {}
+        for trim in trims_of(ops):
+            trims.setdefault(self._stream_slot(trim.stream.name), []).append(trim)
         calls: list[_Slotted] = []
         for slot, indexes in by_slot.items():
             for start in range(0, len(indexes), WRITE_CHUNK):
                 chunk = indexes[start : start + WRITE_CHUNK]
-                calls.append(_Slotted(self._call([ops[i] for i in chunk], now), slot, chunk))
+                last = start + WRITE_CHUNK >= len(indexes)
+                its = trims.get(slot, []) if last else []
+                call = self._call([*(ops[i] for i in chunk), *its], now)
+                calls.append(_Slotted(call, slot, chunk, its))
         return calls
 
     def _slot(self, op: Op) -> int:
         if type(op) is Append:
-            name = op.stream.name
-            found = self._stream_slots.get(name)
-            if found is None:
-                found = self._stream_slots[name] = slot_of(name)
-            return found
+            return self._stream_slot(op.stream.name)
         if type(op) is Put:
             return slot_of(op.key)
         return 0  # refused by _call, with the op named
+
+    def _stream_slot(self, name: str) -> int:
+        found = self._stream_slots.get(name)
+        if found is None:
+            found = self._stream_slots[name] = slot_of(name)
+        return found
 
     def _send(
         self,
@@ -284,8 +304,11 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
                     first = first or exc
                     continue
                 call.ask = None
-                for i, r in zip(call.indexes, reply, strict=True):
+                ops = len(call.indexes)
+                for i, r in zip(call.indexes, reply[:ops], strict=True):
                     results[i] = int(r) == 1
+                if call.trims:
+                    self._count_trims(call.trims, [int(r) for r in reply[ops:]])
             if waited:
                 acked = int(conn.read_response())
                 wanted = max(c.replicas for c in calls)
@@ -338,6 +361,12 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
             f"{wanted} replica(s): what they hold is lost with them"
             + (", and appends that ask for replicas are buffered" if self._replicas_wanted else "")
         ]
+
+    def after_fork(self) -> None:
+        """In a child process: a client of its own on first use (the parent's is set aside,
+        never closed from here), and a fresh lock."""
+        self._lock = threading.Lock()
+        self._client = None
 
     def close(self) -> None:
         with self._lock:

@@ -12,7 +12,10 @@ from __future__ import annotations
 #   'a' deduplicated append: KEYS stream, seen-marker; ARGV item id, payload
 #   'q' plain append:        KEYS stream;              ARGV item id, payload
 #   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload
-# Returns one integer per op: 1 written, 0 duplicate or superseded, 2 expired before it arrived.
+#   't' trim a stream:       KEYS stream;              ARGV max length ('' none), oldest id kept
+#                            (ms, '' none): entries nobody consumed in time, counted by caller
+# Returns one integer per op: 1 written, 0 duplicate or superseded, 2 expired before it arrived;
+# for a trim, how many entries it removed.
 # Timestamps (~1.8e15 us) are compared as Lua doubles: exact below 2^53 (until year ~2255).
 WRITE_SCRIPT = """
 local window, now = ARGV[1], ARGV[2]
@@ -38,6 +41,16 @@ while a <= #ARGV do
       end
     end
     k, a = k + 1, a + 4
+  elseif kind == 't' then
+    local trimmed = 0
+    if ARGV[a + 1] ~= '' then
+      trimmed = trimmed + redis.call('XTRIM', KEYS[k], 'MAXLEN', '~', ARGV[a + 1])
+    end
+    if ARGV[a + 2] ~= '' then
+      trimmed = trimmed + redis.call('XTRIM', KEYS[k], 'MINID', '~', ARGV[a + 2])
+    end
+    out[#out + 1] = trimmed
+    k, a = k + 1, a + 3
   elseif kind == 'a' then
     if redis.call('SET', KEYS[k + 1], '1', 'NX', 'PX', window) then
       redis.call('XADD', KEYS[k], '*', 'd', ARGV[a + 1], 'p', ARGV[a + 2], 't', now)
@@ -217,4 +230,22 @@ local t = redis.call('TIME')
 local id = ''
 if first[1] then id = first[1][1] end
 return {redis.call('XLEN', KEYS[1]), id, redis.call('XLEN', KEYS[2]), t[1], t[2]}
+"""
+
+# Forget consumers that hold nothing and have been idle longer than ARGV[2] ms (worker processes
+# that are gone): a group's consumer list would otherwise grow with every restart.
+# KEYS[1] the stream; ARGV: group, idle (ms). Returns how many were removed.
+PRUNE_SCRIPT = """
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+local removed = 0
+for _, c in ipairs(consumers) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if tonumber(f['pending']) == 0 and tonumber(f['idle']) > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed = removed + 1
+  end
+end
+return removed
 """

@@ -23,7 +23,7 @@ from .redis_cache import RedisCache
 from .redis_client import open_client, script, unavailable_on_outage
 from .redis_scripts import WRITE_SCRIPT
 from .redis_streams import RedisStreams
-from .redis_writes import ScriptWrites, check_replicas, wait_ms
+from .redis_writes import ScriptWrites, check_replicas, trims_of, wait_ms
 
 if HIREDIS_AVAILABLE:
     import hiredis
@@ -53,6 +53,8 @@ class RedisStore(ScriptWrites, RedisStreams, RedisCache):
         self._stream_scripts()
         self._keys: dict[str, str] = {}  # stream name -> key, intent -> volatile key prefix
         self._replicas_wanted = 0  # the most replicas an append has asked for (warnings())
+        # entries trimmed from streams by max_len / max_age, per stream (this process's count)
+        self.trimmed: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
@@ -65,7 +67,8 @@ class RedisStore(ScriptWrites, RedisStreams, RedisCache):
         append asks for replicas, WAIT for them on the same connection."""
         if not ops:
             return []
-        calls = self._calls(ops, repr(time.time()))
+        trims = trims_of(ops)
+        calls = self._calls(ops, trims, repr(time.time()))
         replicas = max(c.replicas for c in calls)
         tier = "transitory" if isinstance(ops[0], Append) else "volatile"
         with unavailable_on_outage(tier, self._where):
@@ -82,7 +85,10 @@ class RedisStore(ScriptWrites, RedisStreams, RedisCache):
                 replies = pipe.execute()
                 if replicas:
                     check_replicas(replies.pop(), replicas, waited, self._where)
-        return [int(r) == 1 for reply in replies for r in reply]
+        answers = [int(r) for reply in replies for r in reply]
+        if trims:
+            self._count_trims(trims, answers[len(ops) :])
+        return [n == 1 for n in answers[: len(ops)]]
 
     def _evalsha(self, keys: list[str], args: list[EncodableT]) -> Any:
         """One EVALSHA on a pooled connection, packed by hiredis in one C call.

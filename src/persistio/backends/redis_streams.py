@@ -43,6 +43,7 @@ from .redis_scripts import (
     ACK_SCRIPT,
     CLAIM_SCRIPT,
     DEAD_SCRIPT,
+    PRUNE_SCRIPT,
     REDRIVE_SCRIPT,
     RELEASE_SCRIPT,
     STATS_SCRIPT,
@@ -95,6 +96,7 @@ class RedisStreams:
         self._redrive = script(REDRIVE_SCRIPT)
         self._ack = script(ACK_SCRIPT)
         self._stats = script(STATS_SCRIPT)
+        self._prune = script(PRUNE_SCRIPT)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         """Create each stream and its group; idempotent."""
@@ -220,6 +222,16 @@ class RedisStreams:
                 client.delete(key)
                 return n
             return int(client.xdel(key, *ids)) if ids else 0
+
+    def prune_consumers(self, stream: StreamSpec, idle_seconds: float) -> int:
+        """Forget consumers (gone worker processes) idle that long and holding nothing."""
+        key = stream_key(stream.name)
+        with unavailable_on_outage("transitory", self._where):
+            return int(
+                self._prune(
+                    keys=[key], args=[GROUP, round(idle_seconds * 1000)], client=self._redis()
+                )
+            )
 
     def stats(self, stream: StreamSpec) -> StreamStats:
         """Unacknowledged entries (= the stream's length), the oldest one's age, dead letters."""

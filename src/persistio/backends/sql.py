@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
@@ -27,11 +27,22 @@ OUTBOX = "_persistio_outbox"
 T = TypeVar("T")
 
 
-def make_engine(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> sa.Engine:
-    """An engine for a SQLite file or a PostgreSQL server, with timeouts that bound a hang."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    connect_timeout: float = 5.0,
+    busy_timeout: float = 30.0,
+    creator: Callable[[], Any] | None = None,
+) -> sa.Engine:
+    """An engine for a SQLite file or a PostgreSQL server, with timeouts that bound a hang.
+
+    ``creator`` opens PostgreSQL connections (see ``pg_backend.Connector``: off the calling
+    thread, within the call's deadline); without one, libpq's connect_timeout applies.
+    """
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -41,6 +52,9 @@ def make_engine(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -
             cursor.close()
 
         return engine
+    extra: dict[str, Any] = {"connect_args": {"connect_timeout": max(1, int(connect_timeout))}}
+    if creator is not None:
+        extra = {"creator": creator}
     return sa.create_engine(
         parsed,
         pool_size=pool_size,
@@ -48,8 +62,9 @@ def make_engine(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -
         # no ping per checkout (a round trip on every call): a connection that died with a
         # restarted server is retried once instead, see _once_more_on_disconnect
         pool_pre_ping=False,
-        pool_timeout=connect_timeout,
-        connect_args={"connect_timeout": max(1, int(connect_timeout))},
+        # a busy pool waits as long as a call may take, and never counts as an outage (Busy)
+        pool_timeout=busy_timeout,
+        **extra,
     )
 
 
@@ -166,16 +181,29 @@ class SQLAcid:
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
     ) -> None:
-        self.engine = make_engine(url, pool_size=pool_size, connect_timeout=connect_timeout)
         self.request_timeout = request_timeout
+        self._postgres: Any = None
+        self._connector: Any = None
+        creator = None
+        if sa.make_url(url).get_backend_name() == "postgresql":
+            from .pg_backend import Connector, PostgresWrites, conninfo_of
+
+            self._connector = Connector(
+                conninfo_of(sa.make_url(url)), connect_timeout, request_timeout
+            )
+            self._postgres = PostgresWrites(self._connector, pool_size)
+            creator = self._connector.for_pool
+        self.engine = make_engine(
+            url,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            busy_timeout=request_timeout,
+            creator=creator,
+        )
         self._outbox_ready = False
+        self._setup_lock = threading.Lock()
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._tables = SQLTables()
-        self._postgres: Any = None
-        if self.engine.dialect.name == "postgresql":
-            from .pg_backend import PostgresWrites
-
-            self._postgres = PostgresWrites(self.engine.url, pool_size, connect_timeout)
         self._outbox = sa.Table(
             OUTBOX,
             self._tables.metadata,
@@ -184,8 +212,40 @@ class SQLAcid:
             sa.Column("created_at", sa.Double, nullable=False),
         )
 
+    @contextmanager
+    def _bounded(
+        self, *, begin: bool = False, deadline: float | None = None
+    ) -> Iterator[sa.Connection]:
+        """A connection for one call, every round trip of it within the call's deadline.
+
+        ``begin``: inside a transaction that commits (and whose COMMIT is bounded too) when the
+        block ends. On PostgreSQL the watchdog cuts the connection at the deadline and a new
+        connection is opened within it; SQLite's waits are bounded by its busy timeout.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + self.request_timeout
+        engine = self.engine if begin else self._autocommit
+        if self._postgres is None:
+            with engine.connect() as conn, conn.begin() if begin else nullcontext():
+                yield conn
+            return
+        from .pg_backend import CALL_DEADLINE
+
+        token = CALL_DEADLINE.set(deadline)
+        try:
+            with engine.connect() as conn:
+                fd = conn.connection.driver_connection.pgconn.socket  # type: ignore[union-attr]
+                with (
+                    self._postgres.watchdog.guard(fd, deadline),
+                    conn.begin() if begin else nullcontext(),
+                ):
+                    yield conn
+        finally:
+            CALL_DEADLINE.reset(token)
+
     def setup(self, tables: Sequence[TableSpec]) -> None:
-        with mapped_errors("acid", "setup"), self.engine.begin() as conn:
+        # one at a time: two threads checking "does it exist?" at once would both create it
+        with self._setup_lock, mapped_errors("acid", "setup"), self.engine.begin() as conn:
             self._outbox.create(conn, checkfirst=True)
             self._outbox_ready = True
             for spec in tables:
@@ -211,7 +271,7 @@ class SQLAcid:
             return self._postgres.write(upserts, deadline)  # type: ignore[no-any-return]
         names = ", ".join(sorted({op.table.name for op in upserts}))
         with mapped_errors("acid", f"upsert into {names}"):
-            return _once_more_on_disconnect(lambda: self._sqlite_write(upserts, deadline))
+            return _once_more_on_disconnect(lambda: self._sqlite_write(upserts, deadline), deadline)
 
     def _sqlite_write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         written = [True] * len(ops)
@@ -244,21 +304,24 @@ class SQLAcid:
         where = sa.and_(*(t.c[name] == value for name, value in zip(table.key, key, strict=True)))
         query = sa.select(t).where(where)
 
+        deadline = time.monotonic() + self.request_timeout
+
         def read() -> Any:
             # autocommit: one round trip, no BEGIN/ROLLBACK around a single SELECT
-            with self._autocommit.connect() as conn:
+            with self._bounded(deadline=deadline) as conn:
                 return conn.execute(query).mappings().first()
 
         with mapped_errors("acid", f"read from {table.name}"):
-            row = _once_more_on_disconnect(read)
+            row = _once_more_on_disconnect(read, deadline)
         if row is None:
             return None
         return {k: v for k, v in row.items() if k != WRITE_TS}
 
     @contextmanager
     def transaction(self) -> Iterator[SQLTransaction]:
+        """Upserts and outbox rows that commit together; every round trip within the deadline."""
         self._ensure_outbox()
-        with mapped_errors("acid", "transaction"), self.engine.begin() as conn:
+        with mapped_errors("acid", "transaction"), self._bounded(begin=True) as conn:
             yield SQLTransaction(self, conn)
 
     def take_outbox(self, limit: int, older_than_seconds: float) -> list[tuple[str, bytes, float]]:
@@ -272,8 +335,15 @@ class SQLAcid:
             .order_by(box.c.created_at)
             .limit(limit)
         )
-        with mapped_errors("acid", "outbox read"), self._autocommit.connect() as conn:
-            return [(r.key, r.task, r.created_at) for r in conn.execute(query)]
+
+        deadline = time.monotonic() + self.request_timeout
+
+        def read() -> list[tuple[str, bytes, float]]:
+            with self._bounded(deadline=deadline) as conn:
+                return [(r.key, r.task, r.created_at) for r in conn.execute(query)]
+
+        with mapped_errors("acid", "outbox read"):
+            return _once_more_on_disconnect(read, deadline)
 
     def _ensure_outbox(self) -> None:
         # drain() asks for outbox rows before any acid intent may have been set up
@@ -281,7 +351,7 @@ class SQLAcid:
             self.setup([])
 
     def finish_outbox(self, keys: Sequence[str]) -> None:
-        with mapped_errors("acid", "outbox delete"), self.engine.begin() as conn:
+        with mapped_errors("acid", "outbox delete"), self._bounded(begin=True) as conn:
             conn.execute(sa.delete(self._outbox).where(self._outbox.c.key.in_(list(keys))))
 
     def add_outbox(self, conn: sa.Connection, items: Sequence[tuple[str, bytes]]) -> None:
@@ -290,12 +360,20 @@ class SQLAcid:
         conn.execute(sa.insert(self._outbox), rows)
 
     def ping(self) -> None:
-        with mapped_errors("acid", "ping"), self._autocommit.connect() as conn:
+        with mapped_errors("acid", "ping"), self._bounded() as conn:
             conn.execute(sa.text("SELECT 1"))
+
+    def after_fork(self) -> None:
+        """In a child process: fresh pools; the parent's connections are left alone."""
+        self.engine.dispose(close=False)
+        self._setup_lock = threading.Lock()
+        if self._postgres is not None:
+            self._postgres.after_fork()
 
     def close(self) -> None:
         if self._postgres is not None:
             self._postgres.close()
+            self._connector.close()
         self.engine.dispose()
 
 
@@ -325,13 +403,14 @@ def stored_is_ours(
     return [found.get(tuple(v[k] for k in key)) == v[WRITE_TS] for v in values]
 
 
-def _once_more_on_disconnect(call: Callable[[], T]) -> T:
+def _once_more_on_disconnect(call: Callable[[], T], deadline: float) -> T:
     """Run ``call``; if its connection turned out dead (the server restarted since it was
-    pooled), run it once more on a fresh one. Safe: every write here is an idempotent upsert."""
+    pooled) and there is time left, run it once more on a fresh one. Safe: every write here is
+    an idempotent upsert. A connection cut at the deadline is not retried."""
     try:
         return call()
     except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
+        if not exc.connection_invalidated or time.monotonic() >= deadline:
             raise
         return call()
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import sqlalchemy.exc as sa_exc
 
-from ..errors import BackendUnavailable, PersistioError, ValidationError
+from ..errors import BackendUnavailable, Busy, PersistioError, ValidationError
 
 
 @contextmanager
@@ -15,7 +15,11 @@ def mapped_errors(tier: str, where: str) -> Iterator[None]:
     """Re-raise SQLAlchemy/DBAPI errors as BackendUnavailable, ValidationError or PersistioError."""
     try:
         yield
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+    except sa_exc.TimeoutError as exc:  # the pool's wait for a free connection ran out
+        raise Busy(
+            f"{tier} backend {where}: every pooled connection stayed busy", tier=tier
+        ) from exc
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         raise BackendUnavailable(f"{tier} backend {where}: {_short(exc)}", tier=tier) from exc
     except sa_exc.DBAPIError as exc:
         if exc.connection_invalidated:

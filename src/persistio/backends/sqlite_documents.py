@@ -6,6 +6,7 @@ retain), as with Cassandra's TTL; writes resolve by write timestamp like ``USING
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -35,12 +36,18 @@ class SQLiteDocuments:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._tables = SQLTables()
+        self._setup_lock = threading.Lock()
 
     def _table(self, spec: TableSpec) -> sa.Table:
         return self._tables.table(spec, _EXTRA)
 
+    def after_fork(self) -> None:
+        self.engine.dispose(close=False)
+        self._setup_lock = threading.Lock()
+
     def setup(self, tables: Sequence[TableSpec]) -> None:
-        with mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
+        # one at a time: two threads checking "does it exist?" at once would both create it
+        with self._setup_lock, mapped_errors("amorphous", "setup"), self.engine.begin() as conn:
             for spec in tables:
                 table = self._table(spec)
                 table.create(conn, checkfirst=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import BackendUnavailable
-from .base import Append, DeadEntry, Delivery, Op, StreamSpec, StreamStats, refuse
+from .base import INHERITED, Append, DeadEntry, Delivery, Op, StreamSpec, StreamStats, refuse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -51,6 +51,9 @@ CREATE INDEX IF NOT EXISTS dead_letters_by_stream ON dead_letters (stream);
 """
 
 
+TRIM_EVERY = 1000  # appends between purges of old dedup markers and trims of long streams
+
+
 class SQLiteQueue:
     """One SQLite file holds every stream; safe across threads and across processes."""
 
@@ -63,6 +66,18 @@ class SQLiteQueue:
         self.path = path
         self.dedup_window_seconds = dedup_window_seconds
         self._lock = threading.Lock()
+        self._open()
+        self._enqueues_since_purge = 0
+        self.trimmed: dict[str, int] = {}  # entries trimmed per stream (this process's count)
+
+    def after_fork(self) -> None:
+        """In a child process: a connection of its own (SQLite's must never cross a fork)."""
+        INHERITED.append(self._db)
+        self._lock = threading.Lock()
+        self._open()
+
+    def _open(self) -> None:
+        path = self.path
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE takes the write lock
         # up front, so two processes claiming never both read the same items).
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -77,7 +92,6 @@ class SQLiteQueue:
         ):  # files made by an earlier version
             if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
-        self._enqueues_since_purge = 0
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
@@ -125,10 +139,29 @@ class SQLiteQueue:
                 )
                 added.append(True)
             self._enqueues_since_purge += len(ops)
-            if self._enqueues_since_purge > 50_000:
+            if self._enqueues_since_purge > TRIM_EVERY:
                 self._enqueues_since_purge = 0
                 cur.execute("DELETE FROM seen WHERE at < ?", (now - self.dedup_window_seconds,))
+                self._trim(cur, ops, now)
         return added
+
+    def _trim(self, cur: sqlite3.Cursor, ops: Sequence[Op], now: float) -> None:
+        """Keep each stream within its max_len / max_age (checked every TRIM_EVERY appends)."""
+        for spec in {op.stream.name: op.stream for op in ops if type(op) is Append}.values():
+            n = 0
+            if spec.max_age_seconds is not None:
+                n += cur.execute(
+                    "DELETE FROM items WHERE stream = ? AND enqueued_at < ?",
+                    (spec.name, now - spec.max_age_seconds),
+                ).rowcount
+            if spec.max_len is not None:
+                n += cur.execute(
+                    "DELETE FROM items WHERE stream = ? AND id <= (SELECT id FROM items"
+                    " WHERE stream = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (spec.name, spec.name, spec.max_len),
+                ).rowcount
+            if n:
+                self.trimmed[spec.name] = self.trimmed.get(spec.name, 0) + n
 
     def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]:
         now = time.time()

@@ -15,8 +15,32 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def in_daemon_thread(call: Callable[[], T], name: str) -> Future[T]:
+    """Run ``call`` on a daemon thread of its own; its result as a Future.
+
+    For calls that may hang on a frozen server past their caller's patience (opening a
+    connection): a daemon thread never holds the process at exit, where an executor's would.
+    """
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(call())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 class Watchdog:
