@@ -150,12 +150,25 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
         with unavailable_on_outage(tier, self._where):
             client = self._redis()
             calls = self._slotted(ops, repr(time.time()))
-            for attempt in range(1, ATTEMPTS + 1):
-                calls = self._send(client, calls, results, deadline, final=attempt == ATTEMPTS)
+            attempt = reloads = 0
+            while True:
+                calls, errors = self._send(client, calls, results, deadline)
                 if not calls:
                     return results
-                time.sleep(0.01 * attempt)  # let a failover or a slot migration move on
-        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
+                if all(isinstance(e, NoScriptError) for e in errors) and reloads < ATTEMPTS:
+                    reloads += 1  # a master just got the script (a promoted replica): no wait
+                    continue
+                attempt += 1
+                late = deadline is not None and time.monotonic() >= deadline
+                if attempt >= ATTEMPTS or late:
+                    # still redirected, or a master still down: an outage, which the caller
+                    # buffers; what did land stays (see the module docstring)
+                    raise RedisConnectionError(f"the cluster did not take the writes: {errors[0]}")
+                if any(
+                    isinstance(e, RedisConnectionError | MovedError | ReadOnlyError) for e in errors
+                ):
+                    self._refresh(client)  # a failover promoted a replica, or a slot moved
+                time.sleep(0.01 * attempt)
 
     def _slotted(self, ops: Sequence[Op], now: str) -> list[_Slotted]:
         """The ops by slot, in calls of up to WRITE_CHUNK; each stream's trim after its appends."""
@@ -194,10 +207,9 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
         calls: list[_Slotted],
         results: list[bool],
         deadline: float | None,
-        *,
-        final: bool,
-    ) -> list[_Slotted]:
-        """Send ``calls`` (to every master first, then read each); the calls to send again."""
+    ) -> tuple[list[_Slotted], list[BaseException]]:
+        """Send ``calls`` (to every master first, then read each); the calls to send again, and
+        why. Raises what sending again cannot help (bad data, too few replicas)."""
         by_node: dict[str, tuple[ClusterNode, list[_Slotted]]] = {}
         for call in calls:
             node = self._node(client, call)
@@ -217,15 +229,9 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
                 if isinstance(failure, RedisConnectionError):
                     again.extend(c for c in node_calls if c not in again)
         fatal = [e for e in errors if not isinstance(e, _RETRIED)]
-        if fatal:  # bad data, or too few replicas: sending again would not help
+        if fatal:
             raise fatal[0]
-        if not again:
-            return again
-        if final or (deadline is not None and time.monotonic() >= deadline):
-            raise errors[0] if errors else RedisConnectionError("the cluster kept redirecting")
-        if any(isinstance(e, RedisConnectionError | MovedError | ReadOnlyError) for e in errors):
-            self._refresh(client)
-        return again
+        return again, errors
 
     @staticmethod
     def _node(client: RedisCluster, call: _Slotted) -> ClusterNode:
@@ -310,7 +316,12 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
                 if call.trims:
                     self._count_trims(call.trims, [int(r) for r in reply[ops:]])
             if waited:
-                acked = int(conn.read_response())
+                try:
+                    acked = int(conn.read_response())
+                except ResponseError as exc:  # "WAIT cannot be used with replica instances"
+                    # the node became a replica (its calls were redirected above): again
+                    again.extend(c for c in calls if c not in again)
+                    return first or ReadOnlyError(str(exc))
                 wanted = max(c.replicas for c in calls)
                 try:
                     check_replicas(acked, wanted, waited, f"{self._where} {conn.host}:{conn.port}")
