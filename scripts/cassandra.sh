@@ -30,6 +30,10 @@
 #   CASSANDRA_JMX_PORT    empty = no JMX (default); e.g. 7199 for local-only JMX
 #   CASSANDRA_START_TIMEOUT seconds to wait for CQL (default 180)
 #   CASSANDRA_FAST        1 (default) = test-only speedups: no fsync, unsafe system tables
+#   CASSANDRA_UNSAFE_SYSTEM  (= CASSANDRA_FAST) 1 = system tables (the schema too) skip the commit
+#                         log: a node SIGKILLed forgets recent schema changes and serves requests
+#                         for keyspaces it no longer knows until it pulls the schema again; the
+#                         cluster sets 0, as its nodes are killed on purpose
 #   CASSANDRA_CLEAN       1 (default) = wipe WORKDIR/data before each start (hermetic)
 #   CASSANDRA_LIB         the jar cache (default ~/.cache/persistio/cassandra/lib), outside
 #                         WORKDIR so that fresh clones reuse it
@@ -52,6 +56,7 @@ STORAGE_PORT=${CASSANDRA_STORAGE_PORT:-7000}
 JMX_PORT=${CASSANDRA_JMX_PORT:-}
 START_TIMEOUT=${CASSANDRA_START_TIMEOUT:-180}
 FAST=${CASSANDRA_FAST:-1}
+UNSAFE_SYSTEM=${CASSANDRA_UNSAFE_SYSTEM:-$FAST}
 CLEAN=${CASSANDRA_CLEAN:-1}
 SEEDS=${CASSANDRA_SEEDS:-$HOST:$STORAGE_PORT}
 INITIAL_TOKEN=${CASSANDRA_INITIAL_TOKEN:-0}
@@ -362,8 +367,9 @@ build_jvm_opts() {
     JVM_OPTS+=("-Dcassandra.jmx.local.port=$JMX_PORT" -Dcom.sun.management.jmxremote.authenticate=false)
   fi
   if [ "$FAST" = "1" ]; then
-    JVM_OPTS+=(-Dcassandra.skip_sync=true -Dcassandra.unsafesystem=true -Dcassandra.shutdown_announce_in_ms=0)
+    JVM_OPTS+=(-Dcassandra.skip_sync=true -Dcassandra.shutdown_announce_in_ms=0)
   fi
+  [ "$UNSAFE_SYSTEM" = "1" ] && JVM_OPTS+=(-Dcassandra.unsafesystem=true)
   # shellcheck disable=SC2206
   [ -n "${CASSANDRA_EXTRA_JVM_OPTS:-}" ] && JVM_OPTS+=($CASSANDRA_EXTRA_JVM_OPTS)
   return 0

@@ -53,6 +53,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 DEADLINE = 1.5
 RATE = 50.0  # saves/s per saver thread
+# a circuit that probes often: what the figures show is the cluster's failover, not the backoff
+BREAKER = pio.BreakerPolicy(threshold=3, reset=0.2, max_reset=1.0)
 
 
 def wait_promoted(url: str, old: RedisNode, timeout: float = 60.0) -> tuple[RedisNode, float]:
@@ -122,13 +124,15 @@ def test_a_killed_master_loses_nothing_acknowledged_and_the_client_follows(
         volatile=url,
         amorphous=amorphous_url,
         realtime_deadline=DEADLINE,
+        breaker=BREAKER,
         task_queues=pio.TaskQueues(partitions=3, replicas=1),
     )
     events, safe = Deliveries(), Deliveries()
     store.consumer("cf_events", batch=256)(events)
     store.consumer("cf_safe", batch=256)(safe)
     ledger, phases = Ledger(), Phases()
-    load = Load(store, ledger, phases, [lambda n: FailoverEvent(n, n % 8)] * 2, rate=RATE)
+    makers = [lambda n: FailoverEvent(n, n % 8)] * 2
+    load = Load(store, ledger, phases, makers, rate=RATE, limit=180.0)
     load.warm_up()
     victim = master_of(url, slot(partition_names("cf_events", 3)[0]))
 
@@ -146,7 +150,13 @@ def test_a_killed_master_loses_nothing_acknowledged_and_the_client_follows(
         restart_s = restart_missing_nodes()
         wait_cluster_ok(url)
         phases.enter("recovery")
-        time.sleep(3.0)
+        # (saves to the killed master's slots resume once its successor has a replica again:
+        # cf_safe and the task queues wait for one)
+        deadline = time.monotonic() + 60
+        while first_done_on_victim(ledger, "cf_events", killed) is None:
+            assert time.monotonic() < deadline, "no save reached the promoted replica"
+            time.sleep(0.5)
+        time.sleep(2.0)
     finally:
         load.stop()
         phases.end()
@@ -204,11 +214,15 @@ def _loads(
     makers: dict[str, Callable[[int], Any]] = {"cf_lag_plain": LagPlain, "cf_lag_safe": LagSafe}
     for intent, make in makers.items():
         store = make_store(
-            transitory=url, volatile=url, data_dir=tmp / intent, realtime_deadline=DEADLINE
+            transitory=url,
+            volatile=url,
+            data_dir=tmp / intent,
+            realtime_deadline=DEADLINE,
+            breaker=BREAKER,
         )
         store.setup()
         stores[intent], ledgers[intent] = store, Ledger()
-        load = Load(store, ledgers[intent], phases, [make], rate=RATE)
+        load = Load(store, ledgers[intent], phases, [make], rate=RATE, limit=180.0)
         loads.append(load)
     return stores, ledgers, phases, loads
 
