@@ -352,7 +352,20 @@ def cassandra_keyspace(raw_cassandra: Session, cassandra_url: str) -> Iterator[s
     try:
         yield name
     finally:
-        raw_cassandra.execute(f"DROP KEYSPACE IF EXISTS {name}")
+        _drop_keyspace(raw_cassandra, cassandra_url, name)
+
+
+def _drop_keyspace(session: Session, url: str, name: str) -> None:
+    """DROP KEYSPACE, again on a fresh session if the long-lived one lost its connection (a
+    cluster test kills and restarts nodes) or the schema change was slow to agree."""
+    from cassandra import OperationTimedOut
+    from cassandra.cluster import NoHostAvailable
+
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+    except (OperationTimedOut, NoHostAvailable):
+        with cassandra_session(url, request_timeout=120) as fresh:
+            fresh.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 
 @pytest.fixture(scope="session")

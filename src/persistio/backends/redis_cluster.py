@@ -42,6 +42,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.utils import HIREDIS_AVAILABLE
 
 from ..errors import BackendUnavailable
 from ..partitions import slot as slot_of
@@ -60,6 +61,9 @@ from .redis_writes import (
     trims_of,
     wait_ms,
 )
+
+if HIREDIS_AVAILABLE:
+    import hiredis
 
 ATTEMPTS = 4  # sends of one call: redirects and TRYAGAIN resolve within a few
 _REDIRECTS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainError)
@@ -230,7 +234,7 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
                     again.extend(c for c in node_calls if c not in again)
         fatal = [e for e in errors if not isinstance(e, _RETRIED)]
         if fatal:
-            raise fatal[0]
+            raise fatal[0].original if isinstance(fatal[0], _Failed) else fatal[0]
         return again, errors
 
     @staticmethod
@@ -272,7 +276,7 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
             waited = wait_ms(deadline, self._options.request_timeout)
             commands.append(("WAIT", replicas, waited))
         try:
-            conn.send_packed_command(conn.pack_commands(commands))
+            conn.send_packed_command(_pack(conn, commands))
         except (RedisConnectionError, RedisTimeoutError) as exc:
             conn.disconnect()
             return calls, conn, pool, waited, RedisConnectionError(f"{node.name}: {exc}")
@@ -288,46 +292,21 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
     ) -> BaseException | None:
         """Read every answer of one master (so its connection stays clean): results go in
         place, redirected calls to ``again``; the first error, if any."""
-        first: BaseException | None = None
-        noscript = False
+        errors: list[BaseException] = []
         try:
             for call in calls:
-                if call.ask:
-                    _asking(conn)
-                try:
-                    reply = conn.read_response()
-                except NoScriptError as exc:  # a promoted replica: scripts are not replicated
-                    noscript = True
-                    first = first or exc
-                    again.append(call)
-                    continue
-                except _REDIRECTS as exc:
-                    call.ask = f"{exc.host}:{exc.port}" if type(exc) is AskError else None
-                    first = first or exc
-                    again.append(call)
-                    continue
-                except ResponseError as exc:  # a script error: bad data, not the server
-                    first = first or exc
-                    continue
-                call.ask = None
-                ops = len(call.indexes)
-                for i, r in zip(call.indexes, reply[:ops], strict=True):
-                    results[i] = int(r) == 1
-                if call.trims:
-                    self._count_trims(call.trims, [int(r) for r in reply[ops:]])
+                error = self._read_call(conn, call, results)
+                if error is not None:
+                    errors.append(error)
+                    if not isinstance(error, _FAILED):
+                        again.append(call)
             if waited:
-                try:
-                    acked = int(conn.read_response())
-                except ResponseError as exc:  # "WAIT cannot be used with replica instances"
-                    # the node became a replica (its calls were redirected above): again
+                error = self._read_wait(conn, calls, waited)
+                if isinstance(error, ReadOnlyError):  # the node is a replica now: all again
                     again.extend(c for c in calls if c not in again)
-                    return first or ReadOnlyError(str(exc))
-                wanted = max(c.replicas for c in calls)
-                try:
-                    check_replicas(acked, wanted, waited, f"{self._where} {conn.host}:{conn.port}")
-                except BackendUnavailable as exc:
-                    first = first or exc
-            if noscript:
+                if error is not None:
+                    errors.append(error)
+            if any(isinstance(e, NoScriptError) for e in errors):
                 conn.send_command("SCRIPT", "LOAD", WRITE_SCRIPT)
                 self._sha = conn.read_response().decode()
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -336,7 +315,42 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
         except BaseException:
             conn.disconnect()
             raise
-        return first
+        return errors[0] if errors else None
+
+    def _read_call(self, conn: Any, call: _Slotted, results: list[bool]) -> BaseException | None:
+        """One call's answer: its ops' results (and trims' counts), or why it must go again
+        (a redirect, a missing script) or failed (a script error: bad data)."""
+        if call.ask:
+            _asking(conn)
+        try:
+            reply = conn.read_response()
+        except NoScriptError as exc:  # a promoted replica: scripts are not replicated
+            return exc
+        except _REDIRECTS as exc:
+            call.ask = f"{exc.host}:{exc.port}" if type(exc) is AskError else None
+            return exc
+        except ResponseError as exc:
+            return _Failed(exc)
+        call.ask = None
+        ops = len(call.indexes)
+        for i, r in zip(call.indexes, reply[:ops], strict=True):
+            results[i] = int(r) == 1
+        if call.trims:
+            self._count_trims(call.trims, [int(r) for r in reply[ops:]])
+        return None
+
+    def _read_wait(self, conn: Any, calls: list[_Slotted], waited: int) -> BaseException | None:
+        """WAIT's answer: None when enough replicas took the writes."""
+        try:
+            acked = int(conn.read_response())
+        except ResponseError as exc:  # "WAIT cannot be used with replica instances"
+            return ReadOnlyError(str(exc))
+        wanted = max(c.replicas for c in calls)
+        try:
+            check_replicas(acked, wanted, waited, f"{self._where} {conn.host}:{conn.port}")
+        except BackendUnavailable as exc:
+            return exc
+        return None
 
     # -- the rest -------------------------------------------------------------------------------
 
@@ -387,6 +401,26 @@ class RedisClusterStore(ScriptWrites, RedisStreams, RedisCache):
 
 
 _RETRIED = (*_REDIRECTS, RedisConnectionError, NoScriptError)
+
+
+class _Failed(ResponseError):
+    """A script error (bad data): the call is not sent again, the batch fails with it."""
+
+    def __init__(self, original: ResponseError) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+_FAILED = (_Failed, BackendUnavailable)
+
+
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """The commands as one buffer: hiredis packs each in one C call (redis-py's own packing
+    checks every argument in Python first, which costs more than the round trip here)."""
+    if HIREDIS_AVAILABLE:
+        return [b"".join(hiredis.pack_command(c) for c in commands)]
+    packed: list[bytes] = conn.pack_commands(commands)
+    return packed
 
 
 def _node(host: str, port: int) -> ClusterNode:
