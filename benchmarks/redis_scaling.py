@@ -19,7 +19,11 @@ write script. Two workloads:
   to read per call) is the bottleneck: more masters do not help it.
 
 It reports saves/s after a warm-up, each master's CPU (``INFO cpu``, user + sys, over the
-measured span) and, per workload, the ratio 3 masters / 1 master.
+measured span) and, per workload, the ratio 3 masters / 1 master (the median of the rounds' own
+ratios: a round runs both layouts side by side). It also reports what does not depend on the
+machine's other load: the masters' CPU per save, and the busiest master's share of it. When
+Redis is the bottleneck a layout's capacity is one master's capacity divided by that share, so
+``1 / share`` is the speed-up a core per master would give (3.0 for an even spread).
 
 Caveats. On this 2-core machine the client processes and the masters share the cores: one
 master can use at most one core while the clients use the other; three masters get what the
@@ -37,6 +41,7 @@ import multiprocessing
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +70,16 @@ class Run:
     saves_per_s: float
     master_cpu: list[float]  # share of one core, per master
     clients: int
+
+    @property
+    def cpu_us_per_save(self) -> float:
+        """Masters' CPU (all of them) per save, in microseconds."""
+        return sum(self.master_cpu) / self.saves_per_s * 1e6
+
+    @property
+    def busiest_share(self) -> float:
+        """The busiest master's share of the masters' CPU (1.0 with one master)."""
+        return max(self.master_cpu) / sum(self.master_cpu)
 
 
 def _free_port() -> int:
@@ -222,6 +237,10 @@ def measure(
     return Run(workload, masters, saves / seconds, cpu, clients)
 
 
+def _fields(run: Run) -> dict[str, Any]:
+    return {**vars(run), "cpu_us_per_save": run.cpu_us_per_save, "busiest": run.busiest_share}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -240,27 +259,32 @@ def main() -> None:
     runs: list[Run] = []
     ratios: dict[str, float] = {}
     for workload in workloads:
+        rounds: list[float] = []
         for _ in range(args.rounds):
-            for masters in (1, 3):
-                run = measure(
-                    workload, masters, args.clients, args.batch, args.seconds, args.warmup
-                )
-                runs.append(run)
+            pair = [
+                measure(workload, masters, args.clients, args.batch, args.seconds, args.warmup)
+                for masters in (1, 3)
+            ]
+            runs += pair
+            rounds.append(pair[1].saves_per_s / pair[0].saves_per_s)
+            for run in pair:
                 cpu = ", ".join(f"{c:.0%}" for c in run.master_cpu)
                 print(
-                    f"{workload:6} {masters} master(s): {run.saves_per_s:10,.0f} saves/s"
-                    f"  (master CPU: {cpu})"
+                    f"{workload:6} {run.masters} master(s): {run.saves_per_s:10,.0f} saves/s"
+                    f"  master CPU {cpu}; {run.cpu_us_per_save:.1f} us/save,"
+                    f" busiest {run.busiest_share:.0%}"
                 )
-        one = [r.saves_per_s for r in runs if r.masters == 1 and r.workload == workload]
-        three = [r.saves_per_s for r in runs if r.masters == 3 and r.workload == workload]
-        ratios[workload] = (sum(three) / len(three)) / (sum(one) / len(one))
+            print(f"{workload:6} round ratio: {rounds[-1]:.2f}x")
+        # rounds side by side share the machine's state: the median of their ratios is steadier
+        # than a ratio of medians on a machine other work also uses
+        ratios[workload] = statistics.median(rounds)
         print(
-            f"{workload:6} 3 masters / 1 master: {ratios[workload]:.2f}x"
-            f"  ({os.cpu_count()} cores, {args.clients} client processes)"
+            f"{workload:6} 3 masters / 1 master: {ratios[workload]:.2f}x (median of"
+            f" {len(rounds)} rounds; {os.cpu_count()} cores, {args.clients} client processes)"
         )
     if args.json:
         args.json.write_text(
-            json.dumps({"ratios": ratios, "runs": [vars(r) for r in runs], "args": vars(args)},
+            json.dumps({"ratios": ratios, "runs": [_fields(r) for r in runs], "args": vars(args)},
                        indent=2, default=str) + "\n"
         )  # fmt: skip
 

@@ -6,6 +6,7 @@ Importing this package does no I/O and imports no database driver.
 
 from .aio import AsyncPersistio, AsyncTransaction
 from .deadletters import DeadLetter
+from .delivery import Delivery
 from .errors import (
     BackendUnavailable,
     ConfigError,
@@ -49,6 +50,7 @@ __all__ = [
     "BreakerPolicy",
     "ConfigError",
     "DeadLetter",
+    "Delivery",
     "DrainTimeout",
     "Intent",
     "IntentError",

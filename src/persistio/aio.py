@@ -68,8 +68,8 @@ class AsyncPersistio:
     async def setup(self) -> None:
         await self._run(self.sync.setup)
 
-    async def save(self, obj: Any) -> Receipt:
-        return await self._run(self.sync.save, obj)
+    async def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
+        return await self._run(self.sync.save, obj, idempotency_key=idempotency_key)
 
     async def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
         return await self._run(self.sync.save_many, list(objs))

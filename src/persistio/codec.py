@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -74,6 +76,17 @@ def columns_of(model: type) -> list[Column]:
     return [Column(f.name, *_kind_of(f.type)) for f in found]
 
 
+def normal_key(value: Any) -> Any:
+    """One form for numbers the stores treat as one key: Decimal 1.0, 1.00 and 1 are 1.
+
+    (PostgreSQL's numeric compares them equal, but Cassandra and Redis key by their bytes.)
+    """
+    if isinstance(value, Decimal) and value.is_finite():
+        value = value.normalize()
+        return Decimal(0) if value == 0 else value
+    return value
+
+
 class Codec:
     """Encodes, decodes and validates one model type; built once per stored type."""
 
@@ -87,6 +100,12 @@ class Codec:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(model)
         self._json_columns = tuple(c.name for c in self.columns if c.kind == "json")
+        self._datetimes = tuple(c.name for c in self.columns if c.kind == "datetime")
+        self._decimals = frozenset(c.name for c in self.columns if c.kind == "decimal")
+        # required fields with a default: a NULL there is a row older than the field
+        self._defaulted = frozenset(
+            f.name for f in fields if not f.required and not self._by_name[f.name].nullable
+        )
 
     def encode(self, obj: Any) -> bytes:
         return self._encoder.encode(obj)
@@ -104,6 +123,14 @@ class Codec:
             raise ValidationError(
                 f"{where}: expected a {self.model.__qualname__}, got {type(obj).__qualname__}"
             )
+        for name in self._datetimes:
+            value = getattr(obj, name)
+            if value is not None and value.tzinfo is None:
+                # the tiers would disagree about it (one reads it back aware, another naive)
+                raise ValidationError(
+                    f"{where}: field {name!r} is a naive datetime ({value.isoformat()}); "
+                    "persistio stores instants: use an aware one, e.g. datetime.now(UTC)"
+                )
         try:
             data = self._encoder.encode(obj)
             self._decoder.decode(data)
@@ -126,11 +153,20 @@ class Codec:
         return row
 
     def from_row(self, row: dict[str, Any]) -> Any:
-        encoded = {self._encode_names[k]: v for k, v in row.items() if k in self._by_name}
+        """The object of a row; a NULL in a required field that has a default (the row predates
+        the field) reads as that default."""
+        encoded = {
+            self._encode_names[k]: v
+            for k, v in row.items()
+            if k in self._by_name and not (v is None and k in self._defaulted)
+        }
         return msgspec.convert(encoded, self.model, strict=False)
 
     def key_values(self, obj: Any, fields: tuple[str, ...]) -> tuple[Any, ...]:
-        return tuple(getattr(obj, f) for f in fields)
+        """The key of ``obj``: Decimals normalized (1.0 and 1.00 are one key in every store)."""
+        if not self._decimals:
+            return tuple(getattr(obj, f) for f in fields)
+        return tuple(normal_key(getattr(obj, f)) for f in fields)
 
     def check_key(
         self, given: dict[str, Any], fields: tuple[str, ...], where: str
@@ -143,7 +179,20 @@ class Codec:
         out = []
         for name in fields:
             try:
-                out.append(msgspec.convert(given[name], self._hints[name], strict=False))
+                value = msgspec.convert(given[name], self._hints[name], strict=False)
             except msgspec.ValidationError as exc:
                 raise ValidationError(f"{where}: key field {name!r}: {exc}") from exc
+            if isinstance(value, datetime) and value.tzinfo is None:
+                raise ValidationError(
+                    f"{where}: key field {name!r} is a naive datetime; use an aware one"
+                )
+            out.append(normal_key(value))
         return tuple(out)
+
+    def to_key_row(self, obj: Any, key: tuple[str, ...]) -> dict[str, Any]:
+        """``to_row`` with the key's Decimals normalized, as ``key_values`` does."""
+        row = self.to_row(obj)
+        for name in key:
+            if name in self._decimals:
+                row[name] = normal_key(row[name])
+        return row

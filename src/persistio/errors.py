@@ -18,7 +18,14 @@ from __future__ import annotations
 
 
 class PersistioError(Exception):
-    """Base class of every persistio error."""
+    """Base class of every persistio error.
+
+    Raised by a save, it says which of the save's intents were written (``written``) and which
+    were not (``not_written``); both are empty when the error came before any write.
+    """
+
+    written: tuple[str, ...] = ()
+    not_written: tuple[str, ...] = ()
 
 
 class IntentError(PersistioError):

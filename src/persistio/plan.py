@@ -82,11 +82,23 @@ class SavePlan:
     skipped: list[str]
 
 
-def plan_save(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePlan:
-    """Validate ``obj`` and turn it into one task per intent; nothing is written here."""
+def plan_save(
+    plan: Plan,
+    obj: Any,
+    clock: WriteClock,
+    where: str,
+    stamp: tuple[str, int] | None = None,
+) -> SavePlan:
+    """Validate ``obj`` and turn it into one task per intent; nothing is written here.
+
+    ``stamp`` (write id, timestamp) replays an earlier attempt's identity (an idempotency key).
+    """
     model_payload = plan.codec.validate(obj, where)
-    ts = clock.next()
-    write_id = clock.write_id(ts)
+    if stamp is None:
+        ts = clock.next()
+        write_id = clock.write_id(ts)
+    else:
+        write_id, ts = stamp
     work: list[Work] = []
     skipped: list[str] = []
     model = plan.model

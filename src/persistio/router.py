@@ -19,6 +19,7 @@ written nothing else. One deadline covers the whole save.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -29,13 +30,15 @@ import msgspec
 
 from .backends.base import Backend, ConcurrentBackend, Op, Pending, Put, Upsert
 from .combiner import Combiner
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, PersistioError
 from .intents import Priority, Tier
 from .lanes import Lanes
 from .model import BoundIntent
 from .plan import TASK_ENCODER, SavePlan, Work
 from .spool import Spool
 from .wiring import Stores
+
+log = logging.getLogger("persistio.router")
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -48,9 +51,12 @@ class Receipt(msgspec.Struct, frozen=True):
     dropped: tuple[str, ...] = ()  # its backend was down and on_outage="drop" (counted)
     skipped: tuple[str, ...] = ()  # its when= predicate said no
     superseded: tuple[str, ...] = ()  # written, but a newer value was already stored
+    # not written although other intents of the save were: a store refused it, or it could not
+    # be spooled; counted in status()["failed"] (a save never raises once anything is written)
+    failed: tuple[str, ...] = ()
 
 
-STATES = ("done", "deferred", "buffered", "dropped", "superseded")
+STATES = ("done", "deferred", "buffered", "dropped", "superseded", "failed")
 
 
 class Outcome:
@@ -77,6 +83,7 @@ class Outcome:
             dropped=tuple(states.get("dropped", ())),
             skipped=tuple(plan.skipped),
             superseded=tuple(states.get("superseded", ())),
+            failed=tuple(states.get("failed", ())),
         )
 
 
@@ -131,7 +138,15 @@ class Router:
         return [outcome.receipt(p) for p in plans]
 
     def dispatch_works(self, works: Sequence[Work]) -> Outcome:
-        """REALTIME works now, the others onto their priority queues, within one deadline."""
+        """REALTIME works now, the others onto their priority queues, within one deadline.
+
+        The truth when something fails: a save raises only when nothing of it was written (then
+        the exception lists the intents, none written), or when an intent that says
+        ``on_outage="fail"`` could not be written (then nothing else was written, and the
+        exception says which such intents were). Once anything is written, a later failure is
+        reported in the receipt (``failed``) and counted, never raised: a save never raises for
+        an acid write that committed.
+        """
         deadline = time.monotonic() + self.deadline
         outcome = Outcome()
         failing: list[Work] = []
@@ -145,20 +160,25 @@ class Router:
             else:
                 now.append(w)
         if failing:
-            self._stage(failing, [], deadline, outcome, failing=True)
+            failed = self._stage(failing, [], deadline)
+            if failed:
+                raise _told(failed[0][0], works)
         if now or later:
-            self._stage(now, later, deadline, outcome, failing=False)
+            failed = self._stage(now, later, deadline)
+            if failed and not any(w.state for w in works):
+                raise _told(failed[0][0], works)
+            for error, lost in failed:
+                for w in lost:
+                    w.state = "failed"
+                    self.spool.bump(f"failed:{w.bound.name}")
+                log.error("a save's other writes landed, but %d failed: %s", len(lost), error)
         return outcome
 
     def _stage(
-        self,
-        now: Sequence[Work],
-        later: Sequence[Work],
-        deadline: float,
-        outcome: Outcome,
-        *,
-        failing: bool,
-    ) -> None:
+        self, now: Sequence[Work], later: Sequence[Work], deadline: float
+    ) -> list[tuple[BaseException, list[Work]]]:
+        """Send one stage; settle what can be; return the errors that could not be settled,
+        each with the works it left unwritten."""
         batches: dict[object, Batch] = {}
         ops = self.stores.ops
         for w in now:
@@ -168,10 +188,17 @@ class Router:
             for w in later:
                 batch.add(ops.enqueue(w), w, queued=True)
         results = self.run(list(batches.values()), deadline)
+        failed: list[tuple[BaseException, list[Work]]] = []
         for batch, result in zip(batches.values(), results, strict=True):
-            self._settle(batch, result, outcome, failing)
+            error = self._settle(batch, result)
+            if error is not None:
+                failed.append((error, [w for w in batch.works if w.state is None]))
+        return failed
 
-    def _settle(self, batch: Batch, result: Result, outcome: Outcome, failing: bool) -> None:
+    def _settle(self, batch: Batch, result: Result) -> BaseException | None:
+        """Mark each work's state from its batch's answer; the error, when there is one that
+        its intents' on_outage does not settle (bad data, an intent that says "fail", a spool
+        that is full)."""
         if not isinstance(result, BaseException):
             for work, op, queued, took in zip(
                 batch.works, batch.ops, batch.queued, result, strict=True
@@ -182,22 +209,21 @@ class Router:
                     work.state = "done"
                 else:
                     work.state = "superseded"
-            return
+                    self.spool.bump(f"superseded:{work.bound.name}")
+            return None
         if not isinstance(result, BackendUnavailable):
-            raise result
-        if failing:
-            names = sorted({w.bound.name for w in batch.works})
-            raise BackendUnavailable(
-                f"{result}; intents {names} have on_outage='fail', so nothing was written",
-                tier=getattr(result, "tier", ""),
-            ) from result
+            return result
         own = [w for w, q in zip(batch.works, batch.queued, strict=True) if not q]
         tasks = [w for w, q in zip(batch.works, batch.queued, strict=True) if q]
-        for bound, group in _by_bound(own).items():
-            outcome.mark(group, self.on_outage(bound, group))
-        if tasks:  # the queue is down: the tasks go to the spool, replayed to their backends
-            self.buffer(tasks)
-            outcome.mark(tasks, "buffered")
+        try:
+            for bound, group in _by_bound(own).items():
+                Outcome.mark(group, self.on_outage(bound, group))
+            if tasks:  # the queue is down: the tasks go to the spool, replayed to their backends
+                self.buffer(tasks)
+                Outcome.mark(tasks, "buffered")
+        except BackendUnavailable as exc:  # on_outage="fail", or the spool is full
+            return exc
+        return None
 
     def _batch(self, batches: dict[object, Batch], tier: Tier) -> Batch:
         """The batch for ``tier``'s backend; a tier whose circuit is open gets one of its own
@@ -330,10 +356,29 @@ class Router:
         sent = list(batches.values())
         results = dict(zip(map(id, sent), self.run(sent, deadline), strict=True))
         out: list[Result] = []
-        for key, index in where:
+        for work, (key, index) in zip(works, where, strict=True):
             result = results[key]
-            out.append(result if isinstance(result, BaseException) else [result[index]])
+            if isinstance(result, BaseException):
+                out.append(result)
+                continue
+            if not result[index] and work.bound.tier in (Tier.ACID, Tier.VOLATILE):
+                # a deferred or replayed write that a newer stored value beat: counted
+                self.spool.bump(f"superseded:{work.bound.name}")
+            out.append([result[index]])
         return out
+
+
+def _told(error: BaseException, works: Sequence[Work]) -> BaseException:
+    """``error``, saying which intents of the save were written and which were not."""
+    if isinstance(error, PersistioError):
+        written = tuple(sorted({w.bound.name for w in works if w.state}))
+        error.written = written
+        error.not_written = tuple(sorted({w.bound.name for w in works} - set(written)))
+        if isinstance(error, BackendUnavailable) and not written:
+            error.args = (f"{error}; nothing of this save was written",)
+        elif isinstance(error, BackendUnavailable):
+            error.args = (f"{error}; written: {list(written)}",)
+    return error
 
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:

@@ -136,6 +136,10 @@ def collect_status(
         else [f"the servers' setup could not be read within {router.deadline}s"],
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
+        # writes (now or deferred) that lost to a newer stored value, per intent
+        "superseded": _prefixed(counters, "superseded:"),
+        # writes of a save that failed after its other writes landed (see Receipt.failed)
+        "failed": _prefixed(counters, "failed:"),
         # dead letters dropped to keep them within their count and age bounds, and purged
         "dead_letters_dropped": _prefixed(counters, "dead_letters_dropped:"),
         "dead_letters_purged": counters.get("dead_letters_purged", 0),

@@ -17,6 +17,7 @@ from .backends.base import Options
 from .breaker import CircuitBreaker
 from .config import ENV, default_urls, environ_settings, open_backends
 from .deadletters import DeadLetter, DeadLetters
+from .delivery import takes_delivery
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
@@ -105,6 +106,7 @@ class Persistio:
         }
         defaults = default_urls(data)
         self.urls = {t: u if u is not None else defaults[t] for t, u in given.items()}
+        self._namespace = namespace
         self._stores = self._wire(settings, data, namespace)
         try:
             limits = settings.spool_limits
@@ -229,21 +231,48 @@ class Persistio:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def _plan(self, obj: Any, where: str) -> SavePlan:
+    def _plan(self, obj: Any, where: str, stamp: tuple[str, int] | None = None) -> SavePlan:
         self._check_open()
         # no setup here: each intent's first write sets it up, within the save's deadline
         plan = plan_of(type(obj))
-        return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})")
+        return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})", stamp)
 
-    def save(self, obj: Any) -> Receipt:
+    def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
         """Validate ``obj``, run its REALTIME intents now and queue the rest.
+
+        Args:
+            obj: An instance of a ``@persist`` model.
+            idempotency_key: A key of the caller's (an order number, a request id). A retry with
+                the same key within ``dedup_window`` (after a timeout, a crash, in another
+                process) writes exactly what the first attempt wrote: the same write id and
+                timestamp, so no store keeps anything newer and a consumer sees one entry.
 
         Raises:
             ValidationError: ``obj`` does not fit its model; nothing was written.
-            BackendUnavailable: an intent with ``on_outage="fail"`` could not be written (then no
-                other intent of this save was written either).
+            BackendUnavailable: nothing could be written, or an intent with
+                ``on_outage="fail"`` could not be (the exception's ``written`` and
+                ``not_written`` name the intents).
         """
-        return self._router.dispatch([self._plan(obj, "save")])[0]
+        stamp = None
+        if idempotency_key is not None:
+            stamp = self._first_attempt(type(obj), idempotency_key)
+        return self._router.dispatch([self._plan(obj, "save", stamp)])[0]
+
+    def _first_attempt(self, model: type, key: str) -> tuple[str, int]:
+        """(write id, timestamp) of the first save made with ``key``: this one's, if it is."""
+        if not isinstance(key, str) or not key or len(key) > 200:
+            raise ValidationError(
+                f"save(idempotency_key={key!r}): use a non-empty str of at most 200 characters"
+            )
+        ts = self._clock.next()
+        mine = f"{self._clock.write_id(ts)} {ts}"
+        scope = f"{self._namespace}:{plan_of(model).model_name}:{key}"
+        with self._stores.guard(Tier.TRANSITORY):
+            stored = self._stores.transitory.remember(
+                scope, mine, self.settings.dedup_window.total_seconds()
+            )
+        write_id, _, stamp = stored.partition(" ")
+        return write_id, int(stamp)
 
     def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
         """Save many objects through batched writes; every object is validated before any write."""
@@ -272,7 +301,11 @@ class Persistio:
     # -- deferred work --------------------------------------------------------------------------
 
     def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
-        """Register a handler for a transitory intent (at-least-once; return = ack = expunged)."""
+        """Register a handler for a transitory intent (at-least-once; return = ack = expunged).
+
+        ``handler(obj)``, or ``handler(obj, delivery)`` to get a ``pio.Delivery`` (write id,
+        attempt, enqueue time) whose ``key`` makes the handler's own effects idempotent.
+        """
         bound = REGISTRY.intent(Tier.TRANSITORY, intent)
         if bound is None or not isinstance(bound.intent, Transitory):
             raise ValidationError(
@@ -284,7 +317,9 @@ class Persistio:
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
             streams = self._stores.ops.streams(bound)
-            self._worker.consumers[intent] = Consumer(bound, streams, handler, batch)
+            self._worker.consumers[intent] = Consumer(
+                bound, streams, handler, batch, takes_delivery(handler)
+            )
             return handler
 
         return register

@@ -48,13 +48,22 @@ def assert_settled(store: Persistio, timeout: float = 30.0) -> dict[str, Any]:
     return status
 
 
-def planned_writes(store: Persistio, obj: Any) -> list[Any]:
+def planned_writes(
+    store: Persistio, obj: Any, *, write_id: str | None = None, ts: int | None = None
+) -> list[Any]:
     """The writes one ``save(obj)`` would make (one per intent), planned but not written.
 
     Pass them to ``replay`` in any order, any number of times, to test what a spool replay or a
     redelivery does: every store keeps the newest write, and a consumer sees an entry once.
+    ``write_id`` and ``ts`` (both or neither) stamp them as another process would have, e.g. to
+    make two writes with one timestamp.
     """
-    return list(store._plan(obj, "planned_writes").work)
+    stamp = None
+    if write_id is not None or ts is not None:
+        if write_id is None or ts is None:
+            raise ValueError("planned_writes: give both write_id and ts, or neither")
+        stamp = (write_id, ts)
+    return list(store._plan(obj, "planned_writes", stamp).work)
 
 
 def replay(store: Persistio, writes: list[Any]) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import Delivery, StreamSpec
+from .delivery import Delivery as ConsumerDelivery
 from .errors import BackendUnavailable
 from .intents import Tier
 from .model import BoundIntent
@@ -34,7 +35,7 @@ log = logging.getLogger("persistio.worker")
 PRUNE_EVERY = 300.0  # seconds between looks for consumers of gone worker processes
 CONSUMER_IDLE = 3600.0  # a consumer idle this long and holding nothing is forgotten
 
-Handler = Callable[[Any], Any]
+Handler = Callable[..., Any]  # handler(obj) or handler(obj, delivery)
 CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
@@ -44,6 +45,7 @@ class Consumer:
     streams: Streams  # its intent's partitions
     handler: Handler
     batch: int
+    with_delivery: bool = False  # the handler takes (obj, Delivery)
 
 
 def backoff(deliveries: int, base: float = 0.2, cap: float = 30.0) -> float:
@@ -210,7 +212,14 @@ class Worker:
                 self._failed(stream, d, exc, final=True)
                 continue
             try:
-                result = consumer.handler(obj)
+                if consumer.with_delivery:
+                    write_id, _, intent = d.dedup.partition(":")
+                    info = ConsumerDelivery(
+                        write_id, intent or consumer.bound.name, d.deliveries, d.enqueued_at
+                    )
+                    result = consumer.handler(obj, info)
+                else:
+                    result = consumer.handler(obj)
                 if inspect.iscoroutine(result):
                     self.run_coroutine(result)
             except Exception as exc:

@@ -123,7 +123,8 @@ class OpBuilder:
                 assert isinstance(intent, Volatile)
                 assert intent.ttl is not None
                 ttl_us = self._ttls[bound] = int(intent.ttl.total_seconds() * 1_000_000)
-            return Put(bound.name, key_of(bound, work.obj), task.ts, task.ts + ttl_us, task.payload)
+            key = key_of(bound, work.obj)
+            return Put(bound.name, key, task.ts, task.ts + ttl_us, task.payload, task.write_id)
         if tier is Tier.TRANSITORY:
             streams = self.streams(bound)
             if len(streams) == 1:
@@ -132,10 +133,11 @@ class OpBuilder:
             by = key_of(bound, work.obj) if bound.key else task.write_id
             return Append(streams[pick(by, len(streams))], work.dedup_key, task.payload)
         if tier is Tier.ACID:
-            return Upsert(self.table(bound), bound.codec.to_row(work.obj), task.ts)
+            row = bound.codec.to_key_row(work.obj, bound.key)
+            return Upsert(self.table(bound), row, task.ts, task.write_id)
         table = self.table(bound)
-        key = bound.codec.key_values(work.obj, bound.key)
-        return Document(table, key, task.payload, task.ts)
+        values = bound.codec.key_values(work.obj, bound.key)
+        return Document(table, values, task.payload, task.ts, task.write_id)
 
     def enqueue(self, work: Work) -> Append:
         """The op that puts ``work`` on its priority's task queue (no dedup: see Append)."""

@@ -50,7 +50,7 @@ def test_put_writes_a_hash_under_a_hash_tagged_key(cache: RedisCache, raw: redis
 
     # Then Redis holds a hash with the write timestamp and the payload, and get() reads it
     assert raw.keys("*") == [KEY.encode()]
-    assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"v1"}
+    assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"v1", b"w": b""}
     assert cache.get("here_now", "7:1") == b"v1"
     assert cache.get("here_now", "7:2") is None
 
@@ -78,7 +78,7 @@ def test_older_write_never_overwrites_newer(cache: RedisCache, raw: redis.Redis)
 
     # Then both are answered as superseded, and the stored value and its expiry are unchanged
     assert older == same == [False]
-    assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"new"}
+    assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"new", b"w": b""}
     assert raw.pexpiretime(KEY) == (ts + HOUR_US) // 1000
 
 
@@ -94,7 +94,7 @@ def test_newer_write_wins_and_moves_the_expiry(cache: RedisCache, raw: redis.Red
     ]
 
     # Then the newest value is stored, expiring at its own write time + TTL
-    assert raw.hgetall(KEY) == {b"ts": str(ts + 5).encode(), b"p": b"newest"}
+    assert raw.hgetall(KEY) == {b"ts": str(ts + 5).encode(), b"p": b"newest", b"w": b""}
     assert raw.pexpiretime(KEY) == (ts + 5 + HOUR_US) // 1000
 
 
@@ -121,7 +121,7 @@ def test_expired_replay_leaves_a_stored_value_alone(cache: RedisCache, raw: redi
     put(cache, "here_now", [entry(ts + 1, b"gone", ttl_us=1_000_000)])
 
     # Then the stored value is untouched (like MemoryVolatile), not deleted by a past expiry
-    assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"kept"}
+    assert raw.hgetall(KEY) == {b"ts": str(ts).encode(), b"p": b"kept", b"w": b""}
 
 
 def test_value_disappears_at_its_expiry(cache: RedisCache) -> None:
@@ -199,3 +199,20 @@ def test_malformed_url_raises_config_error(url: str, tmp_path: Path) -> None:
     # Then the error names the setting and never shows the password
     assert "PERSISTIO_VOLATILE_URL" in str(caught.value)
     assert "s3cret" not in str(caught.value)
+
+
+def test_equal_timestamps_resolve_to_the_larger_write_id(
+    cache: RedisCache, raw: redis.Redis
+) -> None:
+    # Given two writes with the same timestamp from two processes, the larger write id second
+    ts = now_us()
+    small = entry(ts, b"small")._replace(wid="01a20000-0000-7000-8000-000000000001")
+    large = entry(ts, b"large")._replace(wid="01a20000-0000-7000-8000-000000000002")
+
+    # When they arrive in either order, then the larger write id is what is stored
+    assert put(cache, "here_now", [large]) == [True]
+    assert put(cache, "here_now", [small]) == [False]
+    assert raw.hget(KEY, "p") == b"large"
+    raw.delete(KEY)
+    assert put(cache, "here_now", [small, large]) == [True, True]
+    assert raw.hget(KEY, "p") == b"large"

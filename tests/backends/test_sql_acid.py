@@ -65,6 +65,7 @@ def test_columns_are_typed_after_the_fields(
         "address": ("jsonb", "NO", None),
         "nickname": ("text", "YES", None),
         "_pio_ts": ("bigint", "NO", None),
+        "_pio_wid": ("text", "YES", None),
     }
     key = raw_pg.execute(
         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 from hypothesis import HealthCheck, given, settings
@@ -46,3 +47,23 @@ def test_any_order_any_repeats_converges_to_last_write(
     store.consumer("lww_events", batch=100)(delivered.append)
     store.drain(timeout=30)
     assert sorted(delivered, key=repr) == sorted(objs, key=repr)
+
+
+def test_equal_timestamps_resolve_the_same_way_in_every_store(store: pio.Persistio) -> None:
+    # Given two saves of one key stamped with the same microsecond by two processes
+    from persistio.testing import planned_writes, replay
+
+    ts = time.time_ns() // 1000
+    small = planned_writes(
+        store, Versioned("tie", 1), write_id="01a20000-0000-7000-8000-000000000001", ts=ts
+    )
+    large = planned_writes(
+        store, Versioned("tie", 2), write_id="01a20000-0000-7000-8000-000000000002", ts=ts
+    )
+
+    # When they are applied in either order, then every store keeps the larger write id's
+    for order in ([*small, *large], [*large, *small]):
+        for work in order:
+            replay(store, [work])
+        for intent in ("lww_rows", "lww_cache", "lww_docs"):
+            assert store.get(Versioned, intent, k="tie") == Versioned("tie", 2), (intent, order)

@@ -142,7 +142,8 @@ def test_replayed_tasks_keep_counts_exact_and_the_ledger_balanced(
     # Given a small simulated world whose check-ins were saved once, with two worker threads
     # running the consumers alongside (they serialize per user, venue and inbox)
     world = make_world(20, seed=3, id_base=base)
-    checkins = make_checkins(world, 100, days=2)
+    # (ending at NOW, the end of the window read below: the module was imported minutes ago)
+    checkins = make_checkins(world, 100, days=2, now=NOW)
     run(game, world, checkins, batch=32, workers=2)
     users = [u.user_id for u in world.users]
     venues = [v.venue_id for v in world.venues]

@@ -98,6 +98,7 @@ def test_public_names_are_pinned() -> None:
             "BreakerPolicy",
             "ConfigError",
             "DeadLetter",
+            "Delivery",
             "DrainTimeout",
             "Intent",
             "IntentError",

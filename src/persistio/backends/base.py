@@ -4,6 +4,9 @@ Backends receive plain values (``Column`` specs, rows, msgpack payloads and micr
 timestamps) and never model types. Each one resolves writes by write timestamp (last write wins),
 so a replayed or redelivered write can never overwrite newer data, and raises
 ``BackendUnavailable`` when its server cannot be reached (any other failure is a bug or bad data).
+
+One tie-break everywhere: of two writes with equal timestamps (two processes, one microsecond),
+the one with the larger write id wins, in every store, so the stores never disagree.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import quote
@@ -108,6 +112,7 @@ class Put(NamedTuple):
     ts: int
     expires_at_us: int  # absolute: write timestamp + ttl, also for a late replay
     payload: bytes
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 class Upsert(NamedTuple):
@@ -116,6 +121,7 @@ class Upsert(NamedTuple):
     table: TableSpec
     values: dict[str, Any]
     ts: int
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 class Document(NamedTuple):
@@ -125,6 +131,7 @@ class Document(NamedTuple):
     key: tuple[Any, ...]  # partition values, then order values
     payload: bytes
     ts: int
+    wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
 
 
 Op = Append | Put | Upsert | Document
@@ -181,6 +188,7 @@ class TransitoryBackend(Backend, Protocol):
     def redrive(self, stream: StreamSpec, ids: Sequence[str] | None, limit: int) -> int: ...
     def purge(self, stream: StreamSpec, ids: Sequence[str] | None) -> int: ...
     def stats(self, stream: StreamSpec) -> StreamStats: ...
+    def remember(self, key: str, value: str, ttl_seconds: float) -> str: ...
 
 
 class VolatileBackend(Backend, Protocol):
@@ -234,6 +242,11 @@ def _escaped(value: Any) -> str:
 
 
 def _scalar_text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        # equal numbers, one key: 1.0 and 1.00 are one row in SQL and Cassandra, so one here
+        if not value.is_finite():
+            return str(value)
+        return "0" if value == 0 else format(value.normalize(), "f")
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
     if isinstance(value, date):

@@ -21,6 +21,7 @@ import math
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -405,7 +406,7 @@ class CassandraDocuments:
                     ttl = math.ceil(remaining)
                 stmt = self._statement("insert", spec)
                 bound.append(
-                    (self._bind(stmt, spec, op.key, op.payload, op.ts, ttl), len(op.payload))
+                    (self._bind(stmt, spec, op.key, stamped(op), op.ts, ttl), len(op.payload))
                 )
             statements = batched(bound, self._cluster.metadata, self.endpoint.keyspace)
             timeout = self._remaining(deadline)
@@ -431,7 +432,7 @@ class CassandraDocuments:
             except ValidationError:
                 return None  # a key Cassandra could never have stored
             row = self._connect().execute(bound).one()
-        return None if row is None else bytes(row[0])
+        return None if row is None else unstamped(bytes(row[0]))
 
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         """Up to ``limit`` payloads of one partition, newest first by the order columns."""
@@ -443,7 +444,7 @@ class CassandraDocuments:
                 bound = self._bind(stmt, table, partition, limit)
             except ValidationError:
                 return []
-            return [bytes(r[0]) for r in self._connect().execute(bound)]
+            return [unstamped(bytes(r[0])) for r in self._connect().execute(bound)]
 
     def ping(self) -> None:
         with self._mapped("ping"):
@@ -476,6 +477,24 @@ class CassandraDocuments:
             self._prepared.clear()
         if cluster is not None:
             cluster.shutdown()
+
+
+STAMP = b"\x01"  # a msgpack object never starts with it: blobs without it predate the stamp
+
+
+def stamped(op: Document) -> bytes:
+    """The blob: a stamp byte and the write id's 16 bytes before the payload.
+
+    Cassandra resolves two writes with equal timestamps by the larger value: with the write id
+    first, the larger write id wins, as in every other store.
+    """
+    if not op.wid:
+        return op.payload
+    return STAMP + uuid.UUID(op.wid).bytes + op.payload
+
+
+def unstamped(blob: bytes) -> bytes:
+    return blob[17:] if blob[:1] == STAMP else blob
 
 
 def _quote_name(name: str) -> str:

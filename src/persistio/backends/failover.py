@@ -178,6 +178,9 @@ class FailoverTransitory:
             sum(s.dead_letters for s in found),
         )
 
+    def remember(self, key: str, value: str, ttl_seconds: float) -> str:
+        return self._m.first(lambda m: m.remember(key, value, ttl_seconds))
+
     def ping(self) -> None:
         self._m.first(lambda m: m.ping())
 

@@ -34,7 +34,7 @@ class MemoryVolatile:
                     raise refuse(self, op)
                 slot = (op.intent, op.key)
                 current = self._data.get(slot)
-                if current is not None and current.ts >= op.ts:
+                if current is not None and (current.ts, current.wid) >= (op.ts, op.wid):
                     written.append(False)  # an older or replayed write never wins
                 elif op.expires_at_us <= now_us:
                     # Written late (a replay): already expired, and an expired value never

@@ -23,7 +23,7 @@ from psycopg.pq import TransactionStatus
 from ..errors import BackendUnavailable, Busy, PersistioError, ValidationError
 from .base import INHERITED, TableSpec, Upsert
 from .pg_writes import LATE, Statements, clock_offset, newest_per_key, parameters, quoted
-from .sql_types import WRITE_TS
+from .sql_types import WRITE_ID, WRITE_TS
 from .watchdog import Watchdog, in_daemon_thread
 
 OFFSET = "persistio_clock_offset"  # in each pooled connection's info: server clock - ours
@@ -284,9 +284,10 @@ def _ours(dbapi: psycopg.Connection[Any], spec: TableSpec, ops: Sequence[Upsert]
         "(" + " AND ".join(f"{quoted(k)} = %s" for k in spec.key) + ")" for _ in ops
     )
     values = [op.values[k] for op in ops for k in spec.key]
-    sql = f"SELECT {keys}, {quoted(WRITE_TS)} FROM {quoted(spec.name)} WHERE {where}"
-    stored = {tuple(r[:-1]): r[-1] for r in dbapi.execute(sql.encode(), values)}
-    return [stored.get(tuple(op.values[k] for k in spec.key)) == op.ts for op in ops]
+    stamps = f"{quoted(WRITE_TS)}, {quoted(WRITE_ID)}"
+    sql = f"SELECT {keys}, {stamps} FROM {quoted(spec.name)} WHERE {where}"
+    stored = {tuple(r[:-2]): (r[-2], r[-1] or "") for r in dbapi.execute(sql.encode(), values)}
+    return [stored.get(tuple(op.values[k] for k in spec.key)) == (op.ts, op.wid) for op in ops]
 
 
 def _recovered(dbapi: psycopg.Connection[Any], exc: psycopg.Error) -> bool:

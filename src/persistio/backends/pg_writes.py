@@ -25,7 +25,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from .base import TableSpec, Upsert
-from .sql_types import WRITE_TS
+from .sql_types import WRITE_ID, WRITE_TS
 
 ARRAY_TYPES = {
     "int": "int8",
@@ -85,20 +85,24 @@ def _upsert_sql(spec: TableSpec, single: bool, guarded: bool) -> str:
     table = quoted(spec.name)
     names = [c.name for c in spec.columns]
     updates = ", ".join(f"{quoted(n)} = excluded.{quoted(n)}" for n in names if n not in spec.key)
-    ts = quoted(WRITE_TS)
-    updates = f"{updates}, {ts} = excluded.{ts}" if updates else f"{ts} = excluded.{ts}"
+    ts, wid = quoted(WRITE_TS), quoted(WRITE_ID)
+    stamps = f"{ts} = excluded.{ts}, {wid} = excluded.{wid}"
+    updates = f"{updates}, {stamps}" if updates else stamps
     # clock_timestamp() is volatile, so the guard runs per row at execution, never when planning
     guard = " WHERE 1 / (clock_timestamp() <= to_timestamp(%b::float8))::int = 1" if guarded else ""
     if single:
         values = ", ".join(f"%b::{ARRAY_TYPES[c.kind]}" for c in spec.columns)
-        rows = f"SELECT {values}, %b::int8"
+        rows = f"SELECT {values}, %b::int8, %b::text"
     else:
         arrays = ", ".join(f"%b::{ARRAY_TYPES[c.kind]}[]" for c in spec.columns)
-        rows = f"SELECT * FROM unnest({arrays}, %b::int8[])"
+        rows = f"SELECT * FROM unnest({arrays}, %b::int8[], %b::text[])"
+    # last write wins; of two equal timestamps, the larger write id (rows from before the write
+    # id column hold none, and lose such a tie)
+    newer = f"({table}.{ts}, coalesce({table}.{wid}, '')) < (excluded.{ts}, excluded.{wid})"
     return (
-        f"INSERT INTO {table} ({', '.join(map(quoted, names))}, {ts}) {rows}{guard} "
+        f"INSERT INTO {table} ({', '.join(map(quoted, names))}, {ts}, {wid}) {rows}{guard} "
         f"ON CONFLICT ({', '.join(map(quoted, spec.key))}) DO UPDATE SET {updates} "
-        f"WHERE {table}.{ts} < excluded.{ts}"
+        f"WHERE {newer}"
     )
 
 
@@ -111,7 +115,7 @@ def newest_per_key(ops: Sequence[Upsert]) -> tuple[list[Upsert], list[bool]]:
     for i, op in enumerate(ops):
         key = tuple(op.values[k] for k in spec.key)
         held = newest.get(key)
-        if held is None or ops[held].ts < op.ts:
+        if held is None or (ops[held].ts, ops[held].wid) < (op.ts, op.wid):
             newest[key] = i
     kept = sorted(newest.values())
     survived = [False] * len(ops)
@@ -121,8 +125,8 @@ def newest_per_key(ops: Sequence[Upsert]) -> tuple[list[Upsert], list[bool]]:
 
 
 def parameters(spec: TableSpec, ops: Sequence[Upsert], server_deadline: float | None) -> list[Any]:
-    """Column arrays in the statement's order, the write timestamps, then the deadline if any
-    (for one row: its values, its timestamp, the deadline)."""
+    """Column arrays in the statement's order, the write timestamps and ids, then the deadline
+    if any (for one row: its values, its timestamp and id, the deadline)."""
     params: list[Any] = []
     if len(ops) == 1:
         op = ops[0]
@@ -133,7 +137,7 @@ def parameters(spec: TableSpec, ops: Sequence[Upsert], server_deadline: float | 
             elif column.kind == "datetime" and _naive(value):
                 value = value.replace(tzinfo=UTC)
             params.append(value)
-        params.append(op.ts)
+        params += (op.ts, op.wid)
         if server_deadline is not None:
             params.append(server_deadline)
         return params
@@ -146,6 +150,7 @@ def parameters(spec: TableSpec, ops: Sequence[Upsert], server_deadline: float | 
             values = [v.replace(tzinfo=UTC) if _naive(v) else v for v in values]
         params.append(values)
     params.append([op.ts for op in ops])
+    params.append([op.wid for op in ops])
     if server_deadline is not None:
         params.append(server_deadline)
     return params

@@ -11,7 +11,8 @@ from __future__ import annotations
 # one op after another, each starting with its kind:
 #   'a' deduplicated append: KEYS stream, seen-marker; ARGV item id, payload
 #   'q' plain append:        KEYS stream;              ARGV item id, payload
-#   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload
+#   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload,
+#                                                      write id (breaks a tie: the larger wins)
 #   't' trim a stream:       KEYS stream;              ARGV max length ('' none), oldest id kept
 #                            (ms, '' none): entries nobody consumed in time, counted by caller
 # Returns one integer per op: 1 written, 0 duplicate or superseded, 2 expired before it arrived;
@@ -31,16 +32,17 @@ while a <= #ARGV do
     if expire_at <= now_ms then
       out[#out + 1] = 2  -- written late (a replay) and already expired: never resurrect it
     else
-      local stored = redis.call('HGET', KEYS[k], 'ts')
-      if stored and tonumber(stored) >= tonumber(ts) then
-        out[#out + 1] = 0  -- an older, or the same, write never wins
+      local stored = redis.call('HMGET', KEYS[k], 'ts', 'w')
+      local sts, wid = tonumber(stored[1]), ARGV[a + 4]
+      if sts and (sts > tonumber(ts) or (sts == tonumber(ts) and (stored[2] or '') >= wid)) then
+        out[#out + 1] = 0  -- an older write, or the same one, never wins
       else
-        redis.call('HSET', KEYS[k], 'ts', ts, 'p', ARGV[a + 3])
+        redis.call('HSET', KEYS[k], 'ts', ts, 'p', ARGV[a + 3], 'w', wid)
         redis.call('PEXPIREAT', KEYS[k], ARGV[a + 2])
         out[#out + 1] = 1
       end
     end
-    k, a = k + 1, a + 4
+    k, a = k + 1, a + 5
   elseif kind == 't' then
     local trimmed = 0
     if ARGV[a + 1] ~= '' then

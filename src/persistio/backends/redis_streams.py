@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.cluster import RedisCluster
@@ -222,6 +223,14 @@ class RedisStreams:
                 client.delete(key)
                 return n
             return int(client.xdel(key, *ids)) if ids else 0
+
+    def remember(self, key: str, value: str, ttl_seconds: float) -> str:
+        """Store ``value`` under ``key`` unless one is there; the value there now (one round
+        trip: ``SET NX GET``)."""
+        name = f"pio:idem:{{{quote(key, safe='')}}}"
+        with unavailable_on_outage("transitory", self._where):
+            before = self._redis().set(name, value, nx=True, get=True, px=round(ttl_seconds * 1000))
+        return value if before is None else _text(before)
 
     def prune_consumers(self, stream: StreamSpec, idle_seconds: float) -> int:
         """Forget consumers (gone worker processes) idle that long and holding nothing."""

@@ -96,7 +96,7 @@ class ScriptWrites:
                 slot = f"v:{op.intent}"
                 prefix = known.get(slot) or known.setdefault(slot, volatile_key(op.intent, "")[:-2])
                 keys.append(f"{prefix}{{{op.key}}}")
-                args += ("v", op.ts, op.expires_at_us // 1000, op.payload)
+                args += ("v", op.ts, op.expires_at_us // 1000, op.payload, op.wid)
             else:
                 raise refuse(self, op)
         return Call(keys, args, replicas)

@@ -9,6 +9,7 @@ is ``pg_writes`` (one round trip, deadline-guarded); SQLite goes through SQLAlch
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,10 +19,10 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, PersistioError
 from .base import Op, TableSpec, Upsert, refuse
 from .sql_errors import mapped_errors
-from .sql_types import WRITE_TS, sa_type
+from .sql_types import WRITE_ID, WRITE_TS, sa_type
 
 OUTBOX = "_persistio_outbox"
 T = TypeVar("T")
@@ -102,6 +103,8 @@ class SQLTables:
                 *columns,
                 *extras,
                 sa.Column(WRITE_TS, sa.BigInteger, nullable=False),
+                # nullable: rows written before this column existed hold none (they lose a tie)
+                sa.Column(WRITE_ID, sa.Text, nullable=True),
             )
             self._tables[spec.name] = (spec, found)
             for slot in [s for s in self._upserts if s[0] == spec.name]:
@@ -117,19 +120,82 @@ class SQLTables:
         return stmt
 
 
-def add_missing_columns(conn: sa.Connection, table: sa.Table) -> None:
-    """``setup()`` evolves tables: a field added to a model becomes a new nullable column."""
-    existing = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+# The reflected column types a logical kind may be found as (PostgreSQL and SQLite names).
+COMPATIBLE: dict[str, tuple[str, ...]] = {
+    "int": ("BIGINT", "INTEGER", "SMALLINT"),
+    "str": ("TEXT", "VARCHAR", "CHAR"),
+    "float": ("DOUBLE", "FLOAT", "REAL", "DOUBLE_PRECISION"),
+    "bool": ("BOOLEAN",),
+    "datetime": ("TIMESTAMP", "DATETIME"),
+    "date": ("DATE",),
+    "uuid": ("UUID", "CHAR"),
+    "decimal": ("NUMERIC", "DECIMAL", "TEXT"),
+    "bytes": ("BYTEA", "BLOB", "LARGEBINARY"),
+    "json": ("JSONB", "JSON"),
+}
+
+
+def evolve(conn: sa.Connection, table: sa.Table, kinds: dict[str, str]) -> None:
+    """``setup()`` evolves a table to its model, never dropping anything:
+
+    - a field added to the model becomes a new nullable column (old rows read it as the field's
+      default, see ``Codec.from_row``);
+    - a column whose field was removed stops refusing inserts (its NOT NULL is dropped; the
+      column and its data stay);
+    - a column whose type no longer fits its field is refused, naming the column and the fix.
+    """
+    found = {c["name"]: c for c in sa.inspect(conn).get_columns(table.name)}
     preparer = conn.dialect.identifier_preparer
+    name = preparer.quote(table.name)
     for column in table.columns:
-        if column.name not in existing:
+        old = found.get(column.name)
+        if old is None:
             ddl = column.type.compile(dialect=conn.dialect)
             conn.execute(
+                sa.text(f"ALTER TABLE {name} ADD COLUMN {preparer.quote(column.name)} {ddl}")
+            )
+            continue
+        kind = kinds.get(column.name)
+        reflected = type(old["type"]).__name__.upper()
+        if kind is not None and not reflected.startswith(COMPATIBLE[kind]):
+            raise PersistioError(
+                f"acid table {table.name}: column {column.name!r} is {reflected}, but the field "
+                f"is now {kind}: migrate the column (ALTER TABLE {table.name} ALTER COLUMN "
+                f"{column.name} TYPE ...) or store the field under a new name; setup() never "
+                "changes a column's type"
+            )
+    removed = [n for n, c in found.items() if n not in table.columns and not c["nullable"]]
+    if removed and conn.dialect.name == "postgresql":
+        for column_name in removed:
+            conn.execute(
                 sa.text(
-                    f"ALTER TABLE {preparer.quote(table.name)} "
-                    f"ADD COLUMN {preparer.quote(column.name)} {ddl}"
+                    f"ALTER TABLE {name} ALTER COLUMN {preparer.quote(column_name)} DROP NOT NULL"
                 )
             )
+    elif removed:
+        _sqlite_relax(conn, table.name, removed)
+
+
+def _sqlite_relax(conn: sa.Connection, table: str, columns: list[str]) -> None:
+    """SQLite cannot drop a NOT NULL: rebuild the table with the same columns, those nullable
+    (its documented procedure: create, copy, drop, rename, in one transaction)."""
+    ddl = conn.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table}
+    ).scalar_one()
+    relaxed = str(ddl)
+    for column in columns:
+        # the column's own definition: its name after "(", "," or a blank, its type, NOT NULL
+        relaxed = re.sub(
+            rf'((?:[\s,(])"?{re.escape(column)}"?\s+[^,]*?)\s+NOT NULL', r"\1", relaxed, count=1
+        )
+    temp = f"{table}__pio_evolve"
+    relaxed = relaxed.replace(f"CREATE TABLE {table}", f"CREATE TABLE {temp}", 1).replace(
+        f'CREATE TABLE "{table}"', f'CREATE TABLE "{temp}"', 1
+    )
+    conn.execute(sa.text(relaxed))
+    conn.execute(sa.text(f'INSERT INTO "{temp}" SELECT * FROM "{table}"'))
+    conn.execute(sa.text(f'DROP TABLE "{table}"'))
+    conn.execute(sa.text(f'ALTER TABLE "{temp}" RENAME TO "{table}"'))
 
 
 def upsert_statement(conn: sa.Connection, table: sa.Table) -> Any:
@@ -141,8 +207,14 @@ def upsert_statement(conn: sa.Connection, table: sa.Table) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=key,
         set_=updates,
-        where=table.c[WRITE_TS] < stmt.excluded[WRITE_TS],
+        where=sa.tuple_(table.c[WRITE_TS], sa.func.coalesce(table.c[WRITE_ID], ""))
+        < sa.tuple_(stmt.excluded[WRITE_TS], stmt.excluded[WRITE_ID]),
     )
+
+
+def _stamp(row: dict[str, Any]) -> tuple[int, str]:
+    """What last-write-wins compares: the write timestamp, then the write id."""
+    return row[WRITE_TS], row.get(WRITE_ID) or ""
 
 
 def latest_per_key(table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -152,7 +224,7 @@ def latest_per_key(table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[dict
     for row in rows:
         k = tuple(row[name] for name in key)
         held = newest.get(k)
-        if held is None or held[WRITE_TS] < row[WRITE_TS]:
+        if held is None or _stamp(held) < _stamp(row):
             newest[k] = row
     return list(newest.values())
 
@@ -251,7 +323,7 @@ class SQLAcid:
             for spec in tables:
                 table = self._tables.table(spec)
                 table.create(conn, checkfirst=True)
-                add_missing_columns(conn, table)
+                evolve(conn, table, {c.name: c.kind for c in spec.columns})
 
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Upsert every row in one transaction; True for each row that took effect.
@@ -292,7 +364,7 @@ class SQLAcid:
     def _upsert(self, conn: sa.Connection, ops: Sequence[Upsert]) -> list[bool]:
         """One table's rows through SQLAlchemy; which of them took effect."""
         table = self._tables.table(ops[0].table)
-        values = [{**op.values, WRITE_TS: op.ts} for op in ops]
+        values = [{**op.values, WRITE_TS: op.ts, WRITE_ID: op.wid} for op in ops]
         newest = latest_per_key(table, values)
         result = conn.execute(self._tables.upsert(conn, table), newest)
         if result.rowcount == len(ops):
@@ -315,7 +387,7 @@ class SQLAcid:
             row = _once_more_on_disconnect(read, deadline)
         if row is None:
             return None
-        return {k: v for k, v in row.items() if k != WRITE_TS}
+        return {k: v for k, v in row.items() if k not in (WRITE_TS, WRITE_ID)}
 
     @contextmanager
     def transaction(self) -> Iterator[SQLTransaction]:
@@ -394,13 +466,14 @@ def stored_is_ours(
 ) -> list[bool]:
     """Fewer rows changed than sent: read which keys hold our write (the rest lost to newer)."""
     key = [c.name for c in table.primary_key.columns]
-    found: dict[tuple[Any, ...], int] = {}
+    found: dict[tuple[Any, ...], tuple[int, str]] = {}
     for chunk in range(0, len(values), 500):
         part = values[chunk : chunk + 500]
         where = sa.or_(*(sa.and_(*(table.c[k] == v[k] for k in key)) for v in part))
-        query = sa.select(*(table.c[k] for k in key), table.c[WRITE_TS]).where(where)
-        found.update({tuple(r[:-1]): r[-1] for r in conn.execute(query)})
-    return [found.get(tuple(v[k] for k in key)) == v[WRITE_TS] for v in values]
+        query = sa.select(*(table.c[k] for k in key), table.c[WRITE_TS], table.c[WRITE_ID])
+        rows = conn.execute(query.where(where))
+        found.update({tuple(r[:-2]): (r[-2], r[-1] or "") for r in rows})
+    return [found.get(tuple(v[k] for k in key)) == _stamp(v) for v in values]
 
 
 def _once_more_on_disconnect(call: Callable[[], T], deadline: float) -> T:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from ..codec import Kind
 
 WRITE_TS = "_pio_ts"  # the hidden column that holds each row's write timestamp
+WRITE_ID = "_pio_wid"  # and its write id, which breaks a tie of equal timestamps
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from .base import Document, Op, TableSpec, refuse
-from .sql import SQLTables, add_missing_columns, latest_per_key, make_engine
+from .sql import SQLTables, evolve, latest_per_key, make_engine
 from .sql_errors import mapped_errors
-from .sql_types import WRITE_TS
+from .sql_types import WRITE_ID, WRITE_TS
 
 BLOB = "_pio_object"
 EXPIRES = "_pio_expires_at"
@@ -51,7 +51,7 @@ class SQLiteDocuments:
             for spec in tables:
                 table = self._table(spec)
                 table.create(conn, checkfirst=True)
-                add_missing_columns(conn, table)
+                evolve(conn, table, {c.name: c.kind for c in spec.columns})
 
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Every row in one transaction, each at its write timestamp (the newest wins)."""
@@ -67,6 +67,7 @@ class SQLiteDocuments:
                     **dict(zip(names, op.key, strict=True)),
                     BLOB: op.payload,
                     WRITE_TS: op.ts,
+                    WRITE_ID: op.wid,
                     EXPIRES: expires,
                 }
             )

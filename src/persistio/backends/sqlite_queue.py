@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     first_failed_at REAL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_stream ON dead_letters (stream);
+CREATE TABLE IF NOT EXISTS remembered (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -162,6 +165,17 @@ class SQLiteQueue:
                 ).rowcount
             if n:
                 self.trimmed[spec.name] = self.trimmed.get(spec.name, 0) + n
+
+    def remember(self, key: str, value: str, ttl_seconds: float) -> str:
+        """Store ``value`` under ``key`` unless a live one is there; the value there now."""
+        now = time.time()
+        with self._write() as cur:
+            cur.execute("DELETE FROM remembered WHERE key = ? AND expires_at <= ?", (key, now))
+            cur.execute(
+                "INSERT OR IGNORE INTO remembered VALUES (?, ?, ?)", (key, value, now + ttl_seconds)
+            )
+            (stored,) = cur.execute("SELECT value FROM remembered WHERE key = ?", (key,)).fetchone()
+        return str(stored)
 
     def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]:
         now = time.time()
