@@ -278,9 +278,14 @@ def main() -> None:
         # rounds side by side share the machine's state: the median of their ratios is steadier
         # than a ratio of medians on a machine other work also uses
         ratios[workload] = statistics.median(rounds)
+        spread = [r for r in runs if r.workload == workload and r.masters == 3]
+        projected = statistics.median(1 / r.busiest_share for r in spread)
+        cost = statistics.median(r.cpu_us_per_save for r in runs if r.workload == workload)
         print(
-            f"{workload:6} 3 masters / 1 master: {ratios[workload]:.2f}x (median of"
-            f" {len(rounds)} rounds; {os.cpu_count()} cores, {args.clients} client processes)"
+            f"{workload:6} 3 masters / 1 master: {ratios[workload]:.2f}x measured (median of"
+            f" {len(rounds)} rounds; {os.cpu_count()} cores, {args.clients} client processes);"
+            f" {cost:.1f} us of master CPU per save; with a core per master:"
+            f" {projected:.2f}x"
         )
     if args.json:
         args.json.write_text(

@@ -10,8 +10,9 @@ tasks/s = 2 * saves / time. Process start-up (~1 s of imports) is inside the tim
 a real deploy. Over the same span it reads the CPU time of the workers and of every local server
 process (each Redis master or server, each Cassandra node, PostgreSQL with its backends), found
 by the address it listens on (``benchmarks/listeners.py``), less what each burnt idle in the 3 s
-before: per task, that is what a capacity model needs (docs/scaling.md). On this 2-core machine, more than 2 workers compete for CPU with the
-servers: compare the ratios, and the CPU per task, rather than the absolute rates.
+before: per task, that is what a capacity model needs (docs/scaling.md). On this 2-core machine,
+more than 2 workers compete for CPU with the servers: compare the ratios, and the CPU per task,
+rather than the absolute rates.
 """
 
 from __future__ import annotations
