@@ -357,14 +357,15 @@ def cassandra_keyspace(raw_cassandra: Session, cassandra_url: str) -> Iterator[s
 
 def _drop_keyspace(session: Session, url: str, name: str) -> None:
     """DROP KEYSPACE, again on a fresh session if the long-lived one lost its connection (a
-    cluster test kills and restarts nodes) or the schema change was slow to agree."""
+    cluster test kills and restarts nodes). Dropping a keyspace of a few hundred tables flushes
+    and snapshots each: on a busy 2-core machine that outlasts the driver's default 10 s."""
     from cassandra import OperationTimedOut
     from cassandra.cluster import NoHostAvailable
 
     try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+        session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=180)
     except (OperationTimedOut, NoHostAvailable):
-        with cassandra_session(url, request_timeout=120) as fresh:
+        with cassandra_session(url, request_timeout=180) as fresh:
             fresh.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 

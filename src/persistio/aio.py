@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .deadletters import DeadLetter
+from .events import Hook
 from .router import Receipt
 from .store import Persistio
 from .transaction import Transaction
@@ -119,6 +120,10 @@ class AsyncPersistio:
         self, ids: Sequence[str] | None = None, *, intent: str | None = None
     ) -> int:
         return await self._run(self.sync.purge_dead_letters, ids, intent=intent)
+
+    def on(self, event: str, fn: Hook) -> Callable[[], None]:
+        """``Persistio.on``: hooks run on the thread where the event happened, not the loop."""
+        return self.sync.on(event, fn)
 
     async def status(self) -> dict[str, Any]:
         return await self._run(self.sync.status)

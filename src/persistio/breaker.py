@@ -32,8 +32,11 @@ class CircuitBreaker:
         reset_timeout: float = 0.5,
         max_reset_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, State, State], None] | None = None,
     ) -> None:
         self.tier = tier
+        # (tier, before, after) on every change between closed and open, called outside the lock
+        self._on_change = on_change
         self._clock = clock  # injectable, so the state machine is testable without sleeping
         self.failure_threshold = failure_threshold
         self._cooldown = tenacity.wait_exponential(multiplier=reset_timeout, max=max_reset_timeout)
@@ -78,17 +81,30 @@ class CircuitBreaker:
         with self._lock:
             if self._forced:
                 return
+            before = self._state
             self._state = "closed"
             self._failures = 0
             self._opens = 0
             self._probing = False
+        if before != "closed":
+            self._changed(before, "closed")
 
     def failure(self) -> None:
         with self._lock:
+            before = self._state
             self._failures += 1
             self._probing = False
-            if self._state == "half_open" or self._failures >= self.failure_threshold:
+            # a call that was in flight when another opened the circuit does not open it again
+            if self._state == "half_open" or (
+                self._state == "closed" and self._failures >= self.failure_threshold
+            ):
                 self._open()
+        if before == "closed" and self._state == "open":
+            self._changed(before, "open")
+
+    def _changed(self, before: State, after: State) -> None:
+        if self._on_change is not None:
+            self._on_change(self.tier, before, after)
 
     def _open(self) -> None:
         self._opens += 1
@@ -101,8 +117,11 @@ class CircuitBreaker:
     def force_open(self) -> None:
         """Open the circuit on purpose and keep it open (an outage drill)."""
         with self._lock:
+            before = self._state
             self._forced = True
             self._open()
+        if before == "closed":
+            self._changed(before, "open")
 
     def force_close(self) -> None:
         """End a drill: let the next call through as a probe."""

@@ -26,6 +26,9 @@ class PersistioError(Exception):
 
     written: tuple[str, ...] = ()
     not_written: tuple[str, ...] = ()
+    # sent, but the answer was lost: each may or may not have been applied (a retry or replay
+    # with the same write id is harmless either way)
+    in_doubt: tuple[str, ...] = ()
 
 
 class IntentError(PersistioError):
@@ -46,6 +49,11 @@ class BackendUnavailable(PersistioError):
     def __init__(self, message: str, *, tier: str = "") -> None:
         super().__init__(message)
         self.tier = tier
+
+
+class InDoubt(BackendUnavailable):
+    """A write was sent, but its answer never came (a timeout, a connection lost mid-call):
+    the server may have applied it. Never reported as "not written"."""
 
 
 class Busy(BackendUnavailable):

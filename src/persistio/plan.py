@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from .clock import WriteClock
 from .model import REGISTRY, BoundIntent, Plan
 
 
@@ -48,30 +46,6 @@ class Work:
     def dedup_key(self) -> str:
         """One save writes once per intent: the unit that replay and redelivery deduplicate."""
         return f"{self.task.write_id}:{self.task.intent}"
-
-
-class WriteClock:
-    """Microsecond write timestamps, strictly increasing within the process, and UUIDv7 ids."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last = 0
-
-    def next(self) -> int:
-        now = time.time_ns() // 1000
-        with self._lock:
-            self._last = now if now > self._last else self._last + 1
-            return self._last
-
-    @staticmethod
-    def write_id(ts_us: int) -> str:
-        """A UUIDv7 (RFC 9562) whose 12 sub-millisecond bits come from ``ts_us``: time-ordered."""
-        ms, sub_us = divmod(ts_us, 1000)
-        rand_a = (sub_us * 4096) // 1000
-        rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
-        value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-        h = f"{value:032x}"  # uuid.UUID's str() would take three times as long
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

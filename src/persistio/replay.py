@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from .errors import BackendUnavailable
 from .plan import TASK_DECODER, TASK_ENCODER, UnknownModel, Work, work_from_task
@@ -71,16 +72,18 @@ class Replay:
                 elif not isinstance(result, BackendUnavailable):
                     reason = f"{type(result).__name__}: {result}"
                     if spool.failed(seq, reason, SPOOL_ATTEMPTS):
-                        log.error(
-                            "spooled %s set aside after %d attempts: %s",
-                            work.dedup_key,
-                            SPOOL_ATTEMPTS,
-                            reason,
+                        self.router.events.emit(
+                            "dead_lettered",
+                            where=f"spool:{tier}",
+                            item=work.dedup_key,
+                            deliveries=SPOOL_ATTEMPTS,
+                            reason=reason[:200],
                         )
                         progressed = True
             if replayed:
                 spool.remove(replayed)
                 progressed = True
+                self.router.events.emit("replay_done", tier=tier, replayed=len(replayed))
         return progressed
 
     def _unknown_model(self, exc: UnknownModel) -> None:
@@ -174,10 +177,17 @@ class SpoolReplayer:
     whose circuit is still open is skipped until its breaker lets a probe through.
     """
 
-    def __init__(self, replay: Replay, spool: Spool, interval: float) -> None:
+    def __init__(
+        self,
+        replay: Replay,
+        spool: Spool,
+        interval: float,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
         self._replay = replay
         self._spool = spool
         self._interval = interval
+        self._tick = tick  # housekeeping of the store's own, about once a second
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -210,14 +220,22 @@ class SpoolReplayer:
                 return
             try:
                 self._spool.flush_counters()
+                self._tick()
                 if woken:
                     self._replay.spool()
             except Exception:
                 log.exception("spool replay failed; retrying")
             if woken and not self._spool.depth():
                 self._wake.clear()  # idle until the next buffered write
+                self._drained()
             elif woken:
                 self._stopped.wait(self._interval)
+
+    def _drained(self) -> None:
+        router = self._replay.router
+        if router.spooling:
+            router.spooling = False
+            router.events.emit("spool_drained")
 
     def stop(self) -> None:
         with self._lock:

@@ -30,7 +30,8 @@ import msgspec
 
 from .backends.base import Backend, ConcurrentBackend, Op, Pending, Put, Upsert
 from .combiner import Combiner
-from .errors import BackendUnavailable, PersistioError
+from .errors import BackendUnavailable, InDoubt, PersistioError
+from .events import Events
 from .intents import Priority, Tier
 from .lanes import Lanes
 from .model import BoundIntent
@@ -113,10 +114,18 @@ class Router:
     """Dispatches planned saves; shared by every thread of a store."""
 
     def __init__(
-        self, stores: Stores, spool: Spool, lanes: Lanes, deadline: float, group_max: int
+        self,
+        stores: Stores,
+        spool: Spool,
+        lanes: Lanes,
+        deadline: float,
+        group_max: int,
+        events: Events | None = None,
     ) -> None:
         self.stores = stores
         self.spool = spool
+        self.events = events or Events()  # state changes, for logs and store.on() hooks
+        self.spooling = False  # something was buffered since the spool was last drained
         self.deadline = deadline  # seconds a save waits for its REALTIME writes
         self._lanes = lanes
         self.combiners = {
@@ -162,11 +171,11 @@ class Router:
         if failing:
             failed = self._stage(failing, [], deadline)
             if failed:
-                raise _told(failed[0][0], works)
+                raise _told(failed, works)
         if now or later:
             failed = self._stage(now, later, deadline)
             if failed and not any(w.state for w in works):
-                raise _told(failed[0][0], works)
+                raise _told(failed, works)
             for error, lost in failed:
                 for w in lost:
                     w.state = "failed"
@@ -217,7 +226,7 @@ class Router:
         tasks = [w for w, q in zip(batch.works, batch.queued, strict=True) if q]
         try:
             for bound, group in _by_bound(own).items():
-                Outcome.mark(group, self.on_outage(bound, group))
+                Outcome.mark(group, self.on_outage(bound, group, result))
             if tasks:  # the queue is down: the tasks go to the spool, replayed to their backends
                 self.buffer(tasks)
                 Outcome.mark(tasks, "buffered")
@@ -324,9 +333,15 @@ class Router:
 
     def buffer(self, works: Sequence[Work]) -> None:
         self.spool.add([(w.bound.tier.value, TASK_ENCODER.encode(w.task)) for w in works])
+        if not self.spooling:
+            self.spooling = True
+            tiers = sorted({w.bound.tier.value for w in works})
+            self.events.emit("spool_started", tiers=tiers, items=len(works))
         self.on_buffered()
 
-    def on_outage(self, bound: BoundIntent, works: Sequence[Work]) -> str:
+    def on_outage(
+        self, bound: BoundIntent, works: Sequence[Work], cause: BaseException | None = None
+    ) -> str:
         """Buffer or drop writes whose backend is down; return the state they ended in."""
         if bound.intent.on_outage == "buffer":
             self.buffer(works)
@@ -334,6 +349,8 @@ class Router:
         if bound.intent.on_outage == "drop":
             self.spool.bump(f"dropped:{bound.tier.value}:{bound.name}", len(works))
             return "dropped"
+        if isinstance(cause, InDoubt):
+            raise InDoubt(f"intent {bound.name!r} (on_outage='fail'): {cause}", tier=cause.tier)
         raise BackendUnavailable(
             f"{bound.tier} backend is unavailable and intent {bound.name!r} has on_outage='fail'",
             tier=bound.tier.value,
@@ -368,13 +385,21 @@ class Router:
         return out
 
 
-def _told(error: BaseException, works: Sequence[Work]) -> BaseException:
-    """``error``, saying which intents of the save were written and which were not."""
+def _told(
+    failed: Sequence[tuple[BaseException, Sequence[Work]]], works: Sequence[Work]
+) -> BaseException:
+    """The first error, saying which intents of the save were written, which were not, and
+    which are in doubt (sent, the answer lost)."""
+    error = failed[0][0]
     if isinstance(error, PersistioError):
-        written = tuple(sorted({w.bound.name for w in works if w.state}))
+        doubt = {w.bound.name for e, lost in failed if isinstance(e, InDoubt) for w in lost}
+        written = tuple(sorted({w.bound.name for w in works if w.state} - doubt))
         error.written = written
-        error.not_written = tuple(sorted({w.bound.name for w in works} - set(written)))
-        if isinstance(error, BackendUnavailable) and not written:
+        error.in_doubt = tuple(sorted(doubt))
+        error.not_written = tuple(sorted({w.bound.name for w in works} - set(written) - doubt))
+        if doubt:
+            error.args = (f"{error}; in doubt: {sorted(doubt)}; written: {list(written)}",)
+        elif isinstance(error, BackendUnavailable) and not written:
             error.args = (f"{error}; nothing of this save was written",)
         elif isinstance(error, BackendUnavailable):
             error.args = (f"{error}; written: {list(written)}",)

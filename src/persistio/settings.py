@@ -80,6 +80,8 @@ class Settings:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     task_queues: TaskQueues = field(default_factory=TaskQueues)
     dedup_window: timedelta = timedelta(hours=1)
+    # a timestamp seen further ahead of this host's clock is not followed (see clock.py)
+    max_clock_skew: timedelta = timedelta(minutes=5)
 
 
 # flat keyword (earlier versions) -> (group, field)
@@ -110,7 +112,12 @@ LOWEST = {("task_queues", "replicas"): 0}
 HIGHEST = {("task_queues", "partitions"): 256, ("task_queues", "replicas"): 16}
 
 
-def resolve(groups: dict[str, Any], flat: dict[str, Any], dedup_window: Any) -> Settings:
+def resolve(
+    groups: dict[str, Any],
+    flat: dict[str, Any],
+    dedup_window: Any,
+    max_clock_skew: Any = timedelta(minutes=5),
+) -> Settings:
     """Settings from the grouped objects and the flat keywords; ConfigError names a bad one."""
     chosen: dict[str, Any] = {}
     for name, cls in GROUPS.items():
@@ -130,7 +137,11 @@ def resolve(groups: dict[str, Any], flat: dict[str, Any], dedup_window: Any) -> 
         _check(name, chosen[name])
     if not isinstance(dedup_window, timedelta) or dedup_window <= timedelta(0):
         raise ConfigError(f"Persistio(dedup_window={dedup_window!r}): use a positive timedelta")
-    return Settings(dedup_window=dedup_window, **chosen)
+    if not isinstance(max_clock_skew, timedelta) or max_clock_skew < timedelta(0):
+        raise ConfigError(
+            f"Persistio(max_clock_skew={max_clock_skew!r}): use a timedelta of zero or more"
+        )
+    return Settings(dedup_window=dedup_window, max_clock_skew=max_clock_skew, **chosen)
 
 
 def _check(group: str, value: Any) -> None:

@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS spool_size (
     items INTEGER NOT NULL,
     bytes INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS clock (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    high INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead (
     seq INTEGER PRIMARY KEY,
     tier TEXT NOT NULL,
@@ -299,6 +303,21 @@ class Spool:
                 for name, by in self._pending.items():
                     stored[name] = stored.get(name, 0) + by
         return stored
+
+    def clock_high(self) -> int:
+        """The largest write timestamp a process using this spool has kept (0 if none)."""
+        with self._lock:
+            row = self._db.execute("SELECT high FROM clock").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def keep_clock(self, high: int) -> None:
+        """Keep the write clock's high-water mark, so a restart never stamps below it."""
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO clock VALUES (1, ?) ON CONFLICT (one) DO UPDATE "
+                "SET high = max(high, excluded.high)",
+                (high,),
+            )
 
     def close(self) -> None:
         self.flush_counters()

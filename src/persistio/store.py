@@ -15,14 +15,17 @@ from typing import Any, Self, TypeVar
 
 from .backends.base import Options
 from .breaker import CircuitBreaker
+from .clock import WriteClock
+from .clock_sync import ClockSync
 from .config import ENV, default_urls, environ_settings, open_backends
 from .deadletters import DeadLetter, DeadLetters
 from .delivery import takes_delivery
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
+from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
-from .plan import SavePlan, WriteClock, plan_save
+from .plan import SavePlan, plan_save
 from .reads import Reader
 from .replay import SpoolReplayer
 from .router import Receipt, Router
@@ -73,6 +76,7 @@ class Persistio:
         breaker: BreakerPolicy | None = None,
         task_queues: TaskQueues | None = None,
         dedup_window: timedelta = timedelta(hours=1),
+        max_clock_skew: timedelta = timedelta(minutes=5),
         **flat: Any,
     ) -> None:
         unknown = sorted(set(flat) - set(FLAT))
@@ -90,6 +94,7 @@ class Persistio:
             },
             flat,
             dedup_window,
+            max_clock_skew,
         )
         if namespace and not is_safe_name(namespace):
             raise ConfigError(
@@ -107,6 +112,7 @@ class Persistio:
         defaults = default_urls(data)
         self.urls = {t: u if u is not None else defaults[t] for t, u in given.items()}
         self._namespace = namespace
+        self._events = Events()
         self._stores = self._wire(settings, data, namespace)
         try:
             limits = settings.spool_limits
@@ -122,21 +128,32 @@ class Persistio:
         deadline = settings.timeouts.realtime
         self._lanes = Lanes(settings.pools.realtime_threads)
         self._router = Router(
-            self._stores, self._spool, self._lanes, deadline, settings.pools.group_max
+            self._stores,
+            self._spool,
+            self._lanes,
+            deadline,
+            settings.pools.group_max,
+            self._events,
         )
         self._worker = Worker(
             self._router,
             batch=settings.pools.worker_batch,
             unknown_model_grace=settings.spool_limits.unknown_model_grace,
         )
-        self._clock = WriteClock()
-        self._reader = Reader(self._stores, self._clock.next)
+        self._clock = WriteClock(int(settings.max_clock_skew.total_seconds() * 1_000_000))
+        self._clock_sync = ClockSync(
+            self._clock, self._spool, self._stores, namespace, self._events
+        )
+        self._reader = Reader(self._stores, self._clock_sync.follow, self._events)
         self._setup_lock = threading.Lock()
         self._set_up: set[str] = set()
         self._stop = threading.Event()
         self._closed = False
         self._replayer = SpoolReplayer(
-            self._worker.replay, self._spool, settings.spool_limits.replay_interval
+            self._worker.replay,
+            self._spool,
+            settings.spool_limits.replay_interval,
+            tick=self._clock_sync.tick,
         )
         self._router.on_buffered = self._replayer.wake
         # a store made before os.fork() (gunicorn --preload, multiprocessing) works in the child
@@ -163,6 +180,7 @@ class Persistio:
                 failure_threshold=policy.threshold,
                 reset_timeout=policy.reset,
                 max_reset_timeout=policy.max_reset,
+                on_change=self._circuit_changed,
             )
 
         opened = open_backends(
@@ -179,6 +197,10 @@ class Persistio:
             queues=queue_specs(namespace, queues.partitions, queues.replicas, queues.visibility),
             breaker_factory=breaker,
         )
+
+    def _circuit_changed(self, tier: str, before: str, after: str) -> None:
+        event = "circuit_opened" if after == "open" else "circuit_closed"
+        self._events.emit(event, tier=tier, was=before)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Persistio:
@@ -212,6 +234,8 @@ class Persistio:
                     for bound in bounds:
                         stores.prepare(bound)
             self._set_up.update(p.model_name for p in plans)
+        # start above every timestamp another process has shared
+        self._clock_sync.sync()
 
     def _ensure(self, plan: Plan) -> None:
         """Set a model up on first use; a tier that is down is set up by its first write."""
@@ -396,10 +420,30 @@ class Persistio:
 
     # -- visibility and lifecycle ---------------------------------------------------------------
 
+    def on(self, event: str, fn: Hook) -> Callable[[], None]:
+        """Call ``fn(event, fields)`` whenever ``event`` happens ("*" for every event).
+
+        The events (each also logged under ``persistio.events``) are listed in
+        ``persistio.events.EVENTS``: circuit_opened, circuit_closed, spool_started,
+        spool_drained, replay_done, dead_lettered, rebuilding, clock_ignored. The hook runs on
+        the thread where the change happened: keep it quick. One that raises is logged and
+        counted in ``status()["hooks"]["errors"]``.
+
+        Returns:
+            A function that removes the hook.
+
+        Raises:
+            ValidationError: no such event, or ``fn`` is not callable.
+        """
+        return self._events.on(event, fn)
+
     def status(self) -> dict[str, Any]:
         """Backends' health, queue depth and oldest age per priority, streams, spool, counters."""
         self._check_open()
-        return collect_status(self._router, self.urls, self._transitory_intents())
+        found = collect_status(self._router, self.urls, self._transitory_intents())
+        found["clock"] = self._clock_sync.status()
+        found["hooks"] = {"errors": self._events.errors}
+        return found
 
     def _transitory_intents(self) -> list[BoundIntent]:
         return [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
@@ -424,6 +468,8 @@ class Persistio:
         self._closed = True
         self._stop.set()
         self._replayer.stop()
+        if self._clock_sync.moved:  # the next process, here or on another host, starts above us
+            self._clock_sync.sync()
         self._lanes.shutdown()
         self._stores.close()
         self._spool.close()

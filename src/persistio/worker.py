@@ -253,6 +253,13 @@ class Worker:
             )
             dropped = self._backends.transitory.dead_letter(stream, delivery, reason[:1000])
             self.router.spool.bump(f"dead_letters:{stream.name}")
+            self.router.events.emit(
+                "dead_lettered",
+                where=stream.name,
+                item=delivery.dedup,
+                deliveries=delivery.deliveries,
+                reason=reason[:200],
+            )
             if dropped:  # the oldest dead letters went, to keep them within their bounds
                 self.router.spool.bump(f"dead_letters_dropped:{stream.name}", dropped)
         else:

@@ -165,6 +165,8 @@ def test_a_storm_of_misses_runs_one_rebuild(pg_database_url: str, tmp_path: Path
         # When 16 threads miss on it at once
         barrier = threading.Barrier(16)
         results: list[Any] = []
+        rebuilds: list[object] = []
+        store.on("rebuilding", lambda _event, fields: rebuilds.append(fields))
 
         def read() -> None:
             barrier.wait()
@@ -178,7 +180,7 @@ def test_a_storm_of_misses_runs_one_rebuild(pg_database_url: str, tmp_path: Path
 
         # Then all got the profile, and the rebuild ran far fewer times than the misses
         assert results == [profile] * 16
-        assert 1 <= store._reader.rebuilds.runs <= 2  # a late thread may hit the stored copy
+        assert 1 <= len(rebuilds) <= 2  # a late thread may hit the stored copy
 
 
 OTHER = TableSpec("evolving_other", (Column("id", "int", False),), ("id",))

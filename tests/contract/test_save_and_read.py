@@ -129,16 +129,46 @@ def test_volatile_rebuilds_from_acid_on_a_miss(make_store: Any, backend_kind: st
     # When its volatile copy is lost (Redis: the key is deleted; embedded: the in-process map
     # belongs to the first store, so a second store starts without it)
     second = make_store()
+    lose_cached_copies(second, backend_kind)
+
+    # Then get() rebuilds it from the acid table, once, and stores the rebuilt copy again
+    rebuilds: list[dict[str, Any]] = []
+    second.on("rebuilding", lambda _event, fields: rebuilds.append(dict(fields)))
+    assert second.get(Profile, "profile_cache", user_id=profile.user_id) == profile
+    assert len(rebuilds) == 1
+    assert rebuilds[0]["intent"] == "profile_cache"
+    assert second.get(Profile, "profile_cache", user_id=profile.user_id) == profile
+    assert len(rebuilds) == 1
+
+
+def lose_cached_copies(store: pio.Persistio, backend_kind: str) -> None:
     if backend_kind == "real":
-        raw = redis_clients.client(second.urls[pio.Tier.VOLATILE])
+        raw = redis_clients.client(store.urls[pio.Tier.VOLATILE])
         assert raw.delete(*redis_clients.keys(raw, "pio:v:profile_cache:*")) == 1
         raw.close()
 
-    # Then get() rebuilds it from the acid table, once, and stores the rebuilt copy again
-    assert second.get(Profile, "profile_cache", user_id=profile.user_id) == profile
-    assert second._reader.rebuilds.runs == 1
-    assert second.get(Profile, "profile_cache", user_id=profile.user_id) == profile
-    assert second._reader.rebuilds.runs == 1
+
+def test_a_save_racing_a_rebuild_wins_in_the_cache(make_store: Any, backend_kind: str) -> None:
+    # Given a profile saved, whose cached copy is then lost
+    first = make_store()
+    profile = make_profile(uuid.uuid4().int % 10**12)
+    first.save(profile)
+    second = make_store()
+    lose_cached_copies(second, backend_kind)
+
+    # When a rebuild has read the source row and, before it fills the cache, a save of a newer
+    # version completes (the hook runs at exactly that point: the race, forced)
+    newer = pio_replace(profile, name="newer")
+    receipts: list[pio.Receipt] = []
+    second.on("rebuilding", lambda _event, _fields: receipts.append(second.save(newer)))
+    rebuilt = second.get(Profile, "profile_cache", user_id=profile.user_id)
+
+    # Then the rebuild returned what it read, but the cache holds the newer save: the rebuild
+    # carried the source row's timestamp, older than the save's, so it lost
+    assert rebuilt == profile
+    assert "profile_cache" in receipts[0].done
+    assert second.get(Profile, "profile_cache", user_id=profile.user_id) == newer
+    assert second.get(Profile, "profiles", user_id=profile.user_id) == newer
 
 
 def test_bad_objects_are_rejected_before_anything_is_written(store: pio.Persistio) -> None:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 
@@ -29,6 +28,7 @@ from examples.camera_alarms.imaging import Image, image_id
 from examples.camera_alarms.models import PERSON, AlarmImage, Box, Detection, DetectionTask, Label
 from examples.camera_alarms.pipeline import DetectionWorker, Settings, ingest_dir, watch
 from examples.camera_alarms.report import gather, histogram
+from persistio.raw import decode_document
 
 REAL_REDIS_DB = 6
 SIZE = 200
@@ -172,7 +172,7 @@ def read_detections(
             f"SELECT detector, object FROM {keyspace}.cam_results WHERE image_id = %s", (iid,)
         )
         for detector, blob in result:
-            row = msgspec.msgpack.decode(blob, type=Detection)
+            row = decode_document(blob, Detection)
             assert row.detector == detector
             found.append(row)
     return found

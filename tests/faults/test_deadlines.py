@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +28,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pio.persist(pio.Acid("fault_deadline_rows", key=("id",)))
 class DeadlineRow(msgspec.Struct, frozen=True):
+    id: int
+    note: str
+
+
+@pio.persist(
+    pio.Acid("fault_doubt_rows", key=("id",), on_outage="fail"),
+    pio.Volatile("fault_doubt_cache", key=("id",), ttl=timedelta(minutes=5)),
+)
+class DoubtRow(msgspec.Struct, frozen=True):
     id: int
     note: str
 
@@ -128,3 +138,35 @@ def test_every_call_is_bounded_while_postgres_is_frozen(
     store.drain(timeout=30)
     assert store.get(DeadlineRow, "fault_deadline_rows", id=2) is None
     assert store.get(DeadlineRow, "fault_deadline_rows", id=1) == DeadlineRow(1, "there")
+
+
+def test_a_write_sent_to_a_frozen_postgres_is_in_doubt_never_not_written(
+    private_redis: PrivateRedis,
+    pg_database_url: str,
+    pg_conninfo: str,
+    make_store: StoreFactory,
+) -> None:
+    # Given a store whose acid intent fails rather than buffers, its connection warm
+    store = make_store(
+        transitory=private_redis.url(),
+        volatile=private_redis.url(),
+        acid=pg_database_url,
+        realtime_deadline=DEADLINE,
+    )
+    store.setup()
+    store.save(DoubtRow(1, "warm"))
+    cluster = postgres_cluster(pg_conninfo, urlsplit(pg_database_url).port or 5432)
+
+    with frozen(cluster, watchdog=60):
+        # When a save sends its acid write to the frozen server and no answer comes
+        took, error = timed(lambda: store.save(DoubtRow(2, "sent")))
+
+    # Then it raises InDoubt within the deadline: the acid intent is in doubt, never "not
+    # written" (the server may have committed it), and the volatile one was never attempted
+    assert isinstance(error, pio.InDoubt), error
+    assert took < DEADLINE + SLACK, took
+    assert error.in_doubt == ("fault_doubt_rows",)
+    assert "fault_doubt_rows" not in error.not_written
+    assert error.written == ()
+    # (here the server, thawed, refused the write: it ran after its deadline)
+    assert store.get(DoubtRow, "fault_doubt_rows", id=2) is None

@@ -21,7 +21,6 @@ import math
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -37,11 +36,12 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-from ..errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
+from ..errors import BackendUnavailable, ConfigError, InDoubt, PersistioError, ValidationError
 from ..urls import masked
 from .base import INHERITED, Document, Op, Options, TableSpec, refuse
 from .cassandra_health import replication_warnings
 from .cassandra_requests import Requests, batched
+from .stamps import stamped, unstamped
 
 TIER = "amorphous"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")  # keyspace and table names (intent names)
@@ -67,6 +67,12 @@ _CQL_TYPES = {
     "float": "double",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# sent, and maybe applied by some replicas: a timeout is never "not written"
+_MAYBE_WRITTEN: tuple[type[BaseException], ...] = (
+    cassandra.OperationTimedOut,
+    cassandra.WriteTimeout,
+    cassandra.WriteFailure,
+)
 
 # Driver errors meaning "the cluster cannot serve us now": callers buffer by on_outage.
 # cassandra.RequestExecutionException covers Unavailable, Read/WriteTimeout, Read/WriteFailure;
@@ -268,6 +274,12 @@ class CassandraDocuments:
         """The one place driver errors become persistio's (BackendUnavailable on an outage)."""
         try:
             yield
+        except _MAYBE_WRITTEN as exc:
+            raise InDoubt(
+                f"{TIER} backend {self._where} {where}: no answer in time (it may have been "
+                f"written): {_short(exc)}",
+                tier=TIER,
+            ) from exc
         except _OUTAGES as exc:
             raise BackendUnavailable(
                 f"{TIER} backend {self._where} {where}: unavailable: {_short(exc)}", tier=TIER
@@ -293,7 +305,9 @@ class CassandraDocuments:
             used = names if op == "get" else names[: len(spec.key)]
             where = " AND ".join(f"{n} = ?" for n in used)
             order = ", ".join(f"{_quote(n)} DESC" for n in spec.order)
-            cql = f"SELECT {BLOB} FROM {table} WHERE {where}"
+            # a point read also fetches the write timestamp (USING TIMESTAMP set it)
+            stamp = f", WRITETIME({BLOB})" if op == "get" else ""
+            cql = f"SELECT {BLOB}{stamp} FROM {table} WHERE {where}"
             if op == "query":
                 cql += f" ORDER BY {order} LIMIT ?" if order else " LIMIT ?"
         prepared = self._connect().prepare(cql)
@@ -423,6 +437,11 @@ class CassandraDocuments:
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
         """The stored payload for the full key (partition + order values), or None."""
+        stamped = self.get_stamped(table, key)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
+        """The stored payload for the full key and its write timestamp, or None."""
         with self._mapped(f"read from {table.name}"):
             stmt = self._statement("get", table)
             if len(key) != len(table.key) + len(table.order):
@@ -432,7 +451,7 @@ class CassandraDocuments:
             except ValidationError:
                 return None  # a key Cassandra could never have stored
             row = self._connect().execute(bound).one()
-        return None if row is None else unstamped(bytes(row[0]))
+        return None if row is None else (unstamped(bytes(row[0])), int(row[1]))
 
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         """Up to ``limit`` payloads of one partition, newest first by the order columns."""
@@ -477,24 +496,6 @@ class CassandraDocuments:
             self._prepared.clear()
         if cluster is not None:
             cluster.shutdown()
-
-
-STAMP = b"\x01"  # a msgpack object never starts with it: blobs without it predate the stamp
-
-
-def stamped(op: Document) -> bytes:
-    """The blob: a stamp byte and the write id's 16 bytes before the payload.
-
-    Cassandra resolves two writes with equal timestamps by the larger value: with the write id
-    first, the larger write id wins, as in every other store.
-    """
-    if not op.wid:
-        return op.payload
-    return STAMP + uuid.UUID(op.wid).bytes + op.payload
-
-
-def unstamped(blob: bytes) -> bytes:
-    return blob[17:] if blob[:1] == STAMP else blob
 
 
 def _quote_name(name: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from cassandra.query import BatchStatement, BatchType
 
-from ..errors import BackendUnavailable
+from ..errors import InDoubt
 
 IN_FLIGHT = 96  # concurrent requests per write: keeps the node busy, bounds memory
 BATCH_BYTES = 4000  # estimated bytes per batch: under the 5 KiB warning threshold
@@ -123,8 +123,10 @@ class Requests:
 
     def result(self, timeout: float) -> list[bool]:
         if not self._finished.wait(timeout):
-            raise BackendUnavailable(
-                f"{TIER} backend {self._where}: no answer within {timeout:.2f}s", tier=TIER
+            raise InDoubt(
+                f"{TIER} backend {self._where}: no answer within {timeout:.2f}s (it may have "
+                "been written)",
+                tier=TIER,
             )
         if self._error is not None:
             with self._mapped(self._where):

@@ -181,6 +181,9 @@ class FailoverTransitory:
     def remember(self, key: str, value: str, ttl_seconds: float) -> str:
         return self._m.first(lambda m: m.remember(key, value, ttl_seconds))
 
+    def advance(self, key: str, ts: int) -> int:
+        return self._m.first(lambda m: m.advance(key, ts))
+
     def ping(self) -> None:
         self._m.first(lambda m: m.ping())
 
@@ -210,6 +213,10 @@ class FailoverVolatile:
 
     def get(self, intent: str, key: str) -> bytes | None:
         hits = self._m.each(lambda _i, m: m.get(intent, key))
+        return next((h for h in hits if h is not None), None)
+
+    def get_stamped(self, intent: str, key: str) -> tuple[bytes, int] | None:
+        hits = self._m.each(lambda _i, m: m.get_stamped(intent, key))
         return next((h for h in hits if h is not None), None)
 
     def ping(self) -> None:

@@ -49,12 +49,16 @@ class MemoryVolatile:
         return written
 
     def get(self, intent: str, key: str) -> bytes | None:
+        stamped = self.get_stamped(intent, key)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(self, intent: str, key: str) -> tuple[bytes, int] | None:
         now_us = time.time_ns() // 1000
         with self._lock:
             entry = self._data.get((intent, key))
             if entry is None or entry.expires_at_us <= now_us:
                 return None
-            return entry.payload
+            return entry.payload, entry.ts
 
     def _sweep(self, now_us: int) -> None:
         self._writes = 0

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
-from ..errors import BackendUnavailable, Busy, PersistioError, ValidationError
+from ..errors import BackendUnavailable, Busy, InDoubt, PersistioError, ValidationError
 from .base import INHERITED, TableSpec, Upsert
 from .pg_writes import LATE, Statements, clock_offset, newest_per_key, parameters, quoted
 from .sql_types import WRITE_ID, WRITE_TS
@@ -33,6 +33,9 @@ TIER = "acid"
 # The deadline of the call running in this thread: a connection SQLAlchemy's pool opens for it
 # (through Connector.for_pool) is waited for only until then.
 CALL_DEADLINE: ContextVar[float | None] = ContextVar("persistio_pg_deadline", default=None)
+
+
+SENT = "_persistio_sent"  # set on a driver error raised once the write was on the wire
 
 
 class Connector:
@@ -179,15 +182,27 @@ class PostgresWrites:
 
     def write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         names = ", ".join(sorted({op.table.name for op in ops}))
-        with mapped(f"upsert into {names}"):
+        where = f"upsert into {names}"
+        sent = False
+        with mapped(where):
             try:
-                return self._attempt(ops, deadline)
-            except psycopg.OperationalError:
-                # a pooled connection that died with a restarted server: once more on a fresh
-                # one, if there is still time (every write here is an idempotent upsert)
-                if time.monotonic() >= deadline:
+                try:
+                    return self._attempt(ops, deadline)
+                except psycopg.OperationalError as exc:
+                    sent = bool(getattr(exc, SENT, False))
+                    # a pooled connection that died with a restarted server: once more on a
+                    # fresh one, if there is still time (every write here is an idempotent upsert)
+                    if time.monotonic() >= deadline:
+                        raise
+                    return self._attempt(ops, deadline)
+            except (psycopg.OperationalError, psycopg.InterfaceError, BackendUnavailable) as exc:
+                if not (sent or getattr(exc, SENT, False)):
                     raise
-                return self._attempt(ops, deadline)
+                raise InDoubt(
+                    f"{TIER} backend {where}: sent, but no answer came (it may have committed): "
+                    f"{_short(exc)}",
+                    tier=TIER,
+                ) from exc
 
     def _attempt(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         if time.monotonic() >= deadline:
@@ -200,7 +215,11 @@ class PostgresWrites:
         try:
             with self.watchdog.guard(dbapi.pgconn.socket, deadline):
                 server_deadline = time.time() + (deadline - time.monotonic()) + offset
-                written = self._execute(dbapi, ops, groups, server_deadline)
+                try:
+                    written = self._execute(dbapi, ops, groups, server_deadline)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    setattr(exc, SENT, True)  # the connection failed with the write on it
+                    raise
         except psycopg.Error as exc:
             if _recovered(dbapi, exc):
                 self._pool.give(held)

@@ -37,3 +37,13 @@ class RedisCache:
             value = self._redis().hget(volatile_key(intent, key), "p")
         assert value is None or isinstance(value, bytes)  # decode_responses=False
         return value
+
+    def get_stamped(self, intent: str, key: str) -> tuple[bytes, int] | None:
+        """The stored payload and its write timestamp, or None when absent or expired."""
+        with unavailable_on_outage("volatile", self._where):
+            value, ts = self._redis().hmget(volatile_key(intent, key), ["p", "ts"])
+        if value is None:
+            return None
+        assert isinstance(value, bytes)  # decode_responses=False
+        assert isinstance(ts, bytes)
+        return value, int(ts)

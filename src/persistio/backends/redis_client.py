@@ -31,7 +31,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from ..errors import BackendUnavailable, Busy, ConfigError
+from ..errors import BackendUnavailable, Busy, ConfigError, InDoubt
 from ..urls import masked
 from .base import Options
 
@@ -161,6 +161,11 @@ def unavailable_on_outage(tier: str, where: str) -> Iterator[None]:
         if "No connection available" in str(exc):  # the blocking pool's wait ran out
             raise Busy(
                 f"{tier} backend {where}: every pooled connection stayed busy", tier=tier
+            ) from exc
+        if isinstance(exc, redis.exceptions.TimeoutError) and "Timeout reading" in str(exc):
+            raise InDoubt(
+                f"{tier} backend {where}: sent, but no answer came (it may have run): {exc}",
+                tier=tier,
             ) from exc
         raise BackendUnavailable(
             f"{tier} backend {where} is unavailable: {type(exc).__name__}: {exc}", tier=tier

@@ -37,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, InDoubt
 from ..partitions import slot as slot_of
 from .base import Append, Op, Options, Put
 from .redis_client import unavailable_on_outage
@@ -62,7 +62,7 @@ _REDIRECTS = (MovedError, AskError, ReadOnlyError, ClusterDownError, TryAgainErr
 class _Slotted(Call):
     """A write-script call for one slot; where the answers for its ops go; where to send it."""
 
-    __slots__ = ("ask", "indexes", "slot", "trims")
+    __slots__ = ("ask", "done", "indexes", "slot", "trims")
 
     def __init__(self, call: Call, slot: int, indexes: list[int], trims: list[Trim]) -> None:
         super().__init__(call.keys, call.args, call.replicas)
@@ -70,6 +70,7 @@ class _Slotted(Call):
         self.indexes = indexes  # the ops' places in the batch; their trims' answers follow
         self.trims = trims
         self.ask: str | None = None  # an ASK redirect's node: sent there with ASKING
+        self.done = False  # it ran (an answer came)
 
 
 class ClusterWrites(ScriptWrites):
@@ -92,11 +93,14 @@ class ClusterWrites(ScriptWrites):
         with unavailable_on_outage(tier, self._where):
             client = self._redis()
             calls = self._slotted(ops, repr(time.time()))
+            sent = list(calls)
             attempt = reloads = 0
+            unanswered = False
             while True:
                 calls, errors = self._send(client, calls, results, deadline)
                 if not calls:
                     return results
+                unanswered = unanswered or any(isinstance(e, _Unanswered) for e in errors)
                 if all(isinstance(e, NoScriptError) for e in errors) and reloads < ATTEMPTS:
                     reloads += 1  # a master just got the script (a promoted replica): no wait
                     continue
@@ -104,7 +108,14 @@ class ClusterWrites(ScriptWrites):
                 late = deadline is not None and time.monotonic() >= deadline
                 if attempt >= ATTEMPTS or late:
                     # still redirected, or a master still down: an outage, which the caller
-                    # buffers; what did land stays (see the module docstring)
+                    # buffers; what did land stays (see the module docstring), so a batch
+                    # part of which ran, or may have, is in doubt rather than not written
+                    if unanswered or any(c.done for c in sent):
+                        raise InDoubt(
+                            f"{tier} backend {self._where}: part of the writes ran, or may "
+                            f"have, before the cluster stopped taking them: {errors[0]}",
+                            tier=tier,
+                        )
                     raise RedisConnectionError(f"the cluster did not take the writes: {errors[0]}")
                 if any(
                     isinstance(e, RedisConnectionError | MovedError | ReadOnlyError) for e in errors
@@ -249,7 +260,7 @@ class ClusterWrites(ScriptWrites):
                 self._sha = conn.read_response().decode()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             conn.disconnect()  # a reply may be in flight: never reuse this connection
-            return RedisConnectionError(f"{conn.host}:{conn.port}: {exc}")
+            return _Unanswered(f"{conn.host}:{conn.port}: {exc}")
         except BaseException:
             conn.disconnect()
             raise
@@ -269,7 +280,7 @@ class ClusterWrites(ScriptWrites):
             return exc
         except ResponseError as exc:
             return _Failed(exc)
-        call.ask = None
+        call.ask, call.done = None, True
         ops = len(call.indexes)
         for i, r in zip(call.indexes, reply[:ops], strict=True):
             results[i] = int(r) == 1
@@ -292,6 +303,10 @@ class ClusterWrites(ScriptWrites):
 
 
 _RETRIED = (*_REDIRECTS, RedisConnectionError, NoScriptError)
+
+
+class _Unanswered(RedisConnectionError):
+    """Sent, but the connection failed before every answer came: those calls may have run."""
 
 
 class _Failed(ResponseError):

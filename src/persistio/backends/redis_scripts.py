@@ -251,3 +251,14 @@ for _, c in ipairs(consumers) do
 end
 return removed
 """
+
+# KEYS[1] the shared clock; ARGV[1] a write timestamp (us). Keeps the larger and returns it, as
+# a string (exact; the key lives 30 days past its last raise, like all bookkeeping, bounded).
+ADVANCE_SCRIPT = """
+local high = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > high then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', 2592000)
+  return ARGV[1]
+end
+return string.format('%.0f', high)
+"""

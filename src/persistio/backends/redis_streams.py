@@ -42,6 +42,7 @@ from .base import DeadEntry, Delivery, StreamSpec, StreamStats
 from .redis_client import script, unavailable_on_outage
 from .redis_scripts import (
     ACK_SCRIPT,
+    ADVANCE_SCRIPT,
     CLAIM_SCRIPT,
     DEAD_SCRIPT,
     PRUNE_SCRIPT,
@@ -98,6 +99,7 @@ class RedisStreams:
         self._ack = script(ACK_SCRIPT)
         self._stats = script(STATS_SCRIPT)
         self._prune = script(PRUNE_SCRIPT)
+        self._advance = script(ADVANCE_SCRIPT)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         """Create each stream and its group; idempotent."""
@@ -231,6 +233,12 @@ class RedisStreams:
         with unavailable_on_outage("transitory", self._where):
             before = self._redis().set(name, value, nx=True, get=True, px=round(ttl_seconds * 1000))
         return value if before is None else _text(before)
+
+    def advance(self, key: str, ts: int) -> int:
+        """Raise the shared clock ``key`` to ``ts`` if it is below; the shared clock now."""
+        name = f"pio:clock:{{{quote(key, safe='')}}}"
+        with unavailable_on_outage("transitory", self._where):
+            return int(self._advance(keys=[name], args=[ts], client=self._redis()))
 
     def prune_consumers(self, stream: StreamSpec, idle_seconds: float) -> int:
         """Forget consumers (gone worker processes) idle that long and holding nothing."""

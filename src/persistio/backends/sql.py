@@ -372,6 +372,13 @@ class SQLAcid:
         return stored_is_ours(conn, table, values)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        stamped = self.get_stamped(table, key)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(
+        self, table: TableSpec, key: tuple[Any, ...]
+    ) -> tuple[dict[str, Any], int] | None:
+        """The row (without the hidden columns) and its write timestamp, or None."""
         t = self._tables.table(table)
         where = sa.and_(*(t.c[name] == value for name, value in zip(table.key, key, strict=True)))
         query = sa.select(t).where(where)
@@ -387,7 +394,8 @@ class SQLAcid:
             row = _once_more_on_disconnect(read, deadline)
         if row is None:
             return None
-        return {k: v for k, v in row.items() if k not in (WRITE_TS, WRITE_ID)}
+        values = {k: v for k, v in row.items() if k not in (WRITE_TS, WRITE_ID)}
+        return values, int(row[WRITE_TS])
 
     @contextmanager
     def transaction(self) -> Iterator[SQLTransaction]:

@@ -79,10 +79,18 @@ class SQLiteDocuments:
         return [True] * len(ops)
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None:
+        stamped = self.get_stamped(table, key)
+        return None if stamped is None else stamped[0]
+
+    def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
         t = self._table(table)
         names = (*table.key, *table.order)
         where = [t.c[n] == v for n, v in zip(names, key, strict=True)]
-        return next(iter(self._select(t, where, 1)), None)
+        live = sa.or_(t.c[EXPIRES].is_(None), t.c[EXPIRES] > time.time())
+        query = sa.select(t.c[BLOB], t.c[WRITE_TS]).where(*where, live).limit(1)
+        with mapped_errors("amorphous", f"read from {t.name}"), self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row[0], int(row[1]))
 
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         t = self._table(table)

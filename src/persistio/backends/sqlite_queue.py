@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     first_failed_at REAL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_stream ON dead_letters (stream);
+CREATE TABLE IF NOT EXISTS clocks (key TEXT PRIMARY KEY, high INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS remembered (
     key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL
 ) WITHOUT ROWID;
@@ -176,6 +177,17 @@ class SQLiteQueue:
             )
             (stored,) = cur.execute("SELECT value FROM remembered WHERE key = ?", (key,)).fetchone()
         return str(stored)
+
+    def advance(self, key: str, ts: int) -> int:
+        """Raise the shared clock ``key`` to ``ts`` if it is below; the shared clock now."""
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO clocks VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET high = max(high, excluded.high)",
+                (key, ts),
+            )
+            (high,) = cur.execute("SELECT high FROM clocks WHERE key = ?", (key,)).fetchone()
+        return int(high)
 
     def claim(self, stream: StreamSpec, consumer: str, count: int) -> list[Delivery]:
         now = time.time()
