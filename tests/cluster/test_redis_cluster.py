@@ -83,7 +83,8 @@ def test_a_batch_is_one_script_call_per_slot_spread_over_the_masters(
     # Then the masters served one script call per slot between them, each master some
     after = evalsha_calls(cluster_redis_url)
     served = {name: after[name] - before.get(name, 0) for name in after}
-    assert sum(served.values()) == len(slots)
+    # (plus at most a couple of the store's clock syncs: one script call a second)
+    assert len(slots) <= sum(served.values()) <= len(slots) + 2
     assert all(n > 0 for n in served.values()), served
     # And every intent was written at once, in one round of the combiner
     assert all(sorted(r.done) == ["cl_events", "cl_now"] for r in receipts)
