@@ -13,6 +13,11 @@
 #   make docs        the documentation site on http://127.0.0.1:8000, rebuilt on every change
 #   make docs-build  mkdocs build --strict into build/site (what `make test` runs)
 #   make status | services-stop         scripts/services status / stop
+#   make test-cluster  scripts/services start --cluster (a Redis Cluster of 3 masters + 3 replicas
+#                    and a 3-node Cassandra cluster beside the single PostgreSQL), then the
+#                    contract suite, the worker-process tests and tests/cluster (node failures
+#                    under load) against them; fails if the clusters cannot start
+#   make cluster-status | cluster-stop  scripts/services status / stop --cluster
 #   make clean       caches;  make distclean: also stop the servers, remove .venv and .services
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -43,7 +48,12 @@ fi
 endef
 
 .PHONY: test demo venv services browser lint typecheck docs docs-build pytest status services-stop \
-	clean distclean
+	test-cluster cluster-status cluster-stop clean distclean
+
+# What make test-cluster runs on the clusters: the same suites, pointed at them by the variables
+# that scripts/services env --cluster prints (tests/conftest.py), plus the cluster's own tests.
+CLUSTER_TESTS := tests/contract tests/integration/test_worker_processes.py \
+	tests/integration/test_worker_takeover.py tests/cluster
 
 # The check-in game on embedded defaults: no server needed, about half a minute.
 demo: venv
@@ -107,6 +117,24 @@ pytest: venv services
 status:
 	@$(SERVICES) status
 
+# The clusters' URLs replace any PERSISTIO_*_URL of the environment: these suites are for them.
+test-cluster: venv
+	@t0=$$SECONDS
+	$(SERVICES) start --cluster || { echo "make test-cluster: the clusters did not start" >&2; exit 1; }
+	cluster_env=$$($(SERVICES) env --cluster)
+	eval "$$cluster_env"
+	echo "==> pytest --cluster on $$PERSISTIO_TRANSITORY_URL and $$PERSISTIO_AMORPHOUS_URL"
+	status=0
+	$(BIN)/python -m pytest --cluster $(CLUSTER_TESTS) $(PYTEST_ARGS) || status=$$?
+	echo "make test-cluster: $$([ $$status = 0 ] && echo passed || echo FAILED) after $$((SECONDS - t0))s"
+	exit $$status
+
+cluster-status:
+	@$(SERVICES) status --cluster
+
+cluster-stop:
+	@$(SERVICES) stop --cluster
+
 services-stop:
 	@$(SERVICES) stop
 
@@ -117,4 +145,5 @@ clean:
 
 distclean: clean
 	@$(SERVICES) stop
+	$(SERVICES) stop --cluster
 	rm -rf $(VENV) .services

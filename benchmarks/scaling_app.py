@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from urllib.parse import urlsplit
 
 import msgspec
+import redis
 
 import persistio as pio
 
@@ -25,10 +27,35 @@ class ScalingTask(msgspec.Struct, frozen=True):
     bucket: int
 
 
+def redis_url() -> str:
+    """The transitory URL on a database of its own (a cluster has only 0: as it is)."""
+    url = os.environ["PERSISTIO_TRANSITORY_URL"]
+    if urlsplit(url).scheme.endswith("+cluster"):
+        return url
+    return url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+
+
+def flush_redis(url: str) -> None:
+    """Empty the run's Redis database (every master of a cluster)."""
+    if urlsplit(url).scheme.endswith("+cluster"):
+        from redis.cluster import RedisCluster
+
+        cluster = RedisCluster.from_url(url.replace("+cluster", "", 1).split(",")[0])
+        cluster.flushall(target_nodes=RedisCluster.PRIMARIES)
+        cluster.close()
+        return
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
 def store_from_env() -> pio.Persistio:
-    redis_url = os.environ["PERSISTIO_TRANSITORY_URL"].rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    url = redis_url()
     return pio.Persistio.from_env(
-        transitory=redis_url, volatile=redis_url, data_dir=os.environ.get("WS_DATA", ".persistio")
+        transitory=url,
+        volatile=url,
+        data_dir=os.environ.get("WS_DATA", ".persistio"),
+        task_queues=pio.TaskQueues(partitions=3),
     )
 
 

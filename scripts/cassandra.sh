@@ -20,9 +20,20 @@
 #   CASSANDRA_JAVA        a Java 17 'java' (default: the first Java 17 found; never Java 24+)
 #   CASSANDRA_HEAP        -Xmx and -Xms (default 1G)
 #   CASSANDRA_NATIVE_PORT (9042)   CASSANDRA_STORAGE_PORT (7000)
+#   CASSANDRA_HOST        the node's address, listen and rpc (default 127.0.0.1; another loopback
+#                         address such as 127.0.0.2 gives a second node on the same ports)
+#   CASSANDRA_SEEDS       "host:storage_port,..." (default: this node alone)
+#   CASSANDRA_INITIAL_TOKEN  the node's one token (default 0); each node of a cluster needs its own
+#   CASSANDRA_AUTO_BOOTSTRAP  false (default) = join without streaming: right for a fresh cluster
+#                         whose nodes all start empty, one after another
+#   CASSANDRA_CLUSTER_NAME (persistio)
 #   CASSANDRA_JMX_PORT    empty = no JMX (default); e.g. 7199 for local-only JMX
 #   CASSANDRA_START_TIMEOUT seconds to wait for CQL (default 180)
 #   CASSANDRA_FAST        1 (default) = test-only speedups: no fsync, unsafe system tables
+#   CASSANDRA_UNSAFE_SYSTEM  (= CASSANDRA_FAST) 1 = system tables (the schema too) skip the commit
+#                         log: a node SIGKILLed forgets recent schema changes and serves requests
+#                         for keyspaces it no longer knows until it pulls the schema again; the
+#                         cluster sets 0, as its nodes are killed on purpose
 #   CASSANDRA_CLEAN       1 (default) = wipe WORKDIR/data before each start (hermetic)
 #   CASSANDRA_LIB         the jar cache (default ~/.cache/persistio/cassandra/lib), outside
 #                         WORKDIR so that fresh clones reuse it
@@ -39,13 +50,18 @@ case "$WORK" in *[[:space:]]*) echo "WORKDIR must not contain whitespace" >&2; e
 
 VERSIONS=${CASSANDRA_VERSIONS:-"5.0.8 5.0.7 5.0.6"}
 HEAP=${CASSANDRA_HEAP:-1G}
-HOST=127.0.0.1
+HOST=${CASSANDRA_HOST:-127.0.0.1}
 NATIVE_PORT=${CASSANDRA_NATIVE_PORT:-9042}
 STORAGE_PORT=${CASSANDRA_STORAGE_PORT:-7000}
 JMX_PORT=${CASSANDRA_JMX_PORT:-}
 START_TIMEOUT=${CASSANDRA_START_TIMEOUT:-180}
 FAST=${CASSANDRA_FAST:-1}
+UNSAFE_SYSTEM=${CASSANDRA_UNSAFE_SYSTEM:-$FAST}
 CLEAN=${CASSANDRA_CLEAN:-1}
+SEEDS=${CASSANDRA_SEEDS:-$HOST:$STORAGE_PORT}
+INITIAL_TOKEN=${CASSANDRA_INITIAL_TOKEN:-0}
+AUTO_BOOTSTRAP=${CASSANDRA_AUTO_BOOTSTRAP:-false}
+CLUSTER_NAME=${CASSANDRA_CLUSTER_NAME:-persistio}
 
 LIB=${CASSANDRA_LIB:-$HOME/.cache/persistio/cassandra/lib}
 CONF=$WORK/conf
@@ -230,13 +246,14 @@ fetch_jars() {
 # ----------------------------------------------------------------- conf ----
 write_conf() {
   mkdir -p "$CONF/triggers"
-  # Single node. Every key exists in 5.0's Config.java and unknown keys are rejected,
-  # so no 3.x/4.0 names (*_in_ms, start_rpc ...).
+  # One node, alone or in a cluster (CASSANDRA_SEEDS). Every key exists in 5.0's Config.java and
+  # unknown keys are rejected, so no 3.x/4.0 names (*_in_ms, start_rpc ...).
   cat >"$CONF/cassandra.yaml" <<EOF
-cluster_name: 'persistio'
-# one token: nothing to allocate, fewer ranges to scan
+cluster_name: '$CLUSTER_NAME'
+# one token per node: nothing to allocate, fewer ranges to scan (a cluster gives each its own)
 num_tokens: 1
-initial_token: '0'
+initial_token: '$INITIAL_TOKEN'
+auto_bootstrap: $AUTO_BOOTSTRAP
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 authenticator: AllowAllAuthenticator
 authorizer: AllowAllAuthorizer
@@ -245,7 +262,7 @@ endpoint_snitch: SimpleSnitch
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "$HOST:$STORAGE_PORT"
+      - seeds: "$SEEDS"
 listen_address: $HOST
 storage_port: $STORAGE_PORT
 rpc_address: $HOST
@@ -350,8 +367,9 @@ build_jvm_opts() {
     JVM_OPTS+=("-Dcassandra.jmx.local.port=$JMX_PORT" -Dcom.sun.management.jmxremote.authenticate=false)
   fi
   if [ "$FAST" = "1" ]; then
-    JVM_OPTS+=(-Dcassandra.skip_sync=true -Dcassandra.unsafesystem=true -Dcassandra.shutdown_announce_in_ms=0)
+    JVM_OPTS+=(-Dcassandra.skip_sync=true -Dcassandra.shutdown_announce_in_ms=0)
   fi
+  [ "$UNSAFE_SYSTEM" = "1" ] && JVM_OPTS+=(-Dcassandra.unsafesystem=true)
   # shellcheck disable=SC2206
   [ -n "${CASSANDRA_EXTRA_JVM_OPTS:-}" ] && JVM_OPTS+=($CASSANDRA_EXTRA_JVM_OPTS)
   return 0

@@ -1,12 +1,18 @@
 """Fixtures for the real servers: PostgreSQL, Redis and Cassandra.
 
 Each server comes from its environment variable (``make test`` sets them all from
-``scripts/services env``):
+``scripts/services env``; ``make test-cluster`` from ``scripts/services env --cluster``):
 
-- Redis: ``PERSISTIO_VOLATILE_URL`` (or ``PERSISTIO_TRANSITORY_URL``), ``redis://host:port/db``
+- Redis: ``PERSISTIO_VOLATILE_URL`` (or ``PERSISTIO_TRANSITORY_URL``), ``redis://host:port/db``,
+  or a Redis Cluster, ``redis+cluster://host:port,host:port/`` (see ``tests/redis_clients.py``)
 - PostgreSQL: ``PERSISTIO_ACID_URL``, ``postgresql+psycopg://user@host:port/db`` (the role must
   be allowed to create databases: the tests make their own)
-- Cassandra: ``PERSISTIO_AMORPHOUS_URL``, ``cassandra://host[,host...]:port/keyspace``
+- Cassandra: ``PERSISTIO_AMORPHOUS_URL``, ``cassandra://host[:port][,host[:port]...]/keyspace``,
+  with ``?replication=N`` on a cluster (the session's keyspace is made with it)
+
+``pytest --cluster`` (what ``make test-cluster`` runs) also collects the tests marked
+``cluster``, which need those cluster URLs (they are deselected otherwise), and leaves out the
+embedded half of the contract suite, which the cluster cannot change.
 
 When a variable is unset and a Docker engine answers, testcontainers starts that server for the
 session. Otherwise every test that needs it is skipped, naming the server; with ``CI=true`` it
@@ -26,9 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+
+from tests import redis_clients
 
 if TYPE_CHECKING:
     import psycopg
@@ -69,22 +77,67 @@ SERVICE_FIXTURES = frozenset(
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault tests' figures (tests/faults, tests/cluster), one line per test."""
+    from tests.faults.metrics import METRICS_FILE, SUMMARIES
+
+    if SUMMARIES:
+        terminalreporter.section(f"fault metrics (also in {METRICS_FILE})")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cluster",
+        action="store_true",
+        help="the servers are clusters (make test-cluster): run the tests marked cluster",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    on_cluster = bool(config.getoption("--cluster"))
+    kept: list[pytest.Item] = []
+    left: list[pytest.Item] = []
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
+        is_cluster_test = item.get_closest_marker("cluster") is not None
+        embedded = "[embedded" in item.nodeid
+        if (is_cluster_test and not on_cluster) or (on_cluster and embedded):
+            left.append(item)
+        else:
+            kept.append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 # ------------------------------------------------------------------ URLs ----
 
 
-def cassandra_contact(url: str) -> tuple[list[str], int, str]:
-    """Split ``cassandra://h1[,h2]:port/keyspace`` into hosts, port and keyspace."""
+def cassandra_contact(url: str) -> tuple[list[tuple[str, int]], str]:
+    """``cassandra://h1[:port][,h2[:port]]/keyspace`` -> (host, port) pairs and the keyspace.
+
+    A host without a port takes the last host's port, else 9042 (as the library reads it)."""
     parts = urlsplit(url)
-    hosts, _, port = parts.netloc.rpartition(":")
-    if not hosts or not port.isdigit():
-        hosts, port = parts.netloc, str(CASSANDRA.default_port)
-    return hosts.split(","), int(port), parts.path.strip("/")
+    pairs: list[tuple[str, int | None]] = []
+    for item in parts.netloc.rpartition("@")[2].split(","):
+        host, sep, port = item.rpartition(":")
+        pairs.append((host, int(port)) if sep and port.isdigit() else (item, None))
+    fallback = pairs[-1][1] or CASSANDRA.default_port
+    return [(h, p or fallback) for h, p in pairs], parts.path.strip("/")
+
+
+def cassandra_replication(url: str) -> int:
+    """The ``replication`` (or ``replication_factor``) a Cassandra URL asks for; 1 if none."""
+    query = dict(parse_qsl(urlsplit(url).query))
+    return int(query.get("replication") or query.get("replication_factor") or 1)
+
+
+def keyspace_url(cassandra_url: str, keyspace: str) -> str:
+    """The same Cassandra URL (hosts and options) on another keyspace."""
+    return urlsplit(cassandra_url)._replace(path=f"/{keyspace}").geturl()
 
 
 def psycopg_conninfo(url: str) -> str:
@@ -101,8 +154,10 @@ def with_database(url: str, database: str) -> str:
 
 def _endpoint(server: Server, url: str) -> tuple[str, int]:
     if server is CASSANDRA:
-        hosts, port, _ = cassandra_contact(url)
-        return hosts[0], port
+        hosts, _ = cassandra_contact(url)
+        return hosts[0]
+    if server is REDIS and redis_clients.is_cluster(url):
+        return redis_clients.cluster_nodes(url)[0]
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or server.default_port
 
@@ -208,9 +263,8 @@ def cassandra_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
+    """A client of the test Redis (a ``RedisCluster`` on a cluster: the same commands)."""
+    client = redis_clients.client(redis_url)
     try:
         yield client
     finally:
@@ -261,14 +315,13 @@ def cassandra_session(url: str, request_timeout: float = 10.0) -> Iterator[Sessi
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
 
-    hosts, port, _ = cassandra_contact(url)
+    hosts, _ = cassandra_contact(url)
     # Explicit protocol (Cassandra >= 4.0) and policy: the driver logs warnings otherwise.
     profile = ExecutionProfile(
         load_balancing_policy=RoundRobinPolicy(), request_timeout=request_timeout
     )
     cluster = Cluster(
         hosts,
-        port=port,
         protocol_version=5,
         connect_timeout=10,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
@@ -287,19 +340,33 @@ def raw_cassandra(cassandra_url: str) -> Iterator[Session]:
 
 
 @pytest.fixture(scope="session")
-def cassandra_keyspace(raw_cassandra: Session) -> Iterator[str]:
-    """A keyspace of its own for this test session, dropped at the end; its name."""
+def cassandra_keyspace(raw_cassandra: Session, cassandra_url: str) -> Iterator[str]:
+    """A keyspace of its own for this test session (with the URL's replication, 1 by
+    default), dropped at the end; its name."""
     name = f"persistio_t_{secrets.token_hex(4)}"
+    replicas = cassandra_replication(cassandra_url)
     raw_cassandra.execute(
         f"CREATE KEYSPACE {name} WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {replicas}}}"
     )
     try:
         yield name
     finally:
-        # dropping a keyspace of a few hundred tables flushes and snapshots each: on a busy
-        # 2-core machine that outlasts the driver's default 10 s request timeout
-        raw_cassandra.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=180)
+        _drop_keyspace(raw_cassandra, cassandra_url, name)
+
+
+def _drop_keyspace(session: Session, url: str, name: str) -> None:
+    """DROP KEYSPACE, again on a fresh session if the long-lived one lost its connection (a
+    cluster test kills and restarts nodes). Dropping a keyspace of a few hundred tables flushes
+    and snapshots each: on a busy 2-core machine that outlasts the driver's default 10 s."""
+    from cassandra import OperationTimedOut
+    from cassandra.cluster import NoHostAvailable
+
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=180)
+    except (OperationTimedOut, NoHostAvailable):
+        with cassandra_session(url, request_timeout=180) as fresh:
+            fresh.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 
 @pytest.fixture(scope="session")
@@ -309,25 +376,19 @@ def real_store_urls(
     """``urls(redis_db)``: keyword URLs for a ``Persistio`` on every real server.
 
     Each suite passes a Redis database number of its own, flushed on every call, so suites that
-    run in one session never see each other's streams; PostgreSQL and Cassandra get the
-    session's own database and keyspace.
+    run in one session never see each other's streams (a cluster, with database 0 only, is
+    flushed whole); PostgreSQL and Cassandra get the session's own database and keyspace.
     """
-    import redis
-
-    hosts = urlsplit(cassandra_url).netloc
+    amorphous = keyspace_url(cassandra_url, cassandra_keyspace)
 
     def urls(redis_db: int) -> dict[str, str]:
-        url = urlsplit(redis_url)._replace(path=f"/{redis_db}").geturl()
-        client = redis.Redis.from_url(url)
-        try:
-            client.flushdb()
-        finally:
-            client.close()
+        url = redis_clients.with_db(redis_url, redis_db)
+        redis_clients.flush(url)
         return {
             "transitory": url,
             "volatile": url,
             "acid": pg_database_url,
-            "amorphous": f"cassandra://{hosts}/{cassandra_keyspace}",
+            "amorphous": amorphous,
         }
 
     return urls

@@ -33,7 +33,7 @@ from .intents import (
 )
 from .model import persist
 from .router import Receipt
-from .settings import BreakerPolicy, Pools, SpoolLimits, Timeouts
+from .settings import BreakerPolicy, Pools, SpoolLimits, TaskQueues, Timeouts
 from .store import Persistio
 from .transaction import Transaction
 
@@ -65,6 +65,7 @@ __all__ = [
     "Priority",
     "Receipt",
     "SpoolLimits",
+    "TaskQueues",
     "Tier",
     "Timeouts",
     "Transaction",

@@ -90,6 +90,7 @@ def format_status(status: dict[str, Any]) -> str:
     for label in ("dropped", "retries"):
         for name, n in sorted(status[label].items()):
             lines.append(f"{label} {name}: {n}")
+    lines += [f"warning: {w}" for w in status.get("warnings", ())]
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from .backends.base import Options
 from .errors import ConfigError
 from .intents import Tier
-from .urls import masked
+from .urls import masked, split_urls
 
 ENV = {
     Tier.TRANSITORY: "PERSISTIO_TRANSITORY_URL",
@@ -43,11 +43,15 @@ REGISTRY: dict[Tier, dict[str, Factory]] = {
         "sqlite": Factory("persistio.config:_sqlite_queue", None),
         "redis": Factory("persistio.backends.redis_store:from_url", "redis"),
         "rediss": Factory("persistio.backends.redis_store:from_url", "redis"),
+        "redis+cluster": Factory("persistio.backends.redis_cluster:from_url", "redis"),
+        "rediss+cluster": Factory("persistio.backends.redis_cluster:from_url", "redis"),
     },
     Tier.VOLATILE: {
         "memory": Factory("persistio.config:_memory", None),
         "redis": Factory("persistio.backends.redis_store:volatile_from_url", "redis"),
         "rediss": Factory("persistio.backends.redis_store:volatile_from_url", "redis"),
+        "redis+cluster": Factory("persistio.backends.redis_cluster:volatile_from_url", "redis"),
+        "rediss+cluster": Factory("persistio.backends.redis_cluster:volatile_from_url", "redis"),
     },
     Tier.ACID: {
         "sqlite": Factory("persistio.config:_sql_acid", None),
@@ -113,14 +117,15 @@ def open_backend(
     """Build the backend for ``url``; ConfigError names ``setting`` when the URL is wrong.
 
     For the transitory and volatile tiers, ``"primary,fallback,..."`` builds a failover group
-    (each member with a breaker from ``breaker``).
+    (each member with a breaker from ``breaker``); the host list of one ``redis+cluster://``
+    URL is not one.
     """
-    if tier in FAILOVER_TIERS and isinstance(url, str) and "," in url:
+    if tier in FAILOVER_TIERS and isinstance(url, str) and len(split_urls(url)) > 1:
         if breaker is None:
             from .breaker import CircuitBreaker
 
             breaker = CircuitBreaker
-        return _failover(tier, [u.strip() for u in url.split(",")], options, setting, breaker)
+        return _failover(tier, split_urls(url), options, setting, breaker)
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{setting}: expected a URL string, got {url!r}")
     try:
@@ -154,7 +159,7 @@ def _failover(
     members: list[Any] = []
     try:
         for url in urls:
-            if urlsplit(url).scheme not in ("redis", "rediss"):
+            if urlsplit(url).scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
                 raise ConfigError(f"{setting}: fallbacks are Redis URLs; got {masked(url)}")
             members.append(open_backend(tier, url, options, setting))
     except BaseException:

@@ -3,7 +3,8 @@
 Three places hold them: each transitory intent's stream (items its consumer kept failing), the
 task queues (deferred tasks that kept failing), and the local spool (replays refused for a reason
 other than an outage). Each dead letter has one id that says where it lives
-(``stream:notify/1700000000000-0``, ``queue:high/...``, ``spool/42``) and carries its reason,
+(``stream:notify/1700000000000-0``, ``queue:high/...``, ``spool/42``; a partitioned stream's
+places are ``stream:notify.0``, ``stream:notify.1`` ...) and carries its reason,
 attempts, times, and a short summary of what it would have written. Every place keeps its dead
 letters bounded (by count and age, see ``StreamSpec``); what is dropped to keep the bound is
 counted in ``status()``.
@@ -57,9 +58,18 @@ class DeadLetters:
         self._streams = streams
 
     def places(self) -> list[Place]:
-        found = [Place(f"stream:{b.name}", self._stores.ops.stream(b), b) for b in self._streams()]
+        """Every stream partition and task queue partition: ``stream:<intent>`` and
+        ``queue:<priority>``, with ``.<partition>`` after them when there are several."""
+        found = [
+            Place(_named(f"stream:{b.name}", i, len(specs)), spec, b)
+            for b in self._streams()
+            for specs in (self._stores.ops.streams(b),)
+            for i, spec in enumerate(specs)
+        ]
         found += [
-            Place(f"queue:{p.name.lower()}", spec, None) for p, spec in self._stores.queues.items()
+            Place(_named(f"queue:{p.name.lower()}", i, len(queue)), spec, None)
+            for p, queue in self._stores.queues.items()
+            for i, spec in enumerate(queue)
         ]
         return found
 
@@ -113,6 +123,10 @@ class DeadLetters:
             seqs = None if ids is None else [int(s) for s in chosen["spool"]]
             done += self._spool.redrive(seqs) if redrive else self._spool.purge(seqs)
         return done
+
+
+def _named(place: str, index: int, partitions: int) -> str:
+    return place if partitions == 1 else f"{place}.{index}"
 
 
 def _by_place(ids: Sequence[str] | None) -> dict[str, list[str]]:

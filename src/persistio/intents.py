@@ -17,6 +17,9 @@ from typing import Any, ClassVar, Literal
 OnOutage = Literal["buffer", "drop", "fail"]
 ON_OUTAGE_CHOICES: tuple[OnOutage, ...] = ("buffer", "drop", "fail")
 
+MAX_PARTITIONS = 256  # see partitions.py: names are found by a search per partition
+MAX_REPLICAS = 16
+
 # Intent names become table, stream and key names: nothing else is ever interpolated into SQL,
 # CQL or Redis key names, so this pattern is the whole injection defence for identifiers.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,47}")
@@ -76,7 +79,8 @@ class Intent:
     unknown_options: tuple[str, ...] = field(repr=False)
 
     def key_fields(self) -> tuple[str, ...]:
-        """The stored object's fields that identify one stored value (empty for streams)."""
+        """The stored object's fields that identify one stored value (for a stream: those that
+        pick its partition, so entries with equal values stay in order)."""
         return ()
 
     def problems(self) -> list[str]:
@@ -141,6 +145,9 @@ class Transitory(Intent):
     retry_backoff: timedelta
     dead_max: int
     dead_max_age: timedelta
+    partitions: int
+    order_by: tuple[str, ...]
+    replicas: int
 
     def __init__(
         self,
@@ -153,6 +160,9 @@ class Transitory(Intent):
         retry_backoff: timedelta = timedelta(milliseconds=200),
         dead_max: int = 10_000,
         dead_max_age: timedelta = timedelta(days=7),
+        partitions: int = 1,
+        order_by: tuple[str, ...] | str = (),
+        replicas: int = 0,
         priority: Priority | None = None,
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
@@ -168,9 +178,18 @@ class Transitory(Intent):
         object.__setattr__(self, "retry_backoff", retry_backoff)
         object.__setattr__(self, "dead_max", dead_max)
         object.__setattr__(self, "dead_max_age", dead_max_age)
+        object.__setattr__(self, "partitions", partitions)
+        object.__setattr__(self, "order_by", _as_fields(order_by) or order_by)
+        object.__setattr__(self, "replicas", replicas)
+
+    def key_fields(self) -> tuple[str, ...]:
+        """The fields whose values pick an entry's partition (``order_by``)."""
+        order_by: object = self.order_by
+        return self.order_by if isinstance(order_by, tuple) else ()
 
     def problems(self) -> list[str]:
         found = super().problems()
+        found.extend(self._scale_problems())
         if self.max_age is not None and not _positive(self.max_age):
             found.append(f"max_age={self.max_age!r}: use a positive timedelta, or None")
         if self.max_len is not None and (not isinstance(self.max_len, int) or self.max_len < 1):
@@ -185,6 +204,23 @@ class Transitory(Intent):
             found.append(f"dead_max={self.dead_max!r}: use an int >= 1")
         if not _positive(self.dead_max_age):
             found.append(f"dead_max_age={self.dead_max_age!r}: use a positive timedelta")
+        return found
+
+    def _scale_problems(self) -> list[str]:
+        found: list[str] = []
+        partitions: object = self.partitions
+        if not _int_in(partitions, 1, MAX_PARTITIONS):
+            found.append(f"partitions={partitions!r}: use an int from 1 to {MAX_PARTITIONS}")
+        order_by: object = self.order_by
+        if not isinstance(order_by, tuple) or not all(isinstance(f, str) for f in order_by):
+            found.append("order_by= must name fields of the object, e.g. order_by=('user_id',)")
+        elif len(set(order_by)) != len(order_by):
+            found.append(f"order_by={order_by!r} names a field twice")
+        if not _int_in(self.replicas, 0, MAX_REPLICAS):
+            found.append(
+                f"replicas={self.replicas!r}: use an int from 0 to {MAX_REPLICAS} (replicas "
+                "that must hold an entry before its save returns)"
+            )
         return found
 
 
@@ -345,6 +381,10 @@ def _init(
     object.__setattr__(intent, "project", project)
     object.__setattr__(intent, "when", when)
     object.__setattr__(intent, "unknown_options", unknown)
+
+
+def _int_in(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _positive(value: object) -> bool:

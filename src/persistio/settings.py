@@ -16,13 +16,11 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. ``realtime`` bounds a save's REALTIME writes and every backend request;
-    ``task_visibility`` is how long a deferred task claimed by a worker that then died (or
-    stalled) stays invisible before another worker takes it over."""
+    """Seconds. ``realtime`` bounds a save's REALTIME writes and every backend request (how long
+    a deferred task a worker took stays its own is ``TaskQueues(visibility=)``)."""
 
     connect: float = 5.0
     realtime: float = 5.0
-    task_visibility: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,11 +57,29 @@ class BreakerPolicy:
 
 
 @dataclass(frozen=True)
+class TaskQueues:
+    """The deferred-task queues (one stream per priority).
+
+    ``partitions`` spreads each priority over that many streams, which a Redis Cluster puts on
+    different masters (1 keeps one stream per priority, under the names of earlier versions);
+    ``replicas`` is how many Redis replicas must hold an enqueued task before the save that
+    deferred it returns (``WAIT``; 0: the master's acknowledgement is enough); ``visibility``
+    is how many seconds a task a worker took stays its own: past that (the worker died, or
+    hangs) another worker takes it over.
+    """
+
+    partitions: int = 1
+    replicas: int = 0
+    visibility: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     pools: Pools = field(default_factory=Pools)
     spool_limits: SpoolLimits = field(default_factory=SpoolLimits)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    task_queues: TaskQueues = field(default_factory=TaskQueues)
     dedup_window: timedelta = timedelta(hours=1)
     # a timestamp seen further ahead of this host's clock is not followed (see clock.py)
     max_clock_skew: timedelta = timedelta(minutes=5)
@@ -82,13 +98,19 @@ FLAT = {
     "replay_interval": ("spool_limits", "replay_interval"),
     "breaker_threshold": ("breaker", "threshold"),
     "breaker_reset": ("breaker", "reset"),
+    "queue_partitions": ("task_queues", "partitions"),
+    "queue_replicas": ("task_queues", "replicas"),
 }
 GROUPS = {
     "timeouts": Timeouts,
     "pools": Pools,
     "spool_limits": SpoolLimits,
     "breaker": BreakerPolicy,
+    "task_queues": TaskQueues,
 }
+# int settings whose smallest value is not 1, and those with a largest one
+LOWEST = {("task_queues", "replicas"): 0}
+HIGHEST = {("task_queues", "partitions"): 256, ("task_queues", "replicas"): 16}
 
 
 def resolve(
@@ -129,7 +151,10 @@ def _check(group: str, value: Any) -> None:
         flat = next((k for k, (g, a) in FLAT.items() if (g, a) == (group, f.name)), None)
         label = f"Persistio({flat}={v!r})" if flat else f"{type(value).__name__}({f.name}={v!r})"
         if f.type in ("int", int):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{label}: use an int >= 1")
+            low = LOWEST.get((group, f.name), 1)
+            high = HIGHEST.get((group, f.name))
+            if not isinstance(v, int) or isinstance(v, bool) or v < low or (high and v > high):
+                within = f"from {low} to {high}" if high else f">= {low}"
+                raise ConfigError(f"{label}: use an int {within}")
         elif not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
             raise ConfigError(f"{label}: use seconds > 0")

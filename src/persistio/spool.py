@@ -279,12 +279,15 @@ class Spool:
             self._pending[name] = self._pending.get(name, 0) + by
 
     def flush_counters(self) -> None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
+        if not self._pending:
             return
+        pending: dict[str, int] = {}
         try:
+            # the counts leave memory inside the write, under the file's lock, so counters()
+            # (which reads the file under that lock) sees them in one place or the other
             with self._write() as cur:
+                with self._pending_lock:
+                    pending, self._pending = self._pending, {}
                 for name, by in pending.items():
                     _bump(cur, name, by)
         except BaseException:
@@ -296,9 +299,9 @@ class Spool:
     def counters(self) -> dict[str, int]:
         with self._lock:
             stored = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-        with self._pending_lock:
-            for name, by in self._pending.items():
-                stored[name] = stored.get(name, 0) + by
+            with self._pending_lock:
+                for name, by in self._pending.items():
+                    stored[name] = stored.get(name, 0) + by
         return stored
 
     def clock_high(self) -> int:

@@ -29,16 +29,32 @@ def _health(backend: Any) -> dict[str, Any]:
     return {"healthy": True, "error": None}
 
 
-def _stream(backend: Any, spec: Any) -> dict[str, Any]:
+def _stream(backend: Any, specs: Sequence[Any]) -> dict[str, Any]:
+    """One stream's figures, summed over its partitions (the oldest age is the oldest's)."""
     try:
-        stats = backend.stats(spec)
+        found = [backend.stats(spec) for spec in specs]
     except PersistioError as exc:
         return {"error": str(exc)}
+    ages = [s.oldest_age_seconds for s in found if s.oldest_age_seconds is not None]
     return {
-        "pending": stats.pending,
-        "oldest_age_s": stats.oldest_age_seconds,
-        "dead_letters": stats.dead_letters,
+        "pending": sum(s.pending for s in found),
+        "oldest_age_s": max(ages) if ages else None,
+        "dead_letters": sum(s.dead_letters for s in found),
     }
+
+
+def _warnings(backends: Sequence[Any]) -> list[str]:
+    """What each backend says is risky in how its server is set up (see ``Backend``)."""
+    found: list[str] = []
+    for backend in backends:
+        warn = getattr(backend, "warnings", None)
+        if warn is None:
+            continue
+        try:
+            found.extend(warn())
+        except Exception:
+            continue
+    return found
 
 
 GRACE = 1.0  # seconds past the deadline the report waits for a last answer
@@ -77,11 +93,12 @@ def collect_status(
         t = backends.transitory
         return (
             {p.name.lower(): _stream(t, s) for p, s in backends.queues.items()},
-            {b.name: _stream(t, backends.ops.stream(b)) for b in streams},
+            {b.name: _stream(t, backends.ops.streams(b)) for b in streams},
         )
 
     calls: dict[str, Callable[[], Any]] = {t.value: _bind(_health, b) for t, b in by_tier.items()}
     calls["streams"] = streams_now
+    calls["warnings"] = _bind(_warnings, backends.distinct())
     answers = _all_at_once(calls, wait)
     queues, intent_streams = answers["streams"] or (
         {p.name.lower(): silent for p in backends.queues},
@@ -117,6 +134,10 @@ def collect_status(
         # lag; drain() does not wait for it: counts are exact without it); zeros where the
         # backend folds as it writes (SQLite)
         "counts": backends.amorphous.count_stats(),
+        # e.g. a Cassandra keyspace with one replica: one node's loss loses data
+        "warnings": answers["warnings"]
+        if answers["warnings"] is not None
+        else [f"the servers' setup could not be read within {router.deadline}s"],
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
         # writes (now or deferred) that lost to a newer stored value, per intent
@@ -146,12 +167,13 @@ def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dic
     """Work ``drain()`` still waits for, by place; empty when everything is done."""
     backends = router.stores
     found: dict[str, int] = {}
-    for priority, spec in backends.queues.items():
-        n = backends.transitory.stats(spec).pending
+    transitory = backends.transitory
+    for priority, queue in backends.queues.items():
+        n = sum(transitory.stats(spec).pending for spec in queue)
         if n:
             found[f"queue:{priority.name.lower()}"] = n
     for bound in consumer_streams:
-        n = backends.transitory.stats(backends.ops.stream(bound)).pending
+        n = sum(transitory.stats(spec).pending for spec in backends.ops.streams(bound))
         if n:
             found[f"stream:{bound.name}"] = n
     for tier, (n, _age) in router.spool.depth().items():

@@ -29,14 +29,23 @@ from .plan import SavePlan, plan_save
 from .reads import Reader
 from .replay import SpoolReplayer
 from .router import Receipt, Router
-from .settings import FLAT, BreakerPolicy, Pools, Settings, SpoolLimits, Timeouts, resolve
+from .settings import (
+    FLAT,
+    BreakerPolicy,
+    Pools,
+    Settings,
+    SpoolLimits,
+    TaskQueues,
+    Timeouts,
+    resolve,
+)
 from .spool import Spool
 from .status import collect_status, pending_work
 from .transaction import Transaction
 from .urls import masked
 from .wiring import Stores
 from .worker import Consumer, Handler, Worker
-from .writes import task_queues
+from .writes import task_queues as queue_specs
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Handler)
@@ -65,6 +74,7 @@ class Persistio:
         pools: Pools | None = None,
         spool_limits: SpoolLimits | None = None,
         breaker: BreakerPolicy | None = None,
+        task_queues: TaskQueues | None = None,
         dedup_window: timedelta = timedelta(hours=1),
         max_clock_skew: timedelta = timedelta(minutes=5),
         **flat: Any,
@@ -80,6 +90,7 @@ class Persistio:
                 "pools": pools,
                 "spool_limits": spool_limits,
                 "breaker": breaker,
+                "task_queues": task_queues,
             },
             flat,
             dedup_window,
@@ -161,6 +172,7 @@ class Persistio:
             dedup_window_seconds=settings.dedup_window.total_seconds(),
         )
         policy = settings.breaker
+        queues = settings.task_queues
 
         def breaker(name: str) -> CircuitBreaker:
             return CircuitBreaker(
@@ -182,7 +194,7 @@ class Persistio:
             opened[Tier.VOLATILE],
             opened[Tier.ACID],
             opened[Tier.AMORPHOUS],
-            queues=task_queues(namespace, settings.timeouts.task_visibility),
+            queues=queue_specs(namespace, queues.partitions, queues.replicas, queues.visibility),
             breaker_factory=breaker,
         )
 
@@ -213,7 +225,7 @@ class Persistio:
         stores = self._stores
         with self._setup_lock:
             with stores.guard(Tier.TRANSITORY):
-                stores.transitory.setup(list(stores.queues.values()))
+                stores.transitory.setup(stores.all_queues())
             plans = REGISTRY.plans()
             for tier in Tier:
                 bounds = [b for p in plans for b in p.intents if b.tier is tier]
@@ -366,9 +378,9 @@ class Persistio:
 
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
-            stream = self._stores.ops.stream(bound)
+            streams = self._stores.ops.streams(bound)
             self._worker.consumers[intent] = Consumer(
-                bound, stream, handler, batch, takes_delivery(handler)
+                bound, streams, handler, batch, takes_delivery(handler)
             )
             return handler
 

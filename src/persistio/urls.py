@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+# a comma that starts another URL (a failover list), not one inside a host list
+_NEXT_URL = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
+
 SECRET_PARAMETERS = frozenset({"password", "pass", "pwd", "secret", "token", "sslpassword"})
+
+
+def split_urls(text: str) -> list[str]:
+    """``"url,url"`` -> its URLs; a host list (``redis+cluster://h1:7000,h2:7001/``) is one."""
+    return [u.strip() for u in _NEXT_URL.split(text)]
 
 
 def masked(url: str) -> str:
@@ -13,8 +22,9 @@ def masked(url: str) -> str:
     Both places a password can hide are masked: ``user:password@host`` and ``?password=...``;
     a host list (``h1:9042,h2:9042``) is kept as it is.
     """
-    if "," in url and "://" in url.split(",", 1)[1]:
-        return ",".join(masked(u) for u in url.split(","))
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return ",".join(masked(u) for u in urls)
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -29,7 +29,7 @@ from .backends.base import (
 from .breaker import CircuitBreaker, guard_all
 from .intents import Priority, Tier
 from .model import BoundIntent
-from .writes import OpBuilder
+from .writes import OpBuilder, Streams
 
 OP_KINDS = (Append, Put, Upsert, Document, Contribution)
 TIER_OF: dict[type, Tier] = {
@@ -47,7 +47,7 @@ class Stores:
     volatile: VolatileBackend
     acid: AcidBackend
     amorphous: AmorphousBackend
-    queues: dict[Priority, StreamSpec]
+    queues: dict[Priority, Streams]  # per priority, highest first: its partitions
     breaker_factory: Callable[[str], CircuitBreaker] = CircuitBreaker
     # intents whose table/stream this process has created (or found): see prepare()
     ready: set[tuple[Tier, str]] = field(default_factory=set)
@@ -90,7 +90,7 @@ class Stores:
             return
         match bound.tier:
             case Tier.TRANSITORY:
-                self.transitory.setup([self.ops.stream(bound)])
+                self.transitory.setup(list(self.ops.streams(bound)))
             case Tier.ACID:
                 self.acid.setup([self.ops.table(bound)])
             case Tier.AMORPHOUS if bound.counting is not None:
@@ -100,6 +100,10 @@ class Stores:
             case Tier.VOLATILE:
                 pass  # keys need no schema
         self.ready.add((bound.tier, bound.name))
+
+    def all_queues(self) -> list[StreamSpec]:
+        """Every partition of every task queue."""
+        return [spec for queue in self.queues.values() for spec in queue]
 
     def after_fork(self) -> None:
         """In a child process: each backend's own connections, fresh locks."""

@@ -1,7 +1,11 @@
 """Runs deferred tasks (highest priority first), registered consumers, spool replay and the outbox.
 
 One ``step()`` takes at most one batch from the highest non-empty priority queue, so a backlog of
-LOW work never delays HIGH work by more than one poll.
+LOW work never delays HIGH work by more than one poll. A partitioned queue or stream is claimed
+from partition after partition, starting one further on at each step (round robin), so every
+partition is served and HIGH work in any partition still comes before NORMAL work in all of
+them. Any number of worker processes share the partitions: each entry goes to one of them, and
+one a dead worker had claimed is handed out again after its visibility timeout.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .model import BoundIntent
 from .plan import TASK_DECODER, UnknownModel, Work, work_from_task
 from .replay import Replay
 from .router import Router, isolated
+from .writes import Streams
 
 log = logging.getLogger("persistio.worker")
 PRUNE_EVERY = 300.0  # seconds between looks for consumers of gone worker processes
@@ -37,7 +42,7 @@ CoroutineRunner = Callable[[Coroutine[Any, Any, Any]], Any]
 @dataclass(frozen=True)
 class Consumer:
     bound: BoundIntent
-    stream: StreamSpec
+    streams: Streams  # its intent's partitions
     handler: Handler
     batch: int
     with_delivery: bool = False  # the handler takes (obj, Delivery)
@@ -60,6 +65,7 @@ class Worker:
         self.run_coroutine: CoroutineRunner = asyncio.run
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.replay = Replay(router, batch, unknown_model_grace)
+        self._turn = 0  # where the next round robin over partitions starts
         self._next_prune = time.monotonic() + PRUNE_EVERY
 
     @property
@@ -78,7 +84,10 @@ class Worker:
         if prune is None or now < self._next_prune:
             return False
         self._next_prune = now + PRUNE_EVERY
-        streams = [*self._backends.queues.values(), *(c.stream for c in self.consumers.values())]
+        streams = [
+            *self._backends.all_queues(),
+            *(s for c in self.consumers.values() for s in c.streams),
+        ]
         with self._backends.guard(Tier.TRANSITORY):
             removed = sum(prune(s, CONSUMER_IDLE) for s in streams)
         if removed:
@@ -111,15 +120,25 @@ class Worker:
 
     # -- deferred tasks -------------------------------------------------------------------------
 
+    def _rotated(self, streams: Streams) -> Streams:
+        """The partitions, starting one further on at each call (round robin)."""
+        if len(streams) == 1:
+            return streams
+        self._turn += 1
+        start = self._turn % len(streams)
+        return streams[start:] + streams[:start]
+
     def run_deferred(self) -> bool:
-        for stream in self._backends.queues.values():
-            with self._backends.guard(Tier.TRANSITORY):
-                deliveries = self._backends.transitory.claim(
-                    stream, self.consumer_name(), self.batch
-                )
-            if deliveries:
-                self._run_tasks(stream, deliveries)
-                return True
+        """One batch from the highest priority with work, whichever partition holds it."""
+        for queue in self._backends.queues.values():
+            for stream in self._rotated(queue):
+                with self._backends.guard(Tier.TRANSITORY):
+                    deliveries = self._backends.transitory.claim(
+                        stream, self.consumer_name(), self.batch
+                    )
+                if deliveries:
+                    self._run_tasks(stream, deliveries)
+                    return True
         return False
 
     def _run_tasks(self, stream: StreamSpec, deliveries: Sequence[Delivery]) -> None:
@@ -168,17 +187,29 @@ class Worker:
     # -- consumers ------------------------------------------------------------------------------
 
     def run_consumer(self, consumer: Consumer) -> bool:
+        """Up to ``consumer.batch`` items, from its partitions in turn; each acked once handled."""
         transitory = self._backends.transitory
-        with self._backends.guard(Tier.TRANSITORY):
-            deliveries = transitory.claim(consumer.stream, self.consumer_name(), consumer.batch)
-        if not deliveries:
-            return False
+        claimed: list[tuple[StreamSpec, list[Delivery]]] = []
+        wanted = consumer.batch
+        for stream in self._rotated(consumer.streams):
+            with self._backends.guard(Tier.TRANSITORY):
+                deliveries = transitory.claim(stream, self.consumer_name(), wanted)
+            if deliveries:
+                claimed.append((stream, deliveries))
+                wanted -= len(deliveries)
+                if wanted <= 0:
+                    break
+        for stream, deliveries in claimed:
+            self._handle(consumer, stream, deliveries)
+        return bool(claimed)
+
+    def _handle(self, consumer: Consumer, stream: StreamSpec, deliveries: list[Delivery]) -> None:
         acked: list[str] = []
         for d in deliveries:
             try:
                 obj = consumer.bound.codec.decode(d.payload)
             except ValueError as exc:  # undecodable, or no longer fits the model: set aside
-                self._failed(consumer.stream, d, exc, final=True)
+                self._failed(stream, d, exc, final=True)
                 continue
             try:
                 if consumer.with_delivery:
@@ -192,13 +223,12 @@ class Worker:
                 if inspect.iscoroutine(result):
                     self.run_coroutine(result)
             except Exception as exc:
-                self._failed(consumer.stream, d, exc)
+                self._failed(stream, d, exc)
             else:
                 acked.append(d.id)
         if acked:
             with self._backends.guard(Tier.TRANSITORY):
-                transitory.ack(consumer.stream, acked)
-        return True
+                self._backends.transitory.ack(stream, acked)
 
     # -- failures -------------------------------------------------------------------------------
 

@@ -26,11 +26,18 @@ from .backends.base import (
 )
 from .intents import Acid, Amorphous, Priority, Tier, Transitory, Volatile
 from .model import BoundIntent
+from .partitions import partition_names, pick
 from .plan import TASK_ENCODER, Work
 
+Streams = tuple[StreamSpec, ...]
+"""The partitions of one stream (one element when it is not partitioned)."""
 
-def task_queues(namespace: str = "", visibility: float = 60.0) -> dict[Priority, StreamSpec]:
-    """The deferred-task streams, one per priority: ``tasks.high`` (or ``<namespace>.tasks.high``).
+
+def task_queues(
+    namespace: str = "", partitions: int = 1, replicas: int = 0, visibility: float = 60.0
+) -> dict[Priority, Streams]:
+    """The deferred-task streams, one per priority (highest first): ``tasks.high`` (or
+    ``<namespace>.tasks.high``), each in ``partitions`` partitions (see ``partitions.py``).
 
     A namespace keeps apps that share one transitory backend out of each other's queues. A task
     a worker claimed and never acknowledged (it died) is handed out again after ``visibility``
@@ -38,8 +45,9 @@ def task_queues(namespace: str = "", visibility: float = 60.0) -> dict[Priority,
     """
     prefix = f"{namespace}." if namespace else ""
     return {
-        p: StreamSpec(
-            f"{prefix}tasks.{p.name.lower()}", max_deliveries=10, visibility_seconds=visibility
+        p: tuple(
+            StreamSpec(name, max_deliveries=10, visibility_seconds=visibility, replicas=replicas)
+            for name in partition_names(f"{prefix}tasks.{p.name.lower()}", partitions)
         )
         for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW)
     }
@@ -49,18 +57,24 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
-def stream_spec(bound: BoundIntent) -> StreamSpec:
+def stream_specs(bound: BoundIntent) -> Streams:
+    """A transitory intent's streams: one per partition."""
     intent = bound.intent
     assert isinstance(intent, Transitory)
-    return StreamSpec(
-        intent.name,
-        max_deliveries=intent.max_deliveries,
-        visibility_seconds=intent.visibility.total_seconds(),
-        max_age_seconds=_seconds(intent.max_age),
-        max_len=intent.max_len,
-        retry_backoff_seconds=intent.retry_backoff.total_seconds(),
-        dead_max=intent.dead_max,
-        dead_max_age_seconds=intent.dead_max_age.total_seconds(),
+    return tuple(
+        StreamSpec(
+            name,
+            max_deliveries=intent.max_deliveries,
+            visibility_seconds=intent.visibility.total_seconds(),
+            max_age_seconds=_seconds(intent.max_age),
+            # the intent's bound, shared by its partitions
+            max_len=None if intent.max_len is None else -(-intent.max_len // intent.partitions),
+            retry_backoff_seconds=intent.retry_backoff.total_seconds(),
+            dead_max=intent.dead_max,
+            dead_max_age_seconds=intent.dead_max_age.total_seconds(),
+            replicas=intent.replicas,
+        )
+        for name in partition_names(intent.name, intent.partitions)
     )
 
 
@@ -85,16 +99,17 @@ def table_spec(bound: BoundIntent) -> TableSpec:
 class OpBuilder:
     """Builds each intent's op; the specs an intent needs are built once and kept."""
 
-    def __init__(self, queues: dict[Priority, StreamSpec]) -> None:
+    def __init__(self, queues: dict[Priority, Streams]) -> None:
         self.queues = queues
-        self._streams: dict[BoundIntent, StreamSpec] = {}
+        self._streams: dict[BoundIntent, Streams] = {}
         self._tables: dict[BoundIntent, TableSpec] = {}
         self._ttls: dict[BoundIntent, int] = {}
 
-    def stream(self, bound: BoundIntent) -> StreamSpec:
+    def streams(self, bound: BoundIntent) -> Streams:
+        """The partitions of a transitory intent's stream."""
         found = self._streams.get(bound)
         if found is None:
-            found = self._streams[bound] = stream_spec(bound)
+            found = self._streams[bound] = stream_specs(bound)
         return found
 
     def table(self, bound: BoundIntent) -> TableSpec:
@@ -117,7 +132,12 @@ class OpBuilder:
             key = key_of(bound, work.obj)
             return Put(bound.name, key, task.ts, task.ts + ttl_us, task.payload, task.write_id)
         if tier is Tier.TRANSITORY:
-            return Append(self.stream(bound), work.dedup_key, task.payload)
+            streams = self.streams(bound)
+            if len(streams) == 1:
+                return Append(streams[0], work.dedup_key, task.payload)
+            # the same write always picks the same partition: a replay meets its dedup marker
+            by = key_of(bound, work.obj) if bound.key else task.write_id
+            return Append(streams[pick(by, len(streams))], work.dedup_key, task.payload)
         if tier is Tier.ACID:
             row = bound.codec.to_key_row(work.obj, bound.key)
             return Upsert(self.table(bound), row, task.ts, task.write_id)
@@ -151,7 +171,8 @@ class OpBuilder:
 
     def enqueue(self, work: Work) -> Append:
         """The op that puts ``work`` on its priority's task queue (no dedup: see Append)."""
-        stream = self.queues[work.bound.priority]
+        queue = self.queues[work.bound.priority]
+        stream = queue[0] if len(queue) == 1 else queue[pick(work.dedup_key, len(queue))]
         return Append(stream, work.dedup_key, TASK_ENCODER.encode(work.task), dedupe=False)
 
 

@@ -360,7 +360,9 @@ def test_an_unreachable_server_is_backend_unavailable() -> None:
         "cassandra://127.0.0.1:99999/ks",
         "cassandra://127.0.0.1:port/ks",
         "cassandra://a,,b/ks",
-        "cassandra://127.0.0.1/ks?replication=3",  # unknown option
+        "cassandra://127.0.0.1/ks?replicas=3",  # unknown option
+        "cassandra://127.0.0.1/ks?replication=3&replication_factor=2",  # they disagree
+        "cassandra://127.0.0.1/ks?replication=x",
         "cassandra://127.0.0.1/ks?replication_factor=0",
         "cassandra://127.0.0.1/ks?replication_factor=1&replication_factor=2",
         "cassandra://127.0.0.1/ks?consistency=SOME",
@@ -398,3 +400,24 @@ def test_url_hosts_ports_options_and_credentials_parse() -> None:
     )
     # And "h1,h2:9043" (the form scripts/services prints) puts both hosts on 9043
     assert parse_url("cassandra://h1,h2:9043/ks", "x")[0].hosts == (("h1", 9043), ("h2", 9043))
+
+
+@pytest.mark.parametrize(
+    ("query", "replication", "consistency"),
+    [
+        ("", 1, "LOCAL_ONE"),
+        ("?replication=2", 2, "LOCAL_ONE"),
+        ("?replication=3", 3, "LOCAL_QUORUM"),
+        ("?replication_factor=5", 5, "LOCAL_QUORUM"),
+        ("?replication=3&replication_factor=3", 3, "LOCAL_QUORUM"),
+        ("?replication=3&consistency=all", 3, "ALL"),
+    ],
+)
+def test_replication_sets_the_default_consistency(
+    query: str, replication: int, consistency: str
+) -> None:
+    # Given a URL with (or without) replication; Then writes default to LOCAL_QUORUM from 3
+    # replicas (2 of 3 acknowledge, one node may be down), else LOCAL_ONE (a quorum of 1 or 2
+    # would be every replica), unless the URL asks for another level
+    endpoint, _ = parse_url(f"cassandra://h1,h2,h3/ks{query}", "x")
+    assert (endpoint.replication_factor, endpoint.consistency) == (replication, consistency)

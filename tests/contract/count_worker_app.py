@@ -10,5 +10,5 @@ import persistio as pio
 import tests.models  # noqa: F401  (declares the counted models in the worker process)
 
 store = pio.Persistio.from_env(
-    timeouts=pio.Timeouts(task_visibility=1.0), pools=pio.Pools(worker_batch=2)
+    task_queues=pio.TaskQueues(visibility=1.0), pools=pio.Pools(worker_batch=2)
 )

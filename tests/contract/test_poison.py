@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 import persistio as pio
+from tests import redis_clients
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,9 +32,7 @@ def inject(store: pio.Persistio, stream: str, payload: bytes) -> None:
     """Add an entry to a stream as another client would (the raw client, not persistio)."""
     url = store.urls[pio.Tier.TRANSITORY]
     if url.startswith("redis"):
-        import redis
-
-        client = redis.Redis.from_url(url)
+        client = redis_clients.client(url)
         client.xadd(f"pio:{{{stream}}}", {"d": "junk", "p": payload, "t": repr(time.time())})
         client.close()
         return

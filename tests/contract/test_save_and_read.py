@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import persistio as pio
+from tests import redis_clients
 from tests.models import Address, Checkin, FeedItem, Profile
 
 
@@ -142,10 +143,8 @@ def test_volatile_rebuilds_from_acid_on_a_miss(make_store: Any, backend_kind: st
 
 def lose_cached_copies(store: pio.Persistio, backend_kind: str) -> None:
     if backend_kind == "real":
-        import redis
-
-        raw = redis.Redis.from_url(store.urls[pio.Tier.VOLATILE])
-        assert raw.delete(*raw.keys("pio:v:profile_cache:*")) == 1
+        raw = redis_clients.client(store.urls[pio.Tier.VOLATILE])
+        assert raw.delete(*redis_clients.keys(raw, "pio:v:profile_cache:*")) == 1
         raw.close()
 
 

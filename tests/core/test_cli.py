@@ -99,3 +99,16 @@ def test_worker_runs_deferred_tasks_and_stops_on_sigterm(tmp_path: Path) -> None
         out, _ = worker.communicate(timeout=30)
     # And SIGTERM ends it cleanly
     assert worker.returncode == 0, out
+
+
+def test_status_text_lists_the_warnings(tmp_path: Path) -> None:
+    # Given the status of a store (embedded: nothing risky) and one with a warning added
+    from persistio.cli import format_status
+
+    with pio.Persistio(data_dir=tmp_path) as store:
+        status = store.status()
+    assert status["warnings"] == []
+    assert "warning:" not in format_status(status)
+    # Then the text form prints each warning on a line of its own
+    risky = {**status, "warnings": ["amorphous backend x: keyspace ks has replication 1"]}
+    assert "warning: amorphous backend x: keyspace ks has replication 1" in format_status(risky)

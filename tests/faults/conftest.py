@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 import persistio as pio
+from tests.conftest import keyspace_url
 
 from .load import StoreFactory
-from .metrics import METRICS_FILE, SUMMARIES, Metrics
+from .metrics import Metrics
 from .servers import PrivateRedis
 
 
@@ -35,8 +36,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 @pytest.fixture
 def amorphous_url(cassandra_url: str, cassandra_keyspace: str) -> str:
     """The shared Cassandra, with this session's own keyspace."""
-    hosts = cassandra_url.split("://", 1)[1].split("/", 1)[0]
-    return f"cassandra://{hosts}/{cassandra_keyspace}"
+    return keyspace_url(cassandra_url, cassandra_keyspace)
 
 
 @pytest.fixture
@@ -57,10 +57,3 @@ def make_store(tmp_path: Path) -> Iterator[StoreFactory]:
 @pytest.fixture
 def metrics(request: pytest.FixtureRequest) -> Metrics:
     return Metrics(request.node.name)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if SUMMARIES:
-        terminalreporter.section(f"fault metrics (also in {METRICS_FILE})")
-        for line in SUMMARIES:
-            terminalreporter.write_line(line)

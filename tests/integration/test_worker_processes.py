@@ -1,4 +1,8 @@
-"""Given 20,000 deferred tasks and 3 worker processes, every effect lands exactly once."""
+"""Given 20,000 deferred tasks and 3 worker processes, every effect lands exactly once.
+
+The queues and the consumer's stream are partitioned (see ``worker_app``): on a Redis Cluster
+(``make test-cluster``) the three workers share partitions that live on three masters.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Any
 import pytest
 
 import persistio as pio
+from tests import redis_clients
+from tests.conftest import keyspace_url
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = 20_000
@@ -30,20 +36,18 @@ def test_three_workers_apply_every_effect_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    hosts = cassandra_url.split("://", 1)[1].split("/", 1)[0]
+    redis_db = redis_clients.with_db(redis_url, 4)
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
-        "PERSISTIO_TRANSITORY_URL": redis_url.rsplit("/", 1)[0] + "/4",
-        "PERSISTIO_VOLATILE_URL": redis_url.rsplit("/", 1)[0] + "/4",
+        "PERSISTIO_TRANSITORY_URL": redis_db,
+        "PERSISTIO_VOLATILE_URL": redis_db,
         "PERSISTIO_ACID_URL": pg_database_url,
-        "PERSISTIO_AMORPHOUS_URL": f"cassandra://{hosts}/{cassandra_keyspace}",
+        "PERSISTIO_AMORPHOUS_URL": keyspace_url(cassandra_url, cassandra_keyspace),
         "PERSISTIO_DATA_DIR": str(tmp_path),
     }
-    import redis as redis_lib
-
-    effects = redis_lib.Redis.from_url(env["PERSISTIO_VOLATILE_URL"])
-    effects.flushdb()
+    redis_clients.flush(redis_db)
+    effects = redis_clients.client(redis_db)
     for name, value in env.items():
         if name.startswith("PERSISTIO_"):
             monkeypatch.setenv(name, value)

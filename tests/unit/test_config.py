@@ -111,6 +111,7 @@ def test_public_names_are_pinned() -> None:
             "Priority",
             "Receipt",
             "SpoolLimits",
+            "TaskQueues",
             "Tier",
             "Timeouts",
             "Transaction",

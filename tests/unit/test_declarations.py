@@ -48,6 +48,13 @@ def declare(*intents: Any, model: type = Thing) -> None:
         ((pio.Amorphous("things8", partition="id", retain=timedelta(milliseconds=5)),), r"retain="),
         ((pio.Amorphous("things9", partition="id", consistency="MOST"),), r"consistency='MOST'"),
         ((pio.Transitory("things10", max_deliveries=0),), r"max_deliveries=0"),
+        ((pio.Transitory("things13", partitions=0),), r"partitions=0: use an int from 1 to 256"),
+        ((pio.Transitory("things14", partitions=257),), r"partitions=257"),
+        ((pio.Transitory("things15", partitions=4, order_by="nope"),), r"key field 'nope'"),
+        ((pio.Transitory("things16", order_by=("tags",)),), r"key field 'tags' must be"),
+        ((pio.Transitory("things17", order_by=("id", "id")),), r"names a field twice"),
+        ((pio.Transitory("things18", replicas=-1),), r"replicas=-1: use an int from 0 to 16"),
+        ((pio.Transitory("things19", replicas=True),), r"replicas=True"),
         ((pio.Acid("things11", key="id", project=lambda t: t),), r"project= must be annotated"),
         (
             (pio.Volatile("things12", key="id", ttl=timedelta(1), rebuild_from="nothing"),),

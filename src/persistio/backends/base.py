@@ -79,6 +79,9 @@ class StreamSpec:
     # dead letters are kept bounded: the oldest go (and are counted) past either limit
     dead_max: int = 10_000
     dead_max_age_seconds: float = 7 * 86_400.0
+    # replicas that must hold an entry before its append is acknowledged (Redis WAIT); 0: the
+    # server's own acknowledgement is enough
+    replicas: int = 0
 
 
 class Delivery(NamedTuple):
@@ -205,6 +208,9 @@ class Backend(Protocol):
       local files): the calling thread may run it; otherwise it runs on a thread of its own.
     - ``concurrent``: ``write_async`` sends the writes as the driver's own asynchronous requests,
       so they run while the caller writes to the other stores.
+
+    A backend may also have ``warnings() -> list[str]``: risks in how its server is set up (a
+    keyspace with one replica, a cluster master without a replica), listed by ``status()``.
     """
 
     tiers: ClassVar[frozenset[str]]

@@ -51,6 +51,7 @@ from .base import (
     refuse,
 )
 from .cassandra_counts import CassandraCounts
+from .cassandra_health import replication_warnings
 from .cassandra_requests import Requests, batched
 from .folder import Cell
 from .stamps import stamped, unstamped
@@ -64,7 +65,8 @@ DEFAULT_PORT = 9042
 DEFAULT_DC = "datacenter1"  # what a stock single node reports in system.local
 MAX_TTL = 630_720_000  # 20 years: Cassandra refuses a larger TTL
 DDL_TIMEOUT = 60.0  # schema changes wait for every node to agree
-OPTIONS = ("replication_factor", "consistency", "dc", "protocol_version")
+OPTIONS = ("replication", "replication_factor", "consistency", "dc", "protocol_version")
+QUORUM_FROM = 3  # replicas from which writes default to LOCAL_QUORUM (see default_consistency)
 
 _CQL_TYPES = {
     "int": "bigint",
@@ -106,7 +108,7 @@ class Endpoint:
     hosts: tuple[tuple[str, int], ...]
     keyspace: str
     replication_factor: int = 1
-    consistency: str = "LOCAL_QUORUM"
+    consistency: str = "LOCAL_ONE"
     dc: str | None = None
     protocol_version: int | None = None  # None: negotiated (the driver logs each downgrade)
     username: str | None = None
@@ -138,10 +140,13 @@ def parse_url(url: str, setting: str) -> tuple[Endpoint, str | None]:
     if unknown or any(len(v) > 1 for v in query.values()):
         raise bad(f"unknown or repeated option(s) in {sorted(query)}; known: {OPTIONS}")
     opts = {k: v[0] for k, v in query.items()}
-    rf, proto = opts.get("replication_factor", "1"), opts.get("protocol_version")
-    consistency = opts.get("consistency", "LOCAL_QUORUM").upper()
+    given = {opts[k] for k in ("replication", "replication_factor") if k in opts}
+    if len(given) > 1:
+        raise bad("replication and replication_factor disagree: give one of them")
+    rf, proto = next(iter(given), "1"), opts.get("protocol_version")
     if not re.fullmatch(r"[1-9][0-9]?", rf):
-        raise bad("replication_factor must be an integer from 1 to 99")
+        raise bad("replication must be an integer from 1 to 99")
+    consistency = opts.get("consistency", default_consistency(int(rf))).upper()
     if consistency not in ConsistencyLevel.name_to_value:
         raise bad(f"consistency={consistency}: use one of {sorted(ConsistencyLevel.name_to_value)}")
     if "dc" in opts and not DC_NAME.fullmatch(opts["dc"]):
@@ -158,6 +163,15 @@ def parse_url(url: str, setting: str) -> tuple[Endpoint, str | None]:
         username=unquote(user) if userinfo else None,
     )
     return endpoint, unquote(password) if has_pw else None
+
+
+def default_consistency(replication: int) -> str:
+    """LOCAL_QUORUM from 3 replicas: a write is on 2 of 3 before it is acknowledged, and a read
+    at the same level sees it, while any one node may be down. Below 3 a quorum is every
+    replica (one node down would fail every write), so LOCAL_ONE: with 1 replica it is the
+    same thing; with 2, one node may be down, but a read may miss a write that reached only
+    the other one (ask for LOCAL_QUORUM to trade that availability for read-your-writes)."""
+    return "LOCAL_QUORUM" if replication >= QUORUM_FROM else "LOCAL_ONE"
 
 
 def _hosts(hostlist: str, bad: Callable[[str], ConfigError]) -> tuple[tuple[str, int], ...]:
@@ -203,10 +217,12 @@ class CassandraDocuments:
 
     Args:
         url: ``cassandra://[user:password@]host1[:port][,host2[:port]]/keyspace`` with optional
-            ``replication_factor`` (default 1), ``consistency`` (default LOCAL_QUORUM, per intent
+            ``replication`` (or ``replication_factor``; default 1: the keyspace is created with
+            it, and ``status()`` warns while it is 1), ``consistency`` (default LOCAL_QUORUM
+            from replication 3, else LOCAL_ONE: see ``default_consistency``; per intent
             overridable), ``dc`` (local data center; when given, the keyspace is created with
-            NetworkTopologyStrategy {dc: replication_factor}, else SimpleStrategy and the local
-            data center is ``datacenter1``) and ``protocol_version`` (default: negotiated).
+            NetworkTopologyStrategy {dc: replication}, else SimpleStrategy and the local data
+            center is ``datacenter1``) and ``protocol_version`` (default: negotiated).
         options: Connect and request timeouts.
         setting: Names the setting in a ``ConfigError`` for a malformed URL.
     """
@@ -510,6 +526,13 @@ class CassandraDocuments:
     def ping(self) -> None:
         with self._mapped("ping"):
             self._connect().execute("SELECT release_version FROM system.local")
+
+    def warnings(self) -> list[str]:
+        """The keyspace's replication: 1 (a node's loss loses data), not what the URL asks
+        for, or more than the cluster has nodes (see ``cassandra_health``)."""
+        with self._mapped("status"):
+            session = self._connect()
+            return replication_warnings(session, self._cluster, self.endpoint, self._where)
 
     def after_fork(self) -> None:
         """In a child process: the driver is not fork-safe. The parent's cluster is set aside

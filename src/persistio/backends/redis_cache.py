@@ -11,6 +11,7 @@ semantics this matches).
 from __future__ import annotations
 
 import redis
+from redis.cluster import RedisCluster
 
 from .redis_client import INTENT_NAME, unavailable_on_outage
 
@@ -25,20 +26,22 @@ def volatile_key(intent: str, key: str) -> str:
 class RedisCache:
     """The volatile half of ``RedisStore``: reads (writes go through ``RedisStore.write``)."""
 
-    _client: redis.Redis
     _where: str
+
+    def _redis(self) -> redis.Redis | RedisCluster:
+        raise NotImplementedError
 
     def get(self, intent: str, key: str) -> bytes | None:
         """The stored payload, or None when absent or expired."""
         with unavailable_on_outage("volatile", self._where):
-            value = self._client.hget(volatile_key(intent, key), "p")
+            value = self._redis().hget(volatile_key(intent, key), "p")
         assert value is None or isinstance(value, bytes)  # decode_responses=False
         return value
 
     def get_stamped(self, intent: str, key: str) -> tuple[bytes, int] | None:
         """The stored payload and its write timestamp, or None when absent or expired."""
         with unavailable_on_outage("volatile", self._where):
-            value, ts = self._client.hmget(volatile_key(intent, key), ["p", "ts"])
+            value, ts = self._redis().hmget(volatile_key(intent, key), ["p", "ts"])
         if value is None:
             return None
         assert isinstance(value, bytes)  # decode_responses=False

@@ -9,14 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.exceptions import (
     ClusterDownError,
     ReadOnlyError,
     ResponseError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import (
@@ -43,10 +47,18 @@ _OUTAGES: tuple[type[Exception], ...] = (
     ReadOnlyError,
     ClusterDownError,
     TryAgainError,
+    SlotNotCoveredError,  # a cluster's slot map lists no node for a slot (mid-failover)
 )
 # Server replies that also mean a (temporary) outage rather than a bug: out of memory under
 # noeviction, and writes refused because the last RDB save failed.
 _OUTAGE_REPLIES = ("OOM ", "MISCONF ", "MASTERDOWN ", "LOADING ")
+
+
+def script(text: str) -> Script:
+    """A Lua script, always called with the client to run on (a server's or a cluster's):
+    ``script(keys=..., args=..., client=...)``. Given as bytes, it needs no client to hash."""
+    unregistered: Any = None
+    return Script(unregistered, text.encode())
 
 
 def open_client(url: str, options: Options, setting: str) -> redis.Redis:
@@ -84,6 +96,57 @@ def open_client(url: str, options: Options, setting: str) -> redis.Redis:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{setting}: {masked(url)} is not a valid Redis URL ({exc})") from exc
     return redis.Redis(connection_pool=pool)
+
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_HOST = re.compile(r"[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+@dataclass(frozen=True)
+class ClusterEndpoint:
+    """What a ``redis+cluster://`` URL says: startup nodes, credentials, TLS."""
+
+    hosts: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+
+def parse_cluster_url(url: str, setting: str) -> ClusterEndpoint:
+    """``redis+cluster://[user:pw@]h1:port[,h2:port...]/`` -> ClusterEndpoint; ConfigError
+    (naming ``setting``, the password masked) for anything else."""
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(
+            f"{setting}: {masked(url)}: {why}; use redis+cluster://host:port[,host:port...]/"
+        )
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise bad(f"not a valid URL ({exc})") from exc
+    if parts.scheme.lower() not in CLUSTER_SCHEMES:
+        raise bad(f"scheme {parts.scheme!r} is not redis+cluster")
+    if parts.query or parts.fragment:
+        raise bad("no options are taken after the path")
+    if parts.path.strip("/") not in ("", "0"):
+        raise bad(f"a cluster has database 0 only, not {parts.path!r}")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    user, has_pw, password = userinfo.partition(":")
+    hosts: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        host, sep, port = item.rpartition(":")
+        if not sep or not _HOST.fullmatch(host):
+            raise bad(f"{item!r} is not host:port" if item else "a host is missing")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise bad(f"bad port in {item!r}")
+        hosts.append((host.strip("[]"), int(port)))
+    return ClusterEndpoint(
+        tuple(hosts),
+        unquote(user) if user else None,
+        unquote(password) if has_pw else None,
+        parts.scheme.lower() == "rediss+cluster",
+    )
 
 
 @contextmanager

@@ -214,6 +214,26 @@ end
 return #entries
 """
 
+# Acknowledge and expunge, atomically, in one call (a MULTI block is not sent alike to a single
+# server and to a cluster; a script is). KEYS[1] the stream; ARGV: group, then ids.
+ACK_SCRIPT = """
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+return redis.call('XDEL', KEYS[1], unpack(ids))
+"""
+
+# A stream's figures in one call, with the clock of the server that stamped its ids.
+# KEYS[1] the stream, KEYS[2] its dead letters. Returns {length, first id or '', dead letters,
+# server seconds, microseconds}.
+STATS_SCRIPT = """
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local t = redis.call('TIME')
+local id = ''
+if first[1] then id = first[1][1] end
+return {redis.call('XLEN', KEYS[1]), id, redis.call('XLEN', KEYS[2]), t[1], t[2]}
+"""
+
 # Forget consumers that hold nothing and have been idle longer than ARGV[2] ms (worker processes
 # that are gone): a group's consumer list would otherwise grow with every restart.
 # KEYS[1] the stream; ARGV: group, idle (ms). Returns how many were removed.

@@ -9,29 +9,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
+import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT
 from redis.utils import HIREDIS_AVAILABLE
 
 from ..urls import masked
-from .base import Append, Delivery, Op, Options, Put, StreamSpec, refuse
-from .redis_cache import RedisCache, volatile_key
-from .redis_client import open_client, unavailable_on_outage
+from .base import Append, Delivery, Op, Options, StreamSpec
+from .redis_cache import RedisCache
+from .redis_client import open_client, script, unavailable_on_outage
 from .redis_scripts import WRITE_SCRIPT
-from .redis_streams import RedisStreams, stream_key
+from .redis_streams import RedisStreams
+from .redis_writes import ScriptWrites, check_replicas, trims_of, wait_ms
 
 if HIREDIS_AVAILABLE:
     import hiredis
 
-# Ops per script call: bounds one call's run time on the server (a script blocks the server
-# while it runs) and the request's size; a bigger batch is split into calls of one pipeline.
-WRITE_CHUNK = 1000
 
-
-class RedisStore(RedisStreams, RedisCache):
+class RedisStore(ScriptWrites, RedisStreams, RedisCache):
     """Transitory (Redis Streams + consumer groups) and volatile (hashes with expiry) on one server.
 
     Args:
@@ -49,43 +47,47 @@ class RedisStore(RedisStreams, RedisCache):
         self._tier = tier  # names the tier in errors that are not about one op's kind
         self._where = masked(url)
         self._client = open_client(url, options, setting)
+        self._request_timeout = options.request_timeout
         self._window_ms = max(1, round(options.dedup_window_seconds * 1000))
-        self._write = self._client.register_script(WRITE_SCRIPT)
+        self._write = script(WRITE_SCRIPT)
         self._stream_scripts()
         self._keys: dict[str, str] = {}  # stream name -> key, intent -> volatile key prefix
+        self._replicas_wanted = 0  # the most replicas an append has asked for (warnings())
         # entries trimmed from streams by max_len / max_age, per stream (this process's count)
         self.trimmed: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
 
+    def _redis(self) -> redis.Redis:
+        return self._client
+
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
-        """Every op in one script call (a pipeline of calls past WRITE_CHUNK ops)."""
+        """Every op in one script call (a pipeline of calls past WRITE_CHUNK ops); then, when an
+        append asks for replicas, WAIT for them on the same connection."""
         if not ops:
             return []
-        now = repr(time.time())
-        trims = _trims(ops)
-        chunks: list[list[Op | Trim]] = [
-            list(ops[i : i + WRITE_CHUNK]) for i in range(0, len(ops), WRITE_CHUNK)
-        ]
-        chunks[-1] += trims  # trims go last: after the appends that may have grown the stream
-        calls = [self._call(chunk, now) for chunk in chunks]
+        trims = trims_of(ops)
+        calls = self._calls(ops, trims, repr(time.time()))
+        replicas = max(c.replicas for c in calls)
         tier = "transitory" if isinstance(ops[0], Append) else "volatile"
         with unavailable_on_outage(tier, self._where):
-            if len(calls) == 1:
-                keys, args = calls[0]
-                replies = [self._evalsha(keys, args)]
+            if len(calls) == 1 and not replicas:
+                replies = [self._evalsha(calls[0].keys, calls[0].args)]
             else:
                 pipe = self._client.pipeline(transaction=False)
-                for keys, args in calls:
-                    self._write(keys=keys, args=args, client=pipe)
+                for call in calls:
+                    self._write(keys=call.keys, args=call.args, client=pipe)
+                if replicas:
+                    self._replicas_wanted = max(self._replicas_wanted, replicas)
+                    waited = wait_ms(deadline, self._request_timeout)
+                    pipe.wait(replicas, waited)
                 replies = pipe.execute()
+                if replicas:
+                    check_replicas(replies.pop(), replicas, waited, self._where)
         answers = [int(r) for reply in replies for r in reply]
         if trims:
-            for trim, n in zip(trims, answers[len(ops) :], strict=True):
-                if n:
-                    name = trim.stream.name
-                    self.trimmed[name] = self.trimmed.get(name, 0) + n
+            self._count_trims(trims, answers[len(ops) :])
         return [n == 1 for n in answers[: len(ops)]]
 
     def _evalsha(self, keys: list[str], args: list[EncodableT]) -> Any:
@@ -97,7 +99,7 @@ class RedisStore(RedisStreams, RedisCache):
         queue entry applied twice only repeats a last-write-wins write.
         """
         if not HIREDIS_AVAILABLE:
-            return self._write(keys=keys, args=args)
+            return self._write(keys=keys, args=args, client=self._client)
         command = _packed(self._write.sha, keys, args)
         pool = self._client.connection_pool
         for attempt in (1, 2):
@@ -120,33 +122,21 @@ class RedisStore(RedisStreams, RedisCache):
             finally:
                 pool.release(conn)
             return reply
-        return self._write(keys=keys, args=args)  # pragma: no cover - loop always returns
+        return self._write(keys=keys, args=args, client=self._client)  # pragma: no cover
 
-    def _call(self, ops: Sequence[Op | Trim], now: str) -> tuple[list[str], list[EncodableT]]:
-        keys: list[str] = []
-        args: list[EncodableT] = [self._window_ms, now]
-        known = self._keys
-        for op in ops:
-            if type(op) is Append:
-                name = op.stream.name
-                key = known.get(name) or known.setdefault(name, stream_key(name))
-                if op.dedupe:
-                    keys += (key, f"{key}:seen:{op.item_id}")
-                    args += ("a", op.item_id, op.payload)
-                else:
-                    keys.append(key)
-                    args += ("q", op.item_id, op.payload)
-            elif type(op) is Trim:
-                keys.append(stream_key(op.stream.name))
-                args += ("t", op.max_len, op.min_id)
-            elif type(op) is Put:
-                slot = f"v:{op.intent}"
-                prefix = known.get(slot) or known.setdefault(slot, volatile_key(op.intent, "")[:-2])
-                keys.append(f"{prefix}{{{op.key}}}")
-                args += ("v", op.ts, op.expires_at_us // 1000, op.payload, op.wid)
-            else:
-                raise refuse(self, op)
-        return keys, args
+    def warnings(self) -> list[str]:
+        """Appends ask for more replicas than the server has: their saves would buffer."""
+        if not self._replicas_wanted:
+            return []
+        with unavailable_on_outage(self._tier, self._where):
+            info: Any = self._client.info("replication")
+        found = int(info.get("connected_slaves", 0))
+        if found >= self._replicas_wanted:
+            return []
+        return [
+            f"{self._tier} backend {self._where}: appends ask for {self._replicas_wanted} "
+            f"replica(s) and the server has {found} connected: those saves are buffered"
+        ]
 
     def ping(self) -> None:
         with unavailable_on_outage(self._tier, self._where):
@@ -155,30 +145,6 @@ class RedisStore(RedisStreams, RedisCache):
     def close(self) -> None:
         self._client.close()
         self._client.connection_pool.disconnect()
-
-
-class Trim(NamedTuple):
-    """Keep a stream within its max_len / max_age (sent after the batch's appends)."""
-
-    stream: StreamSpec
-    max_len: int | str  # '' when unbounded
-    min_id: int | str  # the oldest entry id kept, in ms; '' when unbounded
-
-
-def _trims(ops: Sequence[Op]) -> list[Trim]:
-    """One trim per stream that the batch appends to and whose spec bounds it."""
-    seen: dict[str, Trim] = {}
-    now_ms = time.time() * 1000
-    for op in ops:
-        if type(op) is Append and op.stream.name not in seen:
-            spec = op.stream
-            if spec.max_len is None and spec.max_age_seconds is None:
-                continue
-            min_id: int | str = ""
-            if spec.max_age_seconds is not None:
-                min_id = max(0, int(now_ms - spec.max_age_seconds * 1000))
-            seen[spec.name] = Trim(spec, "" if spec.max_len is None else spec.max_len, min_id)
-    return list(seen.values())
 
 
 def _packed(sha: str, keys: list[str], args: list[EncodableT]) -> bytes:

@@ -13,7 +13,8 @@ The same semantics as ``SQLiteQueue``, mapped onto stream commands:
   enqueue time, so they are a prefix of the stream), takes entries idle for longer than the
   visibility timeout from the pending list (``XAUTOCLAIM``: redelivery), then new ones
   (``XREADGROUP >``). The delivery count is the group's own counter (``XPENDING``).
-- ack: ``XACK`` + ``XDEL``, so the stream holds exactly the entries not yet acknowledged.
+- ack: ``XACK`` + ``XDEL`` in one script, so the stream holds exactly the entries not yet
+  acknowledged.
 - release: the entry stays pending; ``XCLAIM ... IDLE <visibility - delay> JUSTID`` backdates
   its last delivery so that it becomes idle enough for ``XAUTOCLAIM`` after ``delay`` seconds,
   without counting a delivery. Redis cannot make an entry idle for less than zero, so a delay
@@ -33,26 +34,33 @@ from typing import Any
 from urllib.parse import quote
 
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
 from .base import DeadEntry, Delivery, StreamSpec, StreamStats
-from .redis_client import unavailable_on_outage
+from .redis_client import script, unavailable_on_outage
 from .redis_scripts import (
+    ACK_SCRIPT,
     ADVANCE_SCRIPT,
     CLAIM_SCRIPT,
     DEAD_SCRIPT,
     PRUNE_SCRIPT,
     REDRIVE_SCRIPT,
     RELEASE_SCRIPT,
+    STATS_SCRIPT,
 )
 
 GROUP = "persistio"
 EXPIRED = "expired: older than max_age"
-# an intent name, or an internal task queue (tasks.high, tasks.normal, tasks.low)
-STREAM_NAME = re.compile(r"[a-z][a-z0-9_]*|([a-z][a-z0-9_]*\.)?tasks\.[a-z]+")
+# an intent name, or an internal task queue (tasks.high, tasks.normal, tasks.low), either one
+# possibly a partition of it (notify.3, tasks.high.1.17: see persistio.partitions)
+STREAM_NAME = re.compile(
+    r"(?:[a-z][a-z0-9_]*|(?:[a-z][a-z0-9_]*\.)?tasks\.[a-z]+)(?:\.[0-9]{1,3}(?:\.[0-9]{1,6})?)?"
+)
 EXPIRE_BATCH = 500  # expired entries dead-lettered per claim, bounding that script's run time
 PENDING_ROUNDS = 10  # XAUTOCLAIM calls per claim; each scans up to 10 x COUNT pending entries
+ACK_CHUNK = 1000  # ids per ack call (Lua's unpack() takes a few thousand at most)
 
 
 def stream_key(name: str) -> str:
@@ -77,23 +85,28 @@ class RedisStreams:
     and an entry left unacknowledged past the visibility timeout is handed out again.
     """
 
-    _client: redis.Redis
     _where: str
 
+    def _redis(self) -> redis.Redis | RedisCluster:
+        """The client: one server's, or a cluster's (which routes each call by its keys)."""
+        raise NotImplementedError
+
     def _stream_scripts(self) -> None:
-        self._claim = self._client.register_script(CLAIM_SCRIPT)
-        self._release = self._client.register_script(RELEASE_SCRIPT)
-        self._dead = self._client.register_script(DEAD_SCRIPT)
-        self._redrive = self._client.register_script(REDRIVE_SCRIPT)
-        self._prune = self._client.register_script(PRUNE_SCRIPT)
-        self._advance = self._client.register_script(ADVANCE_SCRIPT)
+        self._claim = script(CLAIM_SCRIPT)
+        self._release = script(RELEASE_SCRIPT)
+        self._dead = script(DEAD_SCRIPT)
+        self._redrive = script(REDRIVE_SCRIPT)
+        self._ack = script(ACK_SCRIPT)
+        self._stats = script(STATS_SCRIPT)
+        self._prune = script(PRUNE_SCRIPT)
+        self._advance = script(ADVANCE_SCRIPT)
 
     def setup(self, streams: Sequence[StreamSpec]) -> None:
         """Create each stream and its group; idempotent."""
         if not streams:
             return
         with unavailable_on_outage("transitory", self._where):
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._redis().pipeline(transaction=False)
             for spec in streams:
                 pipe.xgroup_create(stream_key(spec.name), GROUP, id="0", mkstream=True)
             for result in pipe.execute(raise_on_error=False):
@@ -118,7 +131,7 @@ class RedisStreams:
             PENDING_ROUNDS,
         ]
         with unavailable_on_outage("transitory", self._where):
-            rows = self._claim(keys=[key, f"{key}:dead"], args=args)
+            rows = self._claim(keys=[key, f"{key}:dead"], args=args, client=self._redis())
         return [
             Delivery(_text(i), _text(d), bytes(p), int(n), float(t) if t else _id_seconds(i))
             for i, d, p, n, t in rows
@@ -130,10 +143,9 @@ class RedisStreams:
             return
         key = stream_key(stream.name)
         with unavailable_on_outage("transitory", self._where):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.xack(key, GROUP, *ids)
-            pipe.xdel(key, *ids)
-            pipe.execute()
+            client = self._redis()
+            for i in range(0, len(ids), ACK_CHUNK):
+                self._ack(keys=[key], args=[GROUP, *ids[i : i + ACK_CHUNK]], client=client)
 
     def release(self, stream: StreamSpec, delivery: Delivery, delay_seconds: float) -> None:
         """Make the entry claimable again after ``min(delay_seconds, visibility)`` seconds."""
@@ -144,6 +156,7 @@ class RedisStreams:
             self._release(
                 keys=[key, f"{key}:fails"],
                 args=[GROUP, delivery.id, idle_ms, repr(time.time()), keep],
+                client=self._redis(),
             )
 
     def dead_letter(self, stream: StreamSpec, delivery: Delivery, reason: str) -> int:
@@ -165,14 +178,16 @@ class RedisStreams:
             oldest_ms,
         ]
         with unavailable_on_outage("transitory", self._where):
-            dropped = self._dead(keys=[key, f"{key}:dead", f"{key}:fails"], args=args)
+            dropped = self._dead(
+                keys=[key, f"{key}:dead", f"{key}:fails"], args=args, client=self._redis()
+            )
         return int(dropped)
 
     def dead_letters(self, stream: StreamSpec, limit: int) -> list[DeadEntry]:
         """The oldest ``limit`` dead letters."""
         key = f"{stream_key(stream.name)}:dead"
         with unavailable_on_outage("transitory", self._where):
-            entries: Any = self._client.xrange(key, count=limit)
+            entries: Any = self._redis().xrange(key, count=limit)
         out = []
         for entry_id, raw in entries:
             f: dict[str, Any] = {_text(k): v for k, v in raw.items()}
@@ -198,49 +213,52 @@ class RedisStreams:
         if ids is not None and not ids:
             return 0
         with unavailable_on_outage("transitory", self._where):
-            return int(self._redrive(keys=[key, f"{key}:dead"], args=args))
+            return int(self._redrive(keys=[key, f"{key}:dead"], args=args, client=self._redis()))
 
     def purge(self, stream: StreamSpec, ids: Sequence[str] | None) -> int:
         """Delete dead letters for good (``ids``, or all of them); how many."""
         key = f"{stream_key(stream.name)}:dead"
         with unavailable_on_outage("transitory", self._where):
+            client = self._redis()
             if ids is None:
-                n = int(self._client.xlen(key))
-                self._client.delete(key)
+                n = int(client.xlen(key))
+                client.delete(key)
                 return n
-            return int(self._client.xdel(key, *ids)) if ids else 0
+            return int(client.xdel(key, *ids)) if ids else 0
 
     def remember(self, key: str, value: str, ttl_seconds: float) -> str:
         """Store ``value`` under ``key`` unless one is there; the value there now (one round
         trip: ``SET NX GET``)."""
         name = f"pio:idem:{{{quote(key, safe='')}}}"
         with unavailable_on_outage("transitory", self._where):
-            before = self._client.set(name, value, nx=True, get=True, px=round(ttl_seconds * 1000))
+            before = self._redis().set(name, value, nx=True, get=True, px=round(ttl_seconds * 1000))
         return value if before is None else _text(before)
 
     def advance(self, key: str, ts: int) -> int:
         """Raise the shared clock ``key`` to ``ts`` if it is below; the shared clock now."""
         name = f"pio:clock:{{{quote(key, safe='')}}}"
         with unavailable_on_outage("transitory", self._where):
-            return int(self._advance(keys=[name], args=[ts]))
+            return int(self._advance(keys=[name], args=[ts], client=self._redis()))
 
     def prune_consumers(self, stream: StreamSpec, idle_seconds: float) -> int:
         """Forget consumers (gone worker processes) idle that long and holding nothing."""
         key = stream_key(stream.name)
         with unavailable_on_outage("transitory", self._where):
-            return int(self._prune(keys=[key], args=[GROUP, round(idle_seconds * 1000)]))
+            return int(
+                self._prune(
+                    keys=[key], args=[GROUP, round(idle_seconds * 1000)], client=self._redis()
+                )
+            )
 
     def stats(self, stream: StreamSpec) -> StreamStats:
         """Unacknowledged entries (= the stream's length), the oldest one's age, dead letters."""
         key = stream_key(stream.name)
         with unavailable_on_outage("transitory", self._where):
-            pipe = self._client.pipeline(transaction=False)
-            pipe.xlen(key)
-            pipe.xrange(key, count=1)
-            pipe.xlen(f"{key}:dead")
-            pipe.time()  # ages on the server's clock, the one that stamped the ids
-            pending, first, dead, (seconds, micros) = pipe.execute()
+            # ages on the server's clock, the one that stamped the ids
+            pending, first, dead, seconds, micros = self._stats(
+                keys=[key, f"{key}:dead"], args=[], client=self._redis()
+            )
         age = None
         if first:
-            age = max(0.0, seconds + micros / 1e6 - _id_seconds(first[0][0]))
+            age = max(0.0, int(seconds) + int(micros) / 1e6 - _id_seconds(first))
         return StreamStats(int(pending), age, int(dead))

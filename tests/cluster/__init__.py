@@ -1,0 +1,1 @@
+"""Tests against the Redis Cluster and the Cassandra cluster (make test-cluster)."""
