@@ -33,12 +33,6 @@ FREEZE = 15.0
 SLACK = 1.0  # scheduling on a 2-core machine running three servers
 
 
-# A connection given up on while PostgreSQL is frozen is sometimes collected by psycopg before it
-# is closed (its __del__ then warns): a known leak under this fault, still to be found in the
-# connection handling; not a data error: the checks below still assert every row and delivery.
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*BaseConnection.__del__:pytest.PytestUnraisableExceptionWarning"
-)
 def test_postgres_sigstop_fails_acid_fast_and_converges(
     private_redis: PrivateRedis,
     pg_database_url: str,

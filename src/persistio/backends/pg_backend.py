@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -25,6 +25,8 @@ from .base import INHERITED, TableSpec, Upsert
 from .pg_writes import LATE, Statements, clock_offset, newest_per_key, parameters, quoted
 from .sql_types import WRITE_ID, WRITE_TS
 from .watchdog import Watchdog, in_daemon_thread
+
+T = TypeVar("T")
 
 OFFSET = "persistio_clock_offset"  # in each pooled connection's info: server clock - ours
 TIER = "acid"
@@ -54,7 +56,8 @@ class Connector:
         self._statement_timeout_ms = max(1000, round(request_timeout * 2000))
 
     def open(self, *, autocommit: bool) -> psycopg.Connection[Any]:
-        """Open a connection (blocking: run it on the executor)."""
+        """Open a connection (blocking: run it on the executor); closed again if its setup fails
+        (a connection dropped open would be collected unclosed)."""
         conn = psycopg.connect(
             self._conninfo,
             autocommit=True,
@@ -64,19 +67,33 @@ class Connector:
             keepalives_interval=5,
             keepalives_count=3,
         )
-        conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
-        conn.autocommit = autocommit
+        try:
+            conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+            conn.autocommit = autocommit
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def within(
         self, deadline: float, *, autocommit: bool, late: Any = None
     ) -> psycopg.Connection[Any]:
         """A new connection by ``deadline``; one that comes later goes to ``late`` (or closes)."""
-        future = in_daemon_thread(lambda: self.open(autocommit=autocommit), "persistio-connect")
+        return self.run_within(
+            deadline, lambda: self.open(autocommit=autocommit), late or _close_late
+        )
+
+    @staticmethod
+    def run_within(
+        deadline: float, opener: Callable[[], T], late: Callable[[Future[T]], object]
+    ) -> T:
+        """``opener()`` on a connect thread of its own, waited for until ``deadline``; what it
+        returns later goes to ``late``, which owns it from then on."""
+        future = in_daemon_thread(opener, "persistio-connect")
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            future.add_done_callback(late or _close_late)
+            future.add_done_callback(late)
             raise psycopg.OperationalError("no connection within the deadline") from None
 
     def for_pool(self) -> psycopg.Connection[Any]:
@@ -118,7 +135,7 @@ class WritePool:
         if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy(f"{TIER} backend: every connection stayed busy", tier=TIER)
         try:
-            conn = self._connector.within(deadline, autocommit=True, late=self._adopt)
+            return self._connector.run_within(deadline, self._open, self._adopt)
         except psycopg.OperationalError as exc:
             if "within the deadline" not in str(exc):
                 self._slots.release()  # refused outright; a late one is adopted instead
@@ -126,18 +143,27 @@ class WritePool:
         except BaseException:
             self._slots.release()
             raise
-        return conn, clock_offset(conn)
 
-    def _adopt(self, future: Future[psycopg.Connection[Any]]) -> None:
+    def _open(self) -> tuple[psycopg.Connection[Any], float]:
+        """A connection and its clock offset, both on the connect thread: a server that froze
+        right after accepting holds that thread, never the caller past its deadline."""
+        conn = self._connector.open(autocommit=True)
+        try:
+            return conn, clock_offset(conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _adopt(self, future: Future[tuple[psycopg.Connection[Any], float]]) -> None:
         """A connection opened after its caller gave up: kept for the next caller."""
         if future.cancelled() or future.exception() is not None:
             self._slots.release()
             return
-        conn = future.result()
+        held = future.result()
         try:
-            self.give((conn, clock_offset(conn)))
-        except psycopg.Error:
-            self.discard(conn)
+            self.give(held)
+        except Exception:
+            self.discard(held[0])
 
     def give(self, held: tuple[psycopg.Connection[Any], float]) -> None:
         conn = held[0]
