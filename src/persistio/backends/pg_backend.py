@@ -126,6 +126,9 @@ class WritePool:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(size)  # connections open or being opened
         self._size = size
+        # after close(), a connection that comes back (a write or a connect that outlived the
+        # store, e.g. on a server frozen until then) is closed, never kept
+        self._closed = False
 
     def take(self, deadline: float) -> tuple[psycopg.Connection[Any], float]:
         """(connection, its server clock offset)."""
@@ -169,7 +172,7 @@ class WritePool:
         conn = held[0]
         healthy = not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
         with self._lock:
-            if healthy and len(self._idle) < self._size:
+            if healthy and not self._closed and len(self._idle) < self._size:
                 self._idle.append(held)
                 return
         self.discard(conn)
@@ -180,6 +183,7 @@ class WritePool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             conn.close()
