@@ -51,7 +51,19 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     store.setup()
-    store.run_worker(poll_interval=args.poll_interval)
+    stop_serving = None
+    if args.metrics_port is not None:
+        from .metrics import serve
+
+        stop_serving = serve(store, args.metrics_port, args.metrics_addr)
+        logging.getLogger("persistio.worker").info(
+            "metrics on http://%s:%d/metrics", args.metrics_addr, args.metrics_port
+        )
+    try:
+        store.run_worker(poll_interval=args.poll_interval)
+    finally:
+        if stop_serving is not None:
+            stop_serving()
     return 0
 
 
@@ -149,6 +161,14 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run deferred tasks and consumers until SIGTERM")
     worker.add_argument("store", help="module:attribute of the store")
     worker.add_argument("--poll-interval", type=float, default=0.05)
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (needs persistio[metrics])",
+    )
+    worker.add_argument(
+        "--metrics-addr", default="0.0.0.0", help="the address the metrics are served on"
+    )
     status = sub.add_parser("status", help="backends' health, queues, spool and counters")
     status.add_argument("store")
     status.add_argument("--json", action="store_true", help="machine-readable output")

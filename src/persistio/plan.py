@@ -12,7 +12,7 @@ from .model import REGISTRY, BoundIntent, Plan
 from .tally import void
 
 
-class Task(msgspec.Struct, array_like=True, frozen=True):
+class Task(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
     """What a deferred, spooled or outboxed write carries: enough to run it in any process."""
 
     write_id: str
@@ -22,6 +22,9 @@ class Task(msgspec.Struct, array_like=True, frozen=True):
     priority: int
     ts: int  # microseconds since the epoch; last write wins by this
     payload: bytes  # msgpack of the stored (projected) object
+    # the W3C traceparent of the save that made it, when the store is traced; left out of the
+    # encoding when empty, so an untraced task is the same bytes as before it existed
+    trace: str = ""
 
 
 TASK_ENCODER = msgspec.msgpack.Encoder()
