@@ -12,7 +12,7 @@ from .model import REGISTRY, BoundIntent, Plan
 from .tally import void
 
 
-class Task(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+class Task(msgspec.Struct, array_like=True, frozen=True):
     """What a deferred, spooled or outboxed write carries: enough to run it in any process."""
 
     write_id: str
@@ -22,13 +22,20 @@ class Task(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
     priority: int
     ts: int  # microseconds since the epoch; last write wins by this
     payload: bytes  # msgpack of the stored (projected) object
-    # the W3C traceparent of the save that made it, when the store is traced; left out of the
-    # encoding when empty, so an untraced task is the same bytes as before it existed
+
+
+class TracedTask(Task, frozen=True):
+    """A task made by a traced save (``persistio.tracing``): one more field, the save's W3C
+    ``traceparent``, so the worker's span links to it. A store that is not traced writes plain
+    tasks, byte for byte what they were before tracing existed."""
+
     trace: str = ""
 
 
+TASK_FIELDS = len(Task.__struct_fields__)
 TASK_ENCODER = msgspec.msgpack.Encoder()
-TASK_DECODER = msgspec.msgpack.Decoder(Task)
+# reads both: a plain task decodes with trace="" (work_from_task makes it a Task again)
+TASK_DECODER = msgspec.msgpack.Decoder(TracedTask)
 
 
 class Work:
@@ -138,4 +145,7 @@ def work_from_task(task: Task) -> Work:
             "the model in the worker process"
         )
     bound = plan.by_name[task.intent]
+    if isinstance(task, TracedTask) and not task.trace:
+        # re-encoded (spooled again by a worker), it stays a plain task
+        task = Task(*msgspec.structs.astuple(task)[:TASK_FIELDS])
     return Work(task, bound, bound.codec.decode(task.payload))

@@ -23,9 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from .errors import ConfigError
+from .plan import TracedTask
 from .probes import Probe, attach
 
 if TYPE_CHECKING:
@@ -61,7 +60,17 @@ class Tracing(Probe):
             if parent:  # queued and spooled tasks carry the save's context to the worker
                 for plan in plans:
                     for work in plan.work:
-                        work.task = msgspec.structs.replace(work.task, trace=parent)
+                        t = work.task
+                        work.task = TracedTask(
+                            t.write_id,
+                            t.model,
+                            t.intent,
+                            t.tier,
+                            t.priority,
+                            t.ts,
+                            t.payload,
+                            parent,
+                        )
             receipts = call(plans)
             span = self._trace.get_current_span()
             if len(receipts) == 1:
@@ -121,9 +130,10 @@ class Tracing(Probe):
         return errors
 
     def _link(self, work: Work) -> Link | None:
-        if not work.task.trace:
+        parent = getattr(work.task, "trace", "")
+        if not parent:
             return None
-        context = self._propagator.extract({"traceparent": work.task.trace})
+        context = self._propagator.extract({"traceparent": parent})
         span_context = self._trace.get_current_span(context).get_span_context()
         if not span_context.is_valid:
             return None
