@@ -146,12 +146,33 @@ def _dead_letters(store: Persistio, args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(store: Persistio, args: argparse.Namespace) -> int:
+    from .peek import inspect_key, redis_client
+
+    tier = Tier.VOLATILE if args.key.startswith("pio:v:") else Tier.TRANSITORY
+    url = store.urls[tier]
+    if not url.startswith(("redis", "rediss")):
+        print(f"persistio inspect: the {tier.value} tier is not on Redis ({url})", file=sys.stderr)
+        return 2
+    client = redis_client(url)
+    try:
+        found = inspect_key(client, args.key, args.id, args.count)
+    except PersistioError as exc:
+        print(f"persistio inspect: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(json.dumps(found, indent=2, default=str))
+    return 0
+
+
 COMMANDS = {
     "worker": _worker,
     "status": _status,
     "setup": _setup,
     "drill": _drill,
     "dead-letters": _dead_letters,
+    "inspect": _inspect,
 }
 
 
@@ -193,6 +214,13 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("--all", action="store_true", help="redrive/purge every dead letter")
     dead.add_argument("--limit", type=int, default=100)
     dead.add_argument("--json", action="store_true")
+    inspect = sub.add_parser(
+        "inspect", help="decode a Redis key persistio wrote (a volatile value, a stream) to JSON"
+    )
+    inspect.add_argument("store")
+    inspect.add_argument("key", help="e.g. 'pio:v:here_now:{7|1}' or 'pio:{notify_friends}'")
+    inspect.add_argument("--id", help="one stream entry's id (default: the oldest --count)")
+    inspect.add_argument("--count", type=int, default=10)
     return p
 
 
