@@ -59,21 +59,21 @@ class _Shards:
     def __init__(self) -> None:
         self._local = threading.local()
         self._lock = threading.Lock()  # taken once per thread, when its shard is made
-        self._all: list[tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], list[float]]]] = []
+        self._all: list[tuple[dict[Any, int], dict[Any, list[float]]]] = []
 
-    def mine(self) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], list[float]]]:
+    def mine(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
         try:
             return self._local.shard  # type: ignore[no-any-return]
         except AttributeError:
-            shard: tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], list[float]]]
+            shard: tuple[dict[Any, int], dict[Any, list[float]]]
             shard = ({}, {})
             with self._lock:
                 self._all.append(shard)
             self._local.shard = shard
             return shard
 
-    def counts(self) -> dict[tuple[str, ...], int]:
-        total: dict[tuple[str, ...], int] = {}
+    def counts(self) -> dict[Any, int]:
+        total: dict[Any, int] = {}
         with self._lock:
             shards = list(self._all)
         for counts, _ in shards:
@@ -81,8 +81,8 @@ class _Shards:
                 total[key] = total.get(key, 0) + count
         return total
 
-    def histograms(self) -> dict[tuple[str, ...], list[float]]:
-        total: dict[tuple[str, ...], list[float]] = {}
+    def histograms(self) -> dict[Any, list[float]]:
+        total: dict[Any, list[float]] = {}
         with self._lock:
             shards = list(self._all)
         for _, hists in shards:
@@ -95,13 +95,13 @@ class _Shards:
         return total
 
 
-def _bump(counts: dict[tuple[str, ...], int], key: tuple[str, ...]) -> None:
+def _bump(counts: dict[Any, int], key: Any) -> None:
     counts[key] = counts.get(key, 0) + 1
 
 
 def _observe(
-    hists: dict[tuple[str, ...], list[float]],
-    key: tuple[str, ...],
+    hists: dict[Any, list[float]],
+    key: Any,
     bounds: Sequence[float],
     value: float,
 ) -> None:
@@ -147,6 +147,8 @@ class PersistioMetrics(Probe):
     # -- the probe: on the save path ------------------------------------------------------------
 
     def save(self, plans: Sequence[SavePlan], call: SaveCall) -> list[Receipt]:
+        # the cheapest keys: (BoundIntent, state) per write, the model name per save; the
+        # labels are spelled out at scrape time, and a save's count is its latency's count
         started = time.perf_counter()
         try:
             receipts = call(plans)
@@ -157,17 +159,18 @@ class PersistioMetrics(Probe):
             raise
         elapsed = time.perf_counter() - started
         counts, hists = self._shards.mine()
+        get = counts.get
         for plan in plans:
-            model = ""
-            for work in plan.work:
-                task = work.task
-                model = task.model
-                _bump(counts, ("writes", task.intent, task.tier, work.state or "failed"))
-            if model:
-                _bump(counts, ("saves", model))
-                _observe(hists, ("ack", model), ACK_BUCKETS, elapsed)
-            for name in plan.skipped:
-                _bump(counts, ("skipped", model, name))
+            works = plan.work
+            for work in works:
+                key = (work.bound, work.state)
+                counts[key] = get(key, 0) + 1
+            if works:
+                _observe(hists, works[0].task.model, ACK_BUCKETS, elapsed)
+            if plan.skipped:
+                model = works[0].task.model if works else ""
+                for name in plan.skipped:
+                    _bump(counts, ("skipped", model, name))
         return receipts
 
     def tasks(self, kind: str, works: Sequence[Work], call: TasksCall) -> Errors:
@@ -210,12 +213,21 @@ class PersistioMetrics(Probe):
         return iter(families.values())
 
     def _fill_probe(self, families: dict[str, Any]) -> None:
-        for key, n in sorted(self._shards.counts().items()):
-            kind, *labels = key
-            families[kind].add_metric(labels, n)
-        for key, h in sorted(self._shards.histograms().items()):
-            kind, label = key
+        writes: dict[tuple[str, str, str], int] = {}
+        for key, n in self._shards.counts().items():
+            first, *labels = key
+            if isinstance(first, str):
+                families[first].add_metric(labels, n)
+            else:  # (BoundIntent, state): several bounds may share a name (one per model)
+                spelled = (first.name, first.tier.value, labels[0] or "failed")
+                writes[spelled] = writes.get(spelled, 0) + n
+        for labels, n in sorted(writes.items()):
+            families["writes"].add_metric(list(labels), n)
+        for key, h in sorted(self._shards.histograms().items(), key=lambda kv: str(kv[0])):
+            kind, label = ("ack", key) if isinstance(key, str) else key
             bounds = ACK_BUCKETS if kind == "ack" else LAG_BUCKETS
+            if kind == "ack":
+                families["saves"].add_metric([label], h[-2] + sum(h[:-2]))
             cumulative: list[tuple[str, float]] = []
             running = 0.0
             for bound, hits in zip((*bounds, float("inf")), h[:-1], strict=True):
