@@ -1,6 +1,7 @@
 """``persistio inspect``: what persistio keeps in Redis, decoded to JSON.
 
-Volatile values and stream entries hold msgpack (compact and fast to write); this decodes one key
+Volatile values and stream entries hold msgpack (compact and fast to write) unless their intent
+says ``encoding="json"``; this decodes one key
 — a volatile value (``pio:v:<intent>:{<key>}``), a stream (``pio:{<intent>}``, a partition
 ``pio:{<intent>.<i>}``), a task queue (``pio:{tasks.normal}``) or a dead-letter stream
 (``pio:{<stream>}:dead``) — with the model that wrote it when the store's module declares it,
@@ -142,6 +143,8 @@ def _decoded(payload: bytes, bound: BoundIntent | None) -> Any:
         except (ValueError, msgspec.DecodeError):
             pass  # written by another version of the model: show what is there
     try:
+        if payload[:1] in (b"{", b"["):  # an intent declared with encoding="json"
+            return msgspec.json.decode(payload)
         return msgspec.to_builtins(msgspec.msgpack.decode(payload))
     except msgspec.DecodeError as exc:
         return {"undecodable": str(exc), "bytes": payload.hex()}

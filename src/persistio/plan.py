@@ -86,7 +86,6 @@ def plan_save(
         write_id, ts = stamp
     work: list[Work] = []
     skipped: list[str] = []
-    model = plan.model
     model_name = plan.model_name
     for bound in plan.intents:
         intent = bound.intent
@@ -95,7 +94,7 @@ def plan_save(
             continue
         project = bound.project  # a Count's is its tally function
         stored = obj if project is None else project(obj)
-        if stored is obj and bound.stored is model:
+        if stored is obj and bound.shares_payload:
             payload = model_payload
         else:
             payload = bound.codec.validate_for(stored, where, bound.name)
