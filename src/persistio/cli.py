@@ -55,7 +55,11 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         from .metrics import serve
 
-        stop_serving = serve(store, args.metrics_port, args.metrics_addr)
+        try:
+            stop_serving = serve(store, args.metrics_port, args.metrics_addr)
+        except (PersistioError, OSError) as exc:  # no prometheus-client; the port is taken
+            print(f"persistio worker: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
         logging.getLogger("persistio.worker").info(
             "metrics on http://%s:%d/metrics", args.metrics_addr, args.metrics_port
         )

@@ -320,3 +320,36 @@ def test_an_outage_retries_and_dead_letters_show_in_the_metrics(
 def test_metrics_register_refuses_what_is_not_a_store() -> None:
     with pytest.raises(pio.ValidationError, match="not a Persistio"):
         metrics.register(object(), CollectorRegistry())
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so(tmp_path: Path) -> None:
+    # Given a port another process listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PERSISTIO_")}
+        # When a worker (on embedded backends) is asked to serve its metrics there
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "persistio.cli",
+                "worker",
+                "tests.integration.metrics_app:make_store",
+                "--metrics-port",
+                str(port),
+                "--metrics-addr",
+                "127.0.0.1",
+            ],
+            env={**env, "PYTHONPATH": str(REPO), "PERSISTIO_DATA_DIR": str(tmp_path)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    # Then it exits at once with a usage error naming the option, not a traceback
+    assert done.returncode == 2, done.stderr
+    assert f"--metrics-port {port}:" in done.stderr
+    assert "Traceback" not in done.stderr
