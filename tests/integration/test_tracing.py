@@ -3,6 +3,12 @@ save and per backend call, and the worker's deferred write linked to the save th
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,8 +27,10 @@ from tests import redis_clients
 
 from .metrics_app import Metered
 
+REPO = Path(__file__).resolve().parents[2]
 TRACING_REDIS_DB = 11  # this suite's own Redis database, flushed first
 MODEL = "tests.integration.metrics_app:Metered"
+TRACED_APP = "tests.integration.traced_app:make_store"  # a worker whose spans go to a file
 
 
 @pytest.fixture
@@ -150,3 +158,77 @@ def test_an_untraced_store_writes_tasks_as_before(
 def test_instrument_refuses_what_is_not_a_store() -> None:
     with pytest.raises(pio.ValidationError, match="not a Persistio"):
         tracing.instrument(object())
+
+
+@pytest.mark.slow
+def test_a_worker_process_links_its_cassandra_write_to_the_save(
+    traced: tuple[pio.Persistio, InMemorySpanExporter, TracerProvider], tmp_path: Path
+) -> None:
+    store, exporter, provider = traced
+    run = uuid.uuid4().hex[:8]
+    # Given a save made in this process, inside a request's span
+    with provider.get_tracer("app").start_as_current_span("POST /metered"):
+        receipt = store.save(Metered(5, run))
+    save = _one(list(exporter.get_finished_spans()), f"persistio.save {MODEL}")
+    assert save.context is not None
+
+    # When a traced worker process applies its deferred writes
+    spans_file = tmp_path / "worker-spans.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PERSISTIO_TRANSITORY_URL": store.urls[pio.Tier.TRANSITORY],
+        "PERSISTIO_VOLATILE_URL": store.urls[pio.Tier.VOLATILE],
+        "PERSISTIO_ACID_URL": store.urls[pio.Tier.ACID],
+        "PERSISTIO_AMORPHOUS_URL": store.urls[pio.Tier.AMORPHOUS],
+        "PERSISTIO_DATA_DIR": str(tmp_path / "worker"),
+        "PERSISTIO_TEST_SPANS": str(spans_file),
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "persistio.cli",
+            "worker",
+            "tests.integration.traced_app:make_store",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            found = _spans_in(spans_file)
+            names = {s["name"] for s in found}
+            if {"persistio.deferred metered_docs", "persistio.deferred metered_rows"} <= names:
+                break
+            assert worker.poll() is None, worker.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, f"the worker made no deferred spans: {names}"
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        err = worker.communicate(timeout=60)[1]
+    assert worker.returncode == 0, err[-3000:]
+
+    # Then its span of the Cassandra write is linked to the save made here, in another process
+    docs = next(s for s in found if s["name"] == "persistio.deferred metered_docs")
+    assert docs["links"] == [[save.context.trace_id, save.context.span_id]]
+    assert docs["attributes"]["persistio.write_id"] == receipt.write_id
+    assert docs["attributes"]["persistio.tier"] == "amorphous"
+    # And the Cassandra call itself is a span under the same worker batch
+    batch = next(s for s in found if s["span_id"] == docs["parent"])
+    assert batch["name"] == "persistio.deferred"
+    assert any(
+        s["name"] == "persistio.write amorphous" and s["parent"] == batch["span_id"] for s in found
+    )
+    # And the row is in Cassandra
+    assert store.query(Metered, "metered_docs", run=run) == [Metered(5, run)]
+
+
+def _spans_in(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
