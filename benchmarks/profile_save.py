@@ -6,7 +6,9 @@
 
 Method: one process, a warm-up of 300 saves, then ``-n`` saves at batch 1 (or ``--threads``
 threads each saving ``-n / threads``) and ``-n`` saves through ``save_many`` in batches of 100.
-Reported per phase: wall-clock saves/s, the process's CPU per save (user + system, all threads),
+``--metrics`` / ``--trace`` attach persistio.metrics / persistio.tracing first (what the probes
+cost the save path). Reported per phase: wall-clock saves/s, the process's CPU per save (user
++ system, all threads),
 and the top functions by own time. The last phase runs the worker (``store.step()`` until idle)
 over the deferred tasks the saves left (each phase runs twice: plain, then profiled), reported
 per save. A shared 2-core machine is noisy: compare runs of one invocation.
@@ -138,18 +140,42 @@ def phase(name: str, run: Callable[[], int], top: int) -> None:
     print("\n".join(lines[start : start + top + 1]))
 
 
+def instrument(store: pio.Persistio, *, metrics: bool, trace: bool) -> None:
+    """What an instrumented app pays: the metrics probe, the tracing probe (spans recorded by
+    the SDK, exported nowhere)."""
+    if metrics:
+        from prometheus_client import CollectorRegistry
+
+        from persistio.metrics import register
+
+        register(store, CollectorRegistry())
+    if trace:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from persistio.tracing import instrument as traced
+
+        traced(store, tracer_provider=TracerProvider())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_save")
     parser.add_argument("--mix", choices=("seed", "all_acid"), default="seed")
     parser.add_argument("-n", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--metrics", action="store_true", help="with persistio.metrics registered (its probe)"
+    )
+    parser.add_argument(
+        "--trace", action="store_true", help="with persistio.tracing on an SDK tracer provider"
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as data_dir,
         pio.Persistio.from_env(data_dir=data_dir) as store,
     ):
         store.setup()
+        instrument(store, metrics=args.metrics, trace=args.trace)
         seq = 0
         for obj in make(args.mix, seq, 300):
             store.save(obj)

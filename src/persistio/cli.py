@@ -51,7 +51,23 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     store.setup()
-    store.run_worker(poll_interval=args.poll_interval)
+    stop_serving = None
+    if args.metrics_port is not None:
+        from .metrics import serve
+
+        try:
+            stop_serving = serve(store, args.metrics_port, args.metrics_addr)
+        except (PersistioError, OSError) as exc:  # no prometheus-client; the port is taken
+            print(f"persistio worker: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
+        logging.getLogger("persistio.worker").info(
+            "metrics on http://%s:%d/metrics", args.metrics_addr, args.metrics_port
+        )
+    try:
+        store.run_worker(poll_interval=args.poll_interval)
+    finally:
+        if stop_serving is not None:
+            stop_serving()
     return 0
 
 
@@ -134,12 +150,33 @@ def _dead_letters(store: Persistio, args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(store: Persistio, args: argparse.Namespace) -> int:
+    from .peek import inspect_key, redis_client
+
+    tier = Tier.VOLATILE if args.key.startswith("pio:v:") else Tier.TRANSITORY
+    url = store.urls[tier]
+    if not url.startswith(("redis", "rediss")):
+        print(f"persistio inspect: the {tier.value} tier is not on Redis ({url})", file=sys.stderr)
+        return 2
+    client = redis_client(url)
+    try:
+        found = inspect_key(client, args.key, args.id, args.count)
+    except PersistioError as exc:
+        print(f"persistio inspect: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(json.dumps(found, indent=2, default=str))
+    return 0
+
+
 COMMANDS = {
     "worker": _worker,
     "status": _status,
     "setup": _setup,
     "drill": _drill,
     "dead-letters": _dead_letters,
+    "inspect": _inspect,
 }
 
 
@@ -149,6 +186,14 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run deferred tasks and consumers until SIGTERM")
     worker.add_argument("store", help="module:attribute of the store")
     worker.add_argument("--poll-interval", type=float, default=0.05)
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (needs persistio[metrics])",
+    )
+    worker.add_argument(
+        "--metrics-addr", default="0.0.0.0", help="the address the metrics are served on"
+    )
     status = sub.add_parser("status", help="backends' health, queues, spool and counters")
     status.add_argument("store")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -173,6 +218,13 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("--all", action="store_true", help="redrive/purge every dead letter")
     dead.add_argument("--limit", type=int, default=100)
     dead.add_argument("--json", action="store_true")
+    inspect = sub.add_parser(
+        "inspect", help="decode a Redis key persistio wrote (a volatile value, a stream) to JSON"
+    )
+    inspect.add_argument("store")
+    inspect.add_argument("key", help="e.g. 'pio:v:here_now:{7|1}' or 'pio:{notify_friends}'")
+    inspect.add_argument("--id", help="one stream entry's id (default: the oldest --count)")
+    inspect.add_argument("--count", type=int, default=10)
     return p
 
 

@@ -87,18 +87,33 @@ def normal_key(value: Any) -> Any:
     return value
 
 
-class Codec:
-    """Encodes, decodes and validates one model type; built once per stored type."""
+_JSON_STARTS = (b"{", b"[")
 
-    def __init__(self, model: type) -> None:
+
+class Codec:
+    """Encodes, decodes and validates one model type; built once per stored type.
+
+    ``encoding`` is what it writes: msgpack, or JSON (a volatile or transitory intent's
+    ``encoding="json"``: readable with redis-cli and by services in other languages). It reads
+    both, so an intent whose encoding changed still reads what was written before.
+    """
+
+    def __init__(self, model: type, encoding: str = "msgpack") -> None:
         self.model = model
+        self.encoding = encoding
         self.columns = columns_of(model)
         self._by_name = {c.name: c for c in self.columns}
         fields = fields_of(model) or []
         self._encode_names = {f.name: f.encode_name for f in fields}
         self._hints = typing.get_type_hints(model)
-        self._encoder = msgspec.msgpack.Encoder()
+        self._encoder: msgspec.msgpack.Encoder | msgspec.json.Encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(model)
+        self._json_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(model)
+        # what validate() decodes its own encoding with
+        self._check: msgspec.msgpack.Decoder[Any] | msgspec.json.Decoder[Any] = self._decoder
+        if encoding == "json":
+            self._encoder = msgspec.json.Encoder()
+            self._check = self._json_decoder
         self._json_columns = tuple(c.name for c in self.columns if c.kind == "json")
         self._datetimes = tuple(c.name for c in self.columns if c.kind == "datetime")
         self._decimals = frozenset(c.name for c in self.columns if c.kind == "decimal")
@@ -111,6 +126,10 @@ class Codec:
         return self._encoder.encode(obj)
 
     def decode(self, data: bytes) -> Any:
+        # a struct's msgpack starts with a map or array marker, never with "{" or "[" (which
+        # msgpack reads as the bare integers 123 and 91): the first byte tells them apart
+        if data[:1] in _JSON_STARTS:
+            return self._json_decoder.decode(data)
         return self._decoder.decode(data)
 
     def validate(self, obj: Any, where: str) -> bytes:
@@ -133,7 +152,7 @@ class Codec:
                 )
         try:
             data = self._encoder.encode(obj)
-            self._decoder.decode(data)
+            self._check.decode(data)
         except (msgspec.ValidationError, msgspec.EncodeError, TypeError, OverflowError) as exc:
             raise ValidationError(f"{where}: {exc}") from exc
         return data

@@ -119,6 +119,19 @@ class Intent:
         return (*own, *shared)
 
 
+Encoding = Literal["msgpack", "json"]
+ENCODINGS: tuple[Encoding, ...] = ("msgpack", "json")
+
+
+def _encoding_problems(encoding: object) -> list[str]:
+    if encoding in ENCODINGS:
+        return []
+    return [
+        f"encoding={encoding!r}: use 'msgpack' (compact, the default) or 'json' (readable "
+        "with redis-cli and any JSON library)"
+    ]
+
+
 def _shared(
     priority: Priority | None,
     on_outage: OnOutage | None,
@@ -148,6 +161,7 @@ class Transitory(Intent):
     partitions: int
     order_by: tuple[str, ...]
     replicas: int
+    encoding: Encoding
 
     def __init__(
         self,
@@ -163,6 +177,7 @@ class Transitory(Intent):
         partitions: int = 1,
         order_by: tuple[str, ...] | str = (),
         replicas: int = 0,
+        encoding: Encoding = "msgpack",
         priority: Priority | None = None,
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
@@ -181,6 +196,7 @@ class Transitory(Intent):
         object.__setattr__(self, "partitions", partitions)
         object.__setattr__(self, "order_by", _as_fields(order_by) or order_by)
         object.__setattr__(self, "replicas", replicas)
+        object.__setattr__(self, "encoding", encoding)
 
     def key_fields(self) -> tuple[str, ...]:
         """The fields whose values pick an entry's partition (``order_by``)."""
@@ -190,6 +206,7 @@ class Transitory(Intent):
     def problems(self) -> list[str]:
         found = super().problems()
         found.extend(self._scale_problems())
+        found.extend(_encoding_problems(self.encoding))
         if self.max_age is not None and not _positive(self.max_age):
             found.append(f"max_age={self.max_age!r}: use a positive timedelta, or None")
         if self.max_len is not None and (not isinstance(self.max_len, int) or self.max_len < 1):
@@ -235,6 +252,7 @@ class Volatile(Intent):
     key: tuple[str, ...]
     ttl: timedelta | None  # required: None only until problems() reports it
     rebuild_from: str | None
+    encoding: Encoding
 
     def __init__(
         self,
@@ -243,6 +261,7 @@ class Volatile(Intent):
         key: tuple[str, ...] | str = (),
         ttl: timedelta | None = None,
         rebuild_from: str | None = None,
+        encoding: Encoding = "msgpack",
         priority: Priority | None = None,
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
@@ -254,6 +273,7 @@ class Volatile(Intent):
         object.__setattr__(self, "key", _as_fields(key) or key)
         object.__setattr__(self, "ttl", ttl)
         object.__setattr__(self, "rebuild_from", rebuild_from)
+        object.__setattr__(self, "encoding", encoding)
 
     def key_fields(self) -> tuple[str, ...]:
         return self.key
@@ -261,6 +281,7 @@ class Volatile(Intent):
     def problems(self) -> list[str]:
         found = super().problems()
         found.extend(_key_problems("key", self.key))
+        found.extend(_encoding_problems(self.encoding))
         if self.ttl is None:
             found.append("a Volatile intent needs ttl=timedelta(...): its data must expire")
         elif not _positive(self.ttl):

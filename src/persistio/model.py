@@ -47,6 +47,8 @@ class BoundIntent:
     # what the store would refuse, checked before anything is written (None: nothing can be;
     # a Count checks the counted object's key in its tally function)
     limits: Check | None = field(init=False)
+    # a save's payload for this intent is the model's own encoding (no projection, msgpack)
+    shares_payload: bool = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.intent.name)
@@ -59,6 +61,8 @@ class BoundIntent:
         )
         limits = None if counting else checker(self.tier, self.codec, self.key)
         object.__setattr__(self, "limits", limits)
+        shares = self.stored is self.model and self.codec.encoding == "msgpack"
+        object.__setattr__(self, "shares_payload", shares)
 
     def derive(self, obj: Any) -> Any | None:
         """The object this intent stores for ``obj``, or None when ``when`` says skip."""
@@ -190,7 +194,7 @@ def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
                 )
             )
             continue
-        codec = Codec(stored)
+        codec = Codec(stored, getattr(intent, "encoding", "msgpack"))
         _check_fields(codec, intent, label)
         bound.append(BoundIntent(intent, model, stored, codec))
     by_name = {b.name: b for b in bound}

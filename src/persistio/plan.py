@@ -24,8 +24,18 @@ class Task(msgspec.Struct, array_like=True, frozen=True):
     payload: bytes  # msgpack of the stored (projected) object
 
 
+class TracedTask(Task, frozen=True):
+    """A task made by a traced save (``persistio.tracing``): one more field, the save's W3C
+    ``traceparent``, so the worker's span links to it. A store that is not traced writes plain
+    tasks, byte for byte what they were before tracing existed."""
+
+    trace: str = ""
+
+
+TASK_FIELDS = len(Task.__struct_fields__)
 TASK_ENCODER = msgspec.msgpack.Encoder()
-TASK_DECODER = msgspec.msgpack.Decoder(Task)
+# reads both: a plain task decodes with trace="" (work_from_task makes it a Task again)
+TASK_DECODER = msgspec.msgpack.Decoder(TracedTask)
 
 
 class Work:
@@ -76,7 +86,6 @@ def plan_save(
         write_id, ts = stamp
     work: list[Work] = []
     skipped: list[str] = []
-    model = plan.model
     model_name = plan.model_name
     for bound in plan.intents:
         intent = bound.intent
@@ -85,7 +94,7 @@ def plan_save(
             continue
         project = bound.project  # a Count's is its tally function
         stored = obj if project is None else project(obj)
-        if stored is obj and bound.stored is model:
+        if stored is obj and bound.shares_payload:
             payload = model_payload
         else:
             payload = bound.codec.validate_for(stored, where, bound.name)
@@ -135,4 +144,7 @@ def work_from_task(task: Task) -> Work:
             "the model in the worker process"
         )
     bound = plan.by_name[task.intent]
+    if isinstance(task, TracedTask) and not task.trace:
+        # re-encoded (spooled again by a worker), it stays a plain task
+        task = Task(*msgspec.structs.astuple(task)[:TASK_FIELDS])
     return Work(task, bound, bound.codec.decode(task.payload))

@@ -64,7 +64,12 @@ class Replay:
                     self._unknown_model(exc)
                 except ValueError as exc:  # undecodable: nothing will ever read it
                     progressed |= spool.failed(item.seq, f"undecodable task: {exc}", 1)
-            results = isolated(self.router, [w for _, w in works])
+            taken = [w for _, w in works]
+            probe = self.router.probe
+            if probe is None:
+                results = isolated(self.router, taken)
+            else:
+                results = probe.tasks("replayed", taken, lambda ws: isolated(self.router, ws))
             replayed: list[int] = []
             for (seq, work), result in zip(works, results, strict=True):
                 if result is None:

@@ -36,6 +36,7 @@ from .intents import Priority, Tier
 from .lanes import Lanes
 from .model import BoundIntent
 from .plan import TASK_ENCODER, SavePlan, Work
+from .probes import CallEnd, Probe
 from .spool import Spool
 from .wiring import Stores
 
@@ -134,6 +135,9 @@ class Router:
             if not b.concurrent
         }
         self.on_buffered: Callable[[], None] = lambda: None  # the store wakes its replayer
+        # metrics and tracing (probes.attach): None, the default, costs one test per save
+        self.probes: tuple[Probe, ...] = ()
+        self.probe: Probe | None = None
 
     def after_fork(self, lanes: Lanes) -> None:
         self._lanes = lanes
@@ -143,6 +147,12 @@ class Router:
     # -- saves ----------------------------------------------------------------------------------
 
     def dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:
+        probe = self.probe
+        if probe is not None:
+            return probe.save(plans, self._dispatch)
+        return self._dispatch(plans)
+
+    def _dispatch(self, plans: Sequence[SavePlan]) -> list[Receipt]:
         outcome = self.dispatch_works([w for p in plans for w in p.work])
         return [outcome.receipt(p) for p in plans]
 
@@ -260,6 +270,7 @@ class Router:
         pending: dict[int, Pending] = {}
         lanes: dict[int, Future[list[bool]]] = {}
         inline: int | None = None
+        ends = self._call_ends(batches)
         for i, batch in enumerate(batches):
             if batch.refused is not None:
                 results[i] = batch.refused
@@ -267,25 +278,38 @@ class Router:
                 started = self._call(_bind(self._start, batch, deadline))
                 if isinstance(started, BaseException):
                     results[i] = started
+                    _end(ends[i], started)
                 else:
                     pending[i] = started
             elif inline is None:
                 inline = i
             else:
-                future = self._lanes.submit(
-                    min(batch.backend.tiers), _bind(self._send, batch, deadline), deadline
-                )
+                send = _ending(_bind(self._send, batch, deadline), ends[i])
+                future = self._lanes.submit(min(batch.backend.tiers), send, deadline)
                 if future is None:
                     results[i] = BackendUnavailable(f"{_name(batch)} backend: every call is stuck")
+                    _end(ends[i], results[i])
                 else:
                     lanes[i] = future
         if inline is not None:
-            results[inline] = self._call(_bind(self._send, batches[inline], deadline))
+            send = _ending(_bind(self._send, batches[inline], deadline), ends[inline])
+            results[inline] = self._call(send)
         for i, future in lanes.items():
             results[i] = self._overdue(batches[i], self._call(_bind(_within, future, deadline)))
         for i, waiting in pending.items():
-            results[i] = self._call(_bind(self._finish, batches[i], waiting, deadline))
+            finish = _ending(_bind(self._finish, batches[i], waiting, deadline), ends[i])
+            results[i] = self._call(finish)
         return [r if r is not None else [] for r in results]
+
+    def _call_ends(self, batches: Sequence[Batch]) -> list[CallEnd | None]:
+        """A probe's end of each backend call (None for every call when no probe is set)."""
+        probe = self.probe
+        if probe is None:
+            return [None] * len(batches)
+        return [
+            None if b.refused is not None else probe.backend_call(_name(b), len(b.ops))
+            for b in batches
+        ]
 
     def _overdue(self, batch: Batch, result: Result) -> Result:
         """A lane that missed the deadline counts against its tiers' breakers."""
@@ -408,6 +432,28 @@ def _told(
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: fn(*args)
+
+
+def _ending(call: Callable[[], Any], end: CallEnd | None) -> Callable[[], Any]:
+    """``call``, telling ``end`` (a probe's) how it ended, on the thread that ran it."""
+    if end is None:
+        return call
+
+    def run() -> Any:
+        try:
+            result = call()
+        except BaseException as exc:
+            end(exc)
+            raise
+        end(None)
+        return result
+
+    return run
+
+
+def _end(end: CallEnd | None, error: Any) -> None:
+    if end is not None:
+        end(error if isinstance(error, BaseException) else None)
 
 
 def _name(batch: Batch) -> str:

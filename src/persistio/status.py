@@ -140,6 +140,8 @@ def collect_status(
         else [f"the servers' setup could not be read within {router.deadline}s"],
         "dropped": _prefixed(counters, "dropped:"),
         "retries": _prefixed(counters, "retries:"),
+        # items set aside for good, per stream or task queue (by every process)
+        "dead_lettered": _prefixed(counters, "dead_letters:"),
         # writes (now or deferred) that lost to a newer stored value, per intent
         "superseded": _prefixed(counters, "superseded:"),
         # writes of a save that failed after its other writes landed (see Receipt.failed)

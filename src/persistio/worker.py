@@ -181,7 +181,11 @@ class Worker:
         self, works: Sequence[Work], deliveries: Sequence[Delivery]
     ) -> list[tuple[Work, Delivery, BaseException | None]]:
         """Each work with its error, if any (see ``router.isolated``)."""
-        errors = isolated(self.router, works)
+        probe = self.router.probe
+        if probe is None:
+            errors = isolated(self.router, works)
+        else:
+            errors = probe.tasks("deferred", works, lambda ws: isolated(self.router, ws))
         return list(zip(works, deliveries, errors, strict=True))
 
     # -- consumers ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Tables are created once per module (Cassandra DDL is slow) in the session's own 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import uuid
@@ -421,3 +422,22 @@ def test_replication_sets_the_default_consistency(
     # would be every replica), unless the URL asks for another level
     endpoint, _ = parse_url(f"cassandra://h1,h2,h3/ks{query}", "x")
     assert (endpoint.replication_factor, endpoint.consistency) == (replication, consistency)
+
+
+def test_connecting_picks_protocol_v5_and_logs_no_downgrade(
+    cassandra_url: str, cassandra_keyspace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a URL without protocol_version
+    url = _url_for(cassandra_url, cassandra_keyspace)
+    assert parse_url(url, "amorphous")[0].protocol_version == 5
+    caplog.set_level(logging.DEBUG, "cassandra")
+    # When a backend connects and answers
+    backend = from_url(url, OPTIONS, "amorphous")
+    try:
+        backend.ping()
+    finally:
+        backend.close()
+    # Then the driver negotiated nothing: no "Downgrading core protocol version" warning
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("cassandra")]
+    assert [m for m in messages if "Downgrading" in m] == []
+    assert any("protocol version: 5" in m for m in messages), messages

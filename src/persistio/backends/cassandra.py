@@ -110,7 +110,10 @@ class Endpoint:
     replication_factor: int = 1
     consistency: str = "LOCAL_ONE"
     dc: str | None = None
-    protocol_version: int | None = None  # None: negotiated (the driver logs each downgrade)
+    # picked, not negotiated: a negotiation starts above what servers speak and logs a warning
+    # for each downgrade, on every connect. Cassandra 4.x and 5.x speak v5; 3.x and ScyllaDB
+    # need ?protocol_version=4
+    protocol_version: int = 5
     username: str | None = None
 
 
@@ -159,7 +162,7 @@ def parse_url(url: str, setting: str) -> tuple[Endpoint, str | None]:
         replication_factor=int(rf),
         consistency=consistency,
         dc=opts.get("dc"),
-        protocol_version=None if proto is None else int(proto),
+        protocol_version=5 if proto is None else int(proto),
         username=unquote(user) if userinfo else None,
     )
     return endpoint, unquote(password) if has_pw else None
@@ -222,7 +225,8 @@ class CassandraDocuments:
             from replication 3, else LOCAL_ONE: see ``default_consistency``; per intent
             overridable), ``dc`` (local data center; when given, the keyspace is created with
             NetworkTopologyStrategy {dc: replication}, else SimpleStrategy and the local data
-            center is ``datacenter1``) and ``protocol_version`` (default: negotiated).
+            center is ``datacenter1``) and ``protocol_version`` (default 5: Cassandra 4 and
+            5; use 4 for Cassandra 3.x and ScyllaDB).
         options: Connect and request timeouts.
         setting: Names the setting in a ``ConfigError`` for a malformed URL.
     """
@@ -276,18 +280,13 @@ class CassandraDocuments:
                 consistency_level=ConsistencyLevel.name_to_value[ep.consistency],
                 request_timeout=self._options.request_timeout,
             )
-            # no protocol_version: negotiated, so Cassandra 3.x/4.x/5.x and ScyllaDB all work
-            # (the driver logs each downgrade; ?protocol_version=5 silences that)
-            kwargs = (
-                {} if ep.protocol_version is None else {"protocol_version": ep.protocol_version}
-            )
             cluster = Cluster(
                 list(ep.hosts),
                 execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                 auth_provider=auth,
                 connect_timeout=self._options.connect_timeout,
                 control_connection_timeout=self._options.connect_timeout,
-                **kwargs,
+                protocol_version=ep.protocol_version,
             )
             try:
                 self._session = cluster.connect()
