@@ -26,6 +26,8 @@ from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, plan_save
+from .pressure import Pressure
+from .promises import Promises
 from .reads import Reader
 from .replay import SpoolReplayer
 from .router import Receipt, Router
@@ -139,6 +141,16 @@ class Persistio:
             self._router,
             batch=settings.pools.worker_batch,
             unknown_model_grace=settings.spool_limits.unknown_model_grace,
+        )
+        queues = settings.task_queues
+        self._worker.preempt_every = queues.preempt_every
+        self._promises = self._worker.promises = Promises(self._spool, queues.lag_window)
+        self._pressure = self._router.pressure = Pressure(
+            self._stores,
+            self._spool,
+            factor=queues.lag_factor,
+            max_wait=queues.slow_wait,
+            refresh=queues.pressure_refresh,
         )
         self._clock = WriteClock(int(settings.max_clock_skew.total_seconds() * 1_000_000))
         self._clock_sync = ClockSync(
@@ -421,10 +433,35 @@ class Persistio:
         self._check_open()
         return self._worker.step()
 
-    def run_worker(self, *, poll_interval: float = 0.05) -> None:
-        """Run deferred tasks and consumers until ``stop_worker()`` (or SIGTERM in the CLI)."""
+    def run_worker(self, *, poll_interval: float = 0.05, threads: int = 1) -> None:
+        """Run deferred tasks and consumers until ``stop_worker()`` (or SIGTERM in the CLI).
+
+        ``threads`` > 1 runs that many worker loops in this process, for work that waits on I/O
+        (Redis round trips, Cassandra's requests): each takes its own batches, as separate
+        processes would.
+
+        Raises:
+            ConfigError: ``threads`` is not an int from 1 to 256.
+        """
         self._check_open()
+        if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
+            raise ConfigError(f"run_worker(threads={threads!r}): use an int from 1 to 256")
         self._stop.clear()
+        self._pressure.start()  # the load figures of status() come from its samples
+        others = [
+            threading.Thread(target=self._work, args=(poll_interval,), name=f"persistio-worker-{i}")
+            for i in range(1, threads)
+        ]
+        for thread in others:
+            thread.start()
+        try:
+            self._work(poll_interval)
+        finally:
+            self._stop.set()
+            for thread in others:
+                thread.join()
+
+    def _work(self, poll_interval: float) -> None:
         while not self._stop.is_set():
             if not self._worker.step():
                 self._stop.wait(poll_interval)
@@ -479,6 +516,12 @@ class Persistio:
         """Backends' health, queue depth and oldest age per priority, streams, spool, counters."""
         self._check_open()
         found = collect_status(self._router, self.urls, self._transitory_intents())
+        found["promises"] = self._promises.report(
+            [b for p in REGISTRY.plans() for b in p.intents], self._spool.counters()
+        )
+        found["load"] = self._pressure.load()
+        found["shed"] = found["load"].pop("shed", {})
+        found["slowed"] = found["load"].pop("slowed", {})
         found["clock"] = self._clock_sync.status()
         found["hooks"] = {"errors": self._events.errors}
         return found
@@ -495,6 +538,8 @@ class Persistio:
         self._lanes = Lanes(self.settings.pools.realtime_threads)
         self._router.after_fork(self._lanes)
         self._worker.after_fork()
+        self._promises.after_fork()
+        self._pressure.after_fork()
         self._setup_lock = threading.Lock()
         self._stop = threading.Event()
         self._replayer.after_fork()
@@ -505,6 +550,7 @@ class Persistio:
             return
         self._closed = True
         self._stop.set()
+        self._pressure.stop()
         self._replayer.stop()
         if self._clock_sync.moved:  # the next process, here or on another host, starts above us
             self._clock_sync.sync()
