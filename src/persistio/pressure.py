@@ -33,7 +33,8 @@ from .spool import Spool
 from .wiring import Stores
 
 log = logging.getLogger("persistio.pressure")
-RATE_WINDOW = 5.0  # seconds of samples the rates are measured over
+RATE_WINDOW = 1.0  # seconds of samples the service rate behind lateness is measured over
+LOAD_WINDOW = 10.0  # seconds of samples the rates in status() are measured over
 
 
 class Sample(NamedTuple):
@@ -108,9 +109,9 @@ class Pressure:
         now = self.sample()
         with self._lock:
             self._samples.append(now)
-            while len(self._samples) > 2 and now.at - self._samples[0].at > RATE_WINDOW:
+            while len(self._samples) > 2 and now.at - self._samples[0].at > LOAD_WINDOW:
                 self._samples.popleft()
-            first = self._samples[0]
+            first = next(s for s in self._samples if now.at - s.at <= RATE_WINDOW)
         lateness: dict[Priority, float] = {}
         for p, depth in now.pending.items():
             late = now.oldest[p] or 0.0
@@ -182,16 +183,16 @@ class Pressure:
 
     def load(self) -> dict[str, Any]:
         """Per priority: depth, oldest age, lateness, arrival and service rates; and how many
-        worker threads the current load needs (None until two samples are RATE_WINDOW apart
-        or less, i.e. right after the first call in a fresh process)."""
+        worker threads the current load needs (None until there are two samples at least 0.2 s
+        apart: right after the first call in a fresh process)."""
         try:
             now = self.sample()
         except Exception as exc:
             return {"error": str(exc)}
         with self._lock:
-            earlier = [s for s in self._samples if 0.2 <= now.at - s.at <= 4 * RATE_WINDOW]
+            earlier = [s for s in self._samples if 0.2 <= now.at - s.at <= LOAD_WINDOW]
             self._samples.append(now)
-            while len(self._samples) > 2 and now.at - self._samples[0].at > 4 * RATE_WINDOW:
+            while len(self._samples) > 2 and now.at - self._samples[0].at > LOAD_WINDOW:
                 self._samples.popleft()
         first = earlier[0] if earlier else None
         per: dict[str, Any] = {}

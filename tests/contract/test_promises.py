@@ -100,6 +100,8 @@ def test_slow_makes_a_save_wait_a_bounded_time_then_go_on(make_store: Any) -> No
 def _overload(store: pio.Persistio, seconds: float) -> list[float]:
     """Save raw items as fast as one thread can while a worker runs; the LOW queue's oldest
     age, sampled every 0.1 s."""
+    store.save(RawItem(_uid()))  # warm up: the raw table is prepared before the clock runs
+    store.drain(timeout=30)
     worker = threading.Thread(target=store.run_worker)
     worker.start()
     ages: list[float] = []
@@ -127,7 +129,8 @@ def test_slow_keeps_the_oldest_task_near_its_bound_under_overload(make_store: An
     # When the load lasts 5 s
     ages = _overload(store, 5.0)
 
-    # Then saves were slowed, and the oldest raw task never got far past its 1 s promise
+    # Then saves were slowed, and the oldest raw task stayed around its 1 s bound (a slowed save
+    # still goes on after slow_wait, and the worker's pace varies: peaks stay under twice it)
     slowed = store.status()["slowed"].get("lag_raw", 0)
     assert slowed > 0, "the load never outran the worker: nothing to hold back"
     assert max(ages) < 2.0, ages
