@@ -33,7 +33,8 @@ from .spool import Spool
 from .wiring import Stores
 
 log = logging.getLogger("persistio.pressure")
-RATE_WINDOW = 1.0  # seconds of samples the service rate behind lateness is measured over
+RATE_WINDOW = 2.0  # seconds the service rate behind lateness is measured over (a worker
+# process on the host flushes its counters once a second)
 LOAD_WINDOW = 10.0  # seconds of samples the rates in status() are measured over
 
 
@@ -66,6 +67,7 @@ class Pressure:
         self.running = False
         self.lateness: dict[Priority, float] = {}
         self._bounds: dict[Priority, float] = {}  # smallest slow/shed bound per priority
+        self._rates: dict[Priority, float] = {}  # tasks/s served per priority, lately
         self._samples: deque[Sample] = deque()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -113,16 +115,21 @@ class Pressure:
                 self._samples.popleft()
             first = next(s for s in self._samples if now.at - s.at <= RATE_WINDOW)
         lateness: dict[Priority, float] = {}
+        rates: dict[Priority, float] = {}
         for p, depth in now.pending.items():
             late = now.oldest[p] or 0.0
             dt = now.at - first.at
             served = now.served[p] - first.served[p]
-            if depth and dt > 0 and served > 0:
-                late = max(late, depth / (served / dt))  # the wait a task enqueued now expects
+            if dt > 0 and served > 0:
+                rates[p] = served / dt
+                late = max(late, depth / rates[p])  # the wait a task enqueued now expects
             lateness[p] = late
         self._bounds = self._slow_or_shed_bounds()
+        self._rates = rates
         self.lateness = lateness
-        self.hot = any(lateness.get(p, 0.0) > b for p, b in self._bounds.items())
+        # from half the bound on, saves account for what they add (see admit): between two
+        # ticks, producers faster than the workers would otherwise overshoot by a whole tick
+        self.hot = any(lateness.get(p, 0.0) > b / 2 for p, b in self._bounds.items())
         with self._changed:
             self._changed.notify_all()
 
@@ -162,6 +169,7 @@ class Pressure:
             else:
                 slowed.append(work)
                 kept.append(work)
+        self._added(kept)
         for name, n in shed.items():
             self.spool.bump(f"shed:{name}", n)
         if slowed:
@@ -169,6 +177,18 @@ class Pressure:
             for work in slowed:
                 self.spool.bump(f"slowed:{work.bound.name}")
         return kept
+
+    def _added(self, works: Sequence[Work]) -> None:
+        """Each admitted task makes its queue later by one task's share of the service rate
+        (until the next tick measures it again)."""
+        per: dict[Priority, int] = {}
+        for work in works:
+            p = work.bound.priority
+            per[p] = per.get(p, 0) + 1
+        for p, n in per.items():
+            rate = self._rates.get(p)
+            if rate:
+                self.lateness[p] = self.lateness.get(p, 0.0) + n / rate
 
     def _wait(self, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.max_wait
