@@ -58,7 +58,7 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
 
 def _status(store: Persistio, args: argparse.Namespace) -> int:
     if args.rates_over > 0:  # rates need two looks at the queues and the workers' counters
-        store.status()
+        store.load()
         time.sleep(args.rates_over)
     status = store.status()
     if args.json:

@@ -234,8 +234,6 @@ class Pressure:
         return {
             "by_priority": per,
             "workers_needed": math.ceil(busy_needed) if known else None,
-            "slowed": _prefixed(self.spool.counters(), "slowed:"),
-            "shed": _prefixed(self.spool.counters(), "shed:"),
         }
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -266,10 +264,6 @@ def _rates(first: Sample | None, now: Sample, p: Priority) -> dict[str, float | 
         # seconds of one worker thread per task: 1 / the service rate of one worker
         "task_s": busy / served if served else None,
     }
-
-
-def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
-    return {k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)}
 
 
 __all__ = ["Pressure", "Sample"]
