@@ -54,3 +54,15 @@ class UrgentItem(msgspec.Struct, frozen=True):
 class BacklogItem(msgspec.Struct, frozen=True):
     bucket: int
     seq: int
+
+
+@pio.persist(pio.Amorphous("edf_later", partition=("id",), priority=pio.LOW))
+class LaterItem(msgspec.Struct, frozen=True):
+    id: str
+
+
+@pio.persist(
+    pio.Amorphous("edf_sooner", partition=("id",), priority=pio.LOW, within=timedelta(seconds=1))
+)
+class SoonerItem(msgspec.Struct, frozen=True):
+    id: str

@@ -151,12 +151,14 @@ class Worker:
                 return True
         return False
 
-    def _preempt(self, priority: Priority) -> None:
-        """Between slices of a lower-priority batch: run what has arrived above it first."""
+    def _preempt(self, priority: Priority, until: float) -> None:
+        """Between slices of a lower-priority batch: run what has arrived above it first, until
+        the batch's claim is half way to its visibility timeout (past that, another worker would
+        take the batch over while this one still holds it)."""
         for higher, queue in self._backends.queues.items():
             if higher >= priority:
                 return
-            while self._run_one(higher, queue):
+            while time.monotonic() < until and self._run_one(higher, queue):
                 pass
 
     def _run_tasks(
@@ -180,12 +182,13 @@ class Worker:
             taken.append(d)
         # one queue holds intents with different promises: the earliest deadline goes first
         order = sorted(range(len(works)), key=lambda i: _deadline_us(works[i]))
+        until = time.monotonic() + stream.visibility_seconds / 2
         step = len(order) or 1
         if priority is not None and priority > Priority.HIGH:
             step = max(1, self.preempt_every)
         for start in range(0, len(order), step):
             if start:
-                self._preempt(priority or Priority.LOW)
+                self._preempt(priority or Priority.LOW, until)
             part = order[start : start + step]
             self._run_slice(stream, [works[i] for i in part], [taken[i] for i in part], priority)
 

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 import persistio as pio
-from tests.promise_models import BacklogItem, FeedItem, LateItem, RawItem, UrgentItem
+from tests.promise_models import (
+    BacklogItem,
+    FeedItem,
+    LateItem,
+    LaterItem,
+    RawItem,
+    SoonerItem,
+    UrgentItem,
+)
 
 FAST = pio.TaskQueues(pressure_refresh=0.05, slow_wait=0.2)
 
@@ -222,3 +230,22 @@ def test_run_worker_threads_serve_the_queues_together(store: pio.Persistio) -> N
 def test_run_worker_refuses_a_bad_thread_count(store: pio.Persistio, bad: Any) -> None:
     with pytest.raises(pio.ConfigError, match=re.escape(f"threads={bad!r}")):
         store.run_worker(threads=bad)
+
+
+def test_a_batch_runs_the_earliest_deadline_first(make_store: Any) -> None:
+    # Given, in one LOW queue, 1,500 tasks promised within 10 minutes, then 1,500 promised
+    # within 1 s, and a worker that takes all 3,000 in one batch, in slices of 100
+    store = make_store(worker_batch=3000, task_queues=pio.TaskQueues(preempt_every=100))
+    store.save_many(LaterItem(_uid()) for _ in range(1500))
+    store.save_many(SoonerItem(_uid()) for _ in range(1500))
+
+    # When one step runs the batch
+    assert store.step()
+
+    # Then the later-saved tasks with the nearer deadline ran first: each of them waited less
+    # than any of the earlier-saved ones with the distant deadline
+    promises = store.status()["promises"]
+    sooner, later = promises["edf_sooner"], promises["edf_later"]
+    assert (sooner["done"], later["done"]) == (1500, 1500)
+    assert sooner["lag_max_s"] < later["lag_p50_s"], (sooner, later)
+    assert store.status()["queues"]["low"]["pending"] == 0
