@@ -158,18 +158,24 @@ def to_feed_item(c: Checkin) -> FeedItem:
         retain=timedelta(days=2),
         priority=pio.REALTIME,
     ),
-    # 4. game mechanics: after the real-time work, before the feed
-    pio.Transitory("game_badge_jobs", priority=pio.HIGH, max_deliveries=10),
-    # 5. the user's own activity feed: newest first, one partition per user
+    # 4. game mechanics: after the real-time work, before the feed; a badge shows up within
+    # 2 s of the check-in that earned it
+    pio.Transitory(
+        "game_badge_jobs", priority=pio.HIGH, max_deliveries=10, within=timedelta(seconds=2)
+    ),
+    # 5. the user's own activity feed: newest first, one partition per user; within 5 s
     pio.Amorphous(
         "game_feed",
         partition=("user_id",),
         order=("at", "checkin_id"),
         project=to_feed_item,
         retain=timedelta(days=365),
+        within=timedelta(seconds=5),
     ),
-    # 6. the raw check-in, kept for analytics and rebuilds; nothing waits for it
-    pio.Amorphous("game_checkins", partition=("id",), priority=pio.LOW),
+    # 6. the raw check-in, kept for analytics and rebuilds; nothing waits for it: 10 minutes
+    pio.Amorphous(
+        "game_checkins", partition=("id",), priority=pio.LOW, within=timedelta(minutes=10)
+    ),
 )
 class Checkin(msgspec.Struct, frozen=True):
     id: uuid.UUID

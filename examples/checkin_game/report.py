@@ -59,6 +59,9 @@ def summary(
     )
     for name, lag in sorted(stats.lag.items()):
         add(f"    {name:<24} pending <= {lag.max_pending:>6}, oldest <= {lag.max_oldest_s:6.2f} s")
+    add("  deferred work done within its time slice (the intent's within=):")
+    for line in promises(stats.status):
+        add(f"    {line}")
     led = inventory.ledger(store, world)
     badges = ", ".join(f"{b} {c}" for b, c in sorted(led.awards.items())) or "none"
     add(
@@ -74,6 +77,22 @@ def summary(
     add("    transitory " + _streams(stats.status))
     add("  " + _incidents(stats.status))
     return "\n".join(lines)
+
+
+def promises(status: dict[str, Any]) -> list[str]:
+    """One line per deferred game intent: its promise and the share of its tasks that kept it."""
+    lines: list[str] = []
+    for name, p in sorted((status.get("promises") or {}).items()):
+        if not name.startswith("game_"):
+            continue
+        done = p["total_on_time"] + p["total_late"]
+        share = "-" if p["total_share"] is None else f"{100 * p['total_share']:.1f}%"
+        p99 = "-" if p["lag_p99_s"] is None else f"{p['lag_p99_s']:.2f} s"
+        lines.append(
+            f"{name:<24} within {p['within_s']:>6g} s: {share:>6} of {done} "
+            f"(lag p99 {p99}, {p['on_lag']})"
+        )
+    return lines
 
 
 def _counted(store: pio.Persistio, world: World, stats: RunStats) -> str:

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -64,7 +65,7 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
             "metrics on http://%s:%d/metrics", args.metrics_addr, args.metrics_port
         )
     try:
-        store.run_worker(poll_interval=args.poll_interval)
+        store.run_worker(poll_interval=args.poll_interval, threads=args.threads)
     finally:
         if stop_serving is not None:
             stop_serving()
@@ -72,6 +73,9 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
 
 
 def _status(store: Persistio, args: argparse.Namespace) -> int:
+    if args.rates_over > 0:  # rates need two looks at the queues and the workers' counters
+        store.load()
+        time.sleep(args.rates_over)
     status = store.status()
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
@@ -103,11 +107,44 @@ def format_status(status: dict[str, Any]) -> str:
         f"spool depth {spool['depth']}, buffered {status['buffered']}, "
         f"replayed {status['replayed']}, dead letters {status['dead_letters']}",
     ]
-    for label in ("dropped", "retries"):
-        for name, n in sorted(status[label].items()):
+    lines += format_promises(status)
+    for label in ("dropped", "retries", "shed", "slowed"):
+        for name, n in sorted(status.get(label, {}).items()):
             lines.append(f"{label} {name}: {n}")
     lines += [f"warning: {w}" for w in status.get("warnings", ())]
     return "\n".join(lines)
+
+
+def _figure(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.1f}{unit}"
+
+
+def format_promises(status: dict[str, Any]) -> list[str]:
+    """Each deferred intent's promise and how well it is kept; the load on the workers."""
+    promises = status.get("promises") or {}
+    if not promises:
+        return []
+    lines = [
+        "",
+        f"{'intent':<22} {'within':>8} {'on_lag':>7} {'in time':>8} {'p99':>8} {'all time':>9}",
+    ]
+    for name, p in sorted(promises.items()):
+        share = None if p["within_share"] is None else 100 * p["within_share"]
+        total = None if p["total_share"] is None else 100 * p["total_share"]
+        lines.append(
+            f"{name:<22} {_figure(p['within_s'], 's'):>8} {p['on_lag']:>7} "
+            f"{_figure(share, '%'):>8} {_figure(p['lag_p99_s'], 's'):>8} {_figure(total, '%'):>9}"
+        )
+    load = status.get("load") or {}
+    for level, q in (load.get("by_priority") or {}).items():
+        lines.append(
+            f"load {level}: arrival {_figure(q['arrival_per_s'], '/s')}, served "
+            f"{_figure(q['served_per_s'], '/s')}, late by {_figure(q['lateness_s'], 's')}"
+        )
+    if "workers_needed" in load:
+        needed = load["workers_needed"]
+        lines.append(f"worker threads needed: {'-' if needed is None else needed}")
+    return lines
 
 
 def _setup(store: Persistio, args: argparse.Namespace) -> int:
@@ -194,9 +231,18 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--metrics-addr", default="0.0.0.0", help="the address the metrics are served on"
     )
+    worker.add_argument(
+        "--threads", type=int, default=1, help="worker loops in this process (I/O-bound work)"
+    )
     status = sub.add_parser("status", help="backends' health, queues, spool and counters")
     status.add_argument("store")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--rates-over",
+        type=float,
+        default=1.0,
+        help="seconds between the two looks that arrival and service rates come from (0: none)",
+    )
     setup = sub.add_parser("setup", help="create tables, keyspace and consumer groups")
     setup.add_argument("store")
     drill = sub.add_parser(

@@ -18,6 +18,7 @@ from typing import Any, TypeGuard
 from .intents import (
     CONSISTENCY_LEVELS,
     Intent,
+    OnLag,
     OnOutage,
     Priority,
     Tier,
@@ -66,6 +67,7 @@ class Count(Intent):
     tier = Tier.AMORPHOUS
     default_priority = Priority.NORMAL
     default_on_outage = "buffer"
+    sheddable = False  # a count is exact: dropping contributions would break that
 
     key: tuple[str, ...]
     bucket: tuple[timedelta, ...]  # ascending; empty only until problems() reports it
@@ -90,10 +92,12 @@ class Count(Intent):
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
         when: Callable[[Any], bool] | None = None,
+        within: timedelta | None = None,
+        on_lag: OnLag = "accept",
         **other: object,
     ) -> None:
         prio, outage = _shared(priority, on_outage, Count)
-        _init(self, name, prio, outage, project, when, tuple(other))
+        _init(self, name, prio, outage, project, when, tuple(other), within, on_lag)
         sizes: Any = (bucket,) if isinstance(bucket, timedelta) else bucket
         keeps: Any = retain
         if isinstance(sizes, tuple | list) and not isinstance(keeps, tuple | list):

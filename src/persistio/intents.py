@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Literal
 
 OnOutage = Literal["buffer", "drop", "fail"]
 ON_OUTAGE_CHOICES: tuple[OnOutage, ...] = ("buffer", "drop", "fail")
+OnLag = Literal["accept", "slow", "shed"]
+ON_LAG_CHOICES: tuple[OnLag, ...] = ("accept", "slow", "shed")
 
 MAX_PARTITIONS = 256  # see partitions.py: names are found by a search per partition
 MAX_REPLICAS = 16
@@ -33,6 +35,13 @@ class Priority(IntEnum):
     NORMAL = 2
     LOW = 3
 
+
+# by when a deferred task of each priority must be done, unless its intent says within=
+DEFAULT_WITHIN: dict[Priority, timedelta] = {
+    Priority.HIGH: timedelta(seconds=5),
+    Priority.NORMAL: timedelta(minutes=1),
+    Priority.LOW: timedelta(minutes=10),
+}
 
 REALTIME = Priority.REALTIME
 HIGH = Priority.HIGH
@@ -76,7 +85,12 @@ class Intent:
     on_outage: OnOutage
     project: Callable[[Any], Any] | None
     when: Callable[[Any], bool] | None
+    # by when a deferred task must be done (see promises.py); None for a REALTIME intent
+    within: timedelta | None
+    on_lag: OnLag
     unknown_options: tuple[str, ...] = field(repr=False)
+    # whether on_lag="shed" may drop its tasks (never for writes that must not be lost)
+    sheddable: ClassVar[bool] = True
 
     def key_fields(self) -> tuple[str, ...]:
         """The stored object's fields that identify one stored value (for a stream: those that
@@ -103,6 +117,7 @@ class Intent:
             found.append("project= must be a callable that returns the object to store")
         if when is not None and not callable(when):
             found.append("when= must be a callable predicate taking the object")
+        found.extend(self._promise_problems())
         found.extend(
             f"option {opt!r} does not fit a {type(self).__name__} intent "
             f"(it takes: {', '.join(self.option_names())})"
@@ -110,9 +125,30 @@ class Intent:
         )
         return found
 
+    def _promise_problems(self) -> list[str]:
+        found: list[str] = []
+        on_lag: object = self.on_lag
+        if on_lag not in ON_LAG_CHOICES:
+            found.append(f"on_lag={on_lag!r}: use one of {ON_LAG_CHOICES}")
+        if self.priority is Priority.REALTIME:
+            if self.within is not None or on_lag != "accept":
+                found.append(
+                    "within= and on_lag= are for deferred intents (priority HIGH, NORMAL or "
+                    "LOW): a REALTIME intent is written before save() returns"
+                )
+            return found
+        if not _positive(self.within):
+            found.append(f"within={self.within!r}: use a positive timedelta")
+        if on_lag == "shed" and not self.sheddable:
+            found.append(
+                f"on_lag='shed' would drop {type(self).__name__} writes, which must not be "
+                "lost: use on_lag='slow' or 'accept'"
+            )
+        return found
+
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        shared = ("priority", "on_outage", "project", "when")
+        shared = ("priority", "on_outage", "project", "when", "within", "on_lag")
         own = tuple(
             f for f in cls.__dataclass_fields__ if f not in (*shared, "name", "unknown_options")
         )
@@ -182,10 +218,12 @@ class Transitory(Intent):
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
         when: Callable[[Any], bool] | None = None,
+        within: timedelta | None = None,
+        on_lag: OnLag = "accept",
         **other: object,
     ) -> None:
         prio, outage = _shared(priority, on_outage, Transitory)
-        _init(self, name, prio, outage, project, when, tuple(other))
+        _init(self, name, prio, outage, project, when, tuple(other), within, on_lag)
         object.__setattr__(self, "max_age", max_age)
         object.__setattr__(self, "max_len", max_len)
         object.__setattr__(self, "max_deliveries", max_deliveries)
@@ -266,10 +304,12 @@ class Volatile(Intent):
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
         when: Callable[[Any], bool] | None = None,
+        within: timedelta | None = None,
+        on_lag: OnLag = "accept",
         **other: object,
     ) -> None:
         prio, outage = _shared(priority, on_outage, Volatile)
-        _init(self, name, prio, outage, project, when, tuple(other))
+        _init(self, name, prio, outage, project, when, tuple(other), within, on_lag)
         object.__setattr__(self, "key", _as_fields(key) or key)
         object.__setattr__(self, "ttl", ttl)
         object.__setattr__(self, "rebuild_from", rebuild_from)
@@ -298,6 +338,7 @@ class Acid(Intent):
     tier = Tier.ACID
     default_priority = Priority.REALTIME
     default_on_outage = "fail"
+    sheddable = False
 
     key: tuple[str, ...]
 
@@ -310,10 +351,12 @@ class Acid(Intent):
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
         when: Callable[[Any], bool] | None = None,
+        within: timedelta | None = None,
+        on_lag: OnLag = "accept",
         **other: object,
     ) -> None:
         prio, outage = _shared(priority, on_outage, Acid)
-        _init(self, name, prio, outage, project, when, tuple(other))
+        _init(self, name, prio, outage, project, when, tuple(other), within, on_lag)
         object.__setattr__(self, "key", _as_fields(key) or key)
 
     def key_fields(self) -> tuple[str, ...]:
@@ -348,10 +391,12 @@ class Amorphous(Intent):
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
         when: Callable[[Any], bool] | None = None,
+        within: timedelta | None = None,
+        on_lag: OnLag = "accept",
         **other: object,
     ) -> None:
         prio, outage = _shared(priority, on_outage, Amorphous)
-        _init(self, name, prio, outage, project, when, tuple(other))
+        _init(self, name, prio, outage, project, when, tuple(other), within, on_lag)
         object.__setattr__(self, "partition", _as_fields(partition) or partition)
         object.__setattr__(self, "order", _as_fields(order) or order)
         object.__setattr__(self, "retain", retain)
@@ -395,6 +440,8 @@ def _init(
     project: Callable[[Any], Any] | None,
     when: Callable[[Any], bool] | None,
     unknown: tuple[str, ...],
+    within: timedelta | None = None,
+    on_lag: OnLag = "accept",
 ) -> None:
     object.__setattr__(intent, "name", name)
     object.__setattr__(intent, "priority", priority)
@@ -402,6 +449,10 @@ def _init(
     object.__setattr__(intent, "project", project)
     object.__setattr__(intent, "when", when)
     object.__setattr__(intent, "unknown_options", unknown)
+    if within is None and isinstance(priority, Priority):
+        within = DEFAULT_WITHIN.get(priority)
+    object.__setattr__(intent, "within", within)
+    object.__setattr__(intent, "on_lag", on_lag)
 
 
 def _int_in(value: object, low: int, high: int) -> bool:

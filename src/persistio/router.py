@@ -56,9 +56,12 @@ class Receipt(msgspec.Struct, frozen=True):
     # not written although other intents of the save were: a store refused it, or it could not
     # be spooled; counted in status()["failed"] (a save never raises once anything is written)
     failed: tuple[str, ...] = ()
+    # deferred intents whose queue ran past their promise, with on_lag="shed": not enqueued
+    # (counted in status()["shed"])
+    shed: tuple[str, ...] = ()
 
 
-STATES = ("done", "deferred", "buffered", "dropped", "superseded", "failed")
+STATES = ("done", "deferred", "buffered", "dropped", "superseded", "failed", "shed")
 
 
 class Outcome:
@@ -86,6 +89,7 @@ class Outcome:
             skipped=tuple(plan.skipped),
             superseded=tuple(states.get("superseded", ())),
             failed=tuple(states.get("failed", ())),
+            shed=tuple(states.get("shed", ())),
         )
 
 
@@ -138,6 +142,7 @@ class Router:
         # metrics and tracing (probes.attach): None, the default, costs one test per save
         self.probes: tuple[Probe, ...] = ()
         self.probe: Probe | None = None
+        self.pressure: Any = None  # the store's Pressure (see pressure.py): backpressure
 
     def after_fork(self, lanes: Lanes) -> None:
         self._lanes = lanes
@@ -178,6 +183,8 @@ class Router:
                 failing.append(w)
             else:
                 now.append(w)
+        if later and self.pressure is not None:
+            later = self._admitted(later)
         if failing:
             failed = self._stage(failing, [], deadline)
             if failed:
@@ -192,6 +199,17 @@ class Router:
                     self.spool.bump(f"failed:{w.bound.name}")
                 log.error("a save's other writes landed, but %d failed: %s", len(lost), error)
         return outcome
+
+    def _admitted(self, later: list[Work]) -> list[Work]:
+        """The deferred works to enqueue (see pressure.py): one attribute read per save unless
+        a queue runs past the bound of a slow/shed intent."""
+        pressure = self.pressure
+        if pressure.hot:
+            admitted: list[Work] = pressure.admit(later)
+            return admitted
+        if not pressure.running:
+            pressure.start()
+        return later
 
     def _stage(
         self, now: Sequence[Work], later: Sequence[Work], deadline: float

@@ -66,11 +66,23 @@ class TaskQueues:
     deferred it returns (``WAIT``; 0: the master's acknowledgement is enough); ``visibility``
     is how many seconds a task a worker took stays its own: past that (the worker died, or
     hangs) another worker takes it over.
+
+    Promises (each deferred intent's ``within``): an intent with ``on_lag="slow"`` or
+    ``"shed"`` pushes back once its queue runs later than ``lag_factor * within``; a slowed save
+    waits at most ``slow_wait`` seconds; queues are looked at every ``pressure_refresh``
+    seconds; ``status()`` reports the share done in time over the last ``lag_window`` seconds.
+    A worker running a NORMAL or LOW batch looks for higher-priority work every
+    ``preempt_every`` tasks, and runs it first.
     """
 
     partitions: int = 1
     replicas: int = 0
     visibility: float = 60.0
+    lag_factor: float = 1.0
+    slow_wait: float = 1.0
+    pressure_refresh: float = 0.25
+    lag_window: float = 60.0
+    preempt_every: int = 64
 
 
 @dataclass(frozen=True)

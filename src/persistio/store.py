@@ -8,12 +8,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .backends.base import Options
+from .backends.watchdog import in_daemon_thread
 from .breaker import CircuitBreaker
 from .clock import WriteClock
 from .clock_sync import ClockSync
@@ -26,6 +28,8 @@ from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, plan_save
+from .pressure import Pressure
+from .promises import Promises
 from .reads import Reader
 from .replay import SpoolReplayer
 from .router import Receipt, Router
@@ -40,7 +44,7 @@ from .settings import (
     resolve,
 )
 from .spool import Spool
-from .status import collect_status, pending_work
+from .status import GRACE, collect_status, pending_work
 from .transaction import Transaction
 from .urls import masked
 from .wiring import Stores
@@ -139,6 +143,16 @@ class Persistio:
             self._router,
             batch=settings.pools.worker_batch,
             unknown_model_grace=settings.spool_limits.unknown_model_grace,
+        )
+        queues = settings.task_queues
+        self._worker.preempt_every = queues.preempt_every
+        self._promises = self._worker.promises = Promises(self._spool, queues.lag_window)
+        self._pressure = self._router.pressure = Pressure(
+            self._stores,
+            self._spool,
+            factor=queues.lag_factor,
+            max_wait=queues.slow_wait,
+            refresh=queues.pressure_refresh,
         )
         self._clock = WriteClock(int(settings.max_clock_skew.total_seconds() * 1_000_000))
         self._clock_sync = ClockSync(
@@ -421,10 +435,35 @@ class Persistio:
         self._check_open()
         return self._worker.step()
 
-    def run_worker(self, *, poll_interval: float = 0.05) -> None:
-        """Run deferred tasks and consumers until ``stop_worker()`` (or SIGTERM in the CLI)."""
+    def run_worker(self, *, poll_interval: float = 0.05, threads: int = 1) -> None:
+        """Run deferred tasks and consumers until ``stop_worker()`` (or SIGTERM in the CLI).
+
+        ``threads`` > 1 runs that many worker loops in this process, for work that waits on I/O
+        (Redis round trips, Cassandra's requests): each takes its own batches, as separate
+        processes would.
+
+        Raises:
+            ConfigError: ``threads`` is not an int from 1 to 256.
+        """
         self._check_open()
+        if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
+            raise ConfigError(f"run_worker(threads={threads!r}): use an int from 1 to 256")
         self._stop.clear()
+        self._pressure.start()  # the load figures of status() come from its samples
+        others = [
+            threading.Thread(target=self._work, args=(poll_interval,), name=f"persistio-worker-{i}")
+            for i in range(1, threads)
+        ]
+        for thread in others:
+            thread.start()
+        try:
+            self._work(poll_interval)
+        finally:
+            self._stop.set()
+            for thread in others:
+                thread.join()
+
+    def _work(self, poll_interval: float) -> None:
         while not self._stop.is_set():
             if not self._worker.step():
                 self._stop.wait(poll_interval)
@@ -478,10 +517,35 @@ class Persistio:
     def status(self) -> dict[str, Any]:
         """Backends' health, queue depth and oldest age per priority, streams, spool, counters."""
         self._check_open()
+        looking = in_daemon_thread(self._pressure.load, "persistio-load")  # beside the rest
         found = collect_status(self._router, self.urls, self._transitory_intents())
+        found["promises"] = self._promises.report(
+            [b for p in REGISTRY.plans() for b in p.intents], self._spool.counters()
+        )
+        found["load"] = self._answer(looking)
+        counters = self._spool.counters()
+        found["shed"] = {k[5:]: v for k, v in counters.items() if k.startswith("shed:")}
+        found["slowed"] = {k[7:]: v for k, v in counters.items() if k.startswith("slowed:")}
         found["clock"] = self._clock_sync.status()
         found["hooks"] = {"errors": self._events.errors}
         return found
+
+    def load(self) -> dict[str, Any]:
+        """How fast deferred work arrives and is served, per priority, and how many worker
+        threads the current load needs (also ``status()["load"]``). Rates compare this look
+        at the queues with an earlier one (0.2 s to 10 s before): ``None`` without one.
+
+        Bounded like ``status()``: a server that does not answer within the realtime deadline
+        gives ``{"error": ...}``.
+        """
+        self._check_open()
+        return self._answer(in_daemon_thread(self._pressure.load, "persistio-load"))
+
+    def _answer(self, future: Future[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return future.result(timeout=self._router.deadline + GRACE)
+        except TimeoutError:
+            return {"error": f"no answer within {self._router.deadline}s"}
 
     def _transitory_intents(self) -> list[BoundIntent]:
         return [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
@@ -495,6 +559,8 @@ class Persistio:
         self._lanes = Lanes(self.settings.pools.realtime_threads)
         self._router.after_fork(self._lanes)
         self._worker.after_fork()
+        self._promises.after_fork()
+        self._pressure.after_fork()
         self._setup_lock = threading.Lock()
         self._stop = threading.Event()
         self._replayer.after_fork()
@@ -505,6 +571,7 @@ class Persistio:
             return
         self._closed = True
         self._stop.set()
+        self._pressure.stop()
         self._replayer.stop()
         if self._clock_sync.moved:  # the next process, here or on another host, starts above us
             self._clock_sync.sync()

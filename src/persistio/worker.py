@@ -1,7 +1,10 @@
 """Runs deferred tasks (highest priority first), registered consumers, spool replay and the outbox.
 
 One ``step()`` takes at most one batch from the highest non-empty priority queue, so a backlog of
-LOW work never delays HIGH work by more than one poll. A partitioned queue or stream is claimed
+LOW work never delays HIGH work by more than one poll; within a batch, tasks run earliest
+deadline (save time + their intent's ``within``) first, and a NORMAL or LOW batch is run in
+slices, between which HIGH (or NORMAL) work that has arrived runs first (preemption at task
+boundaries). A partitioned queue or stream is claimed
 from partition after partition, starting one further on at each step (round robin), so every
 partition is served and HIGH work in any partition still comes before NORMAL work in all of
 them. Any number of worker processes share the partitions: each entry goes to one of them, and
@@ -24,7 +27,7 @@ from typing import Any
 from .backends.base import Delivery, StreamSpec
 from .delivery import Delivery as ConsumerDelivery
 from .errors import BackendUnavailable
-from .intents import Tier
+from .intents import Priority, Tier
 from .model import BoundIntent
 from .plan import TASK_DECODER, UnknownModel, Work, work_from_task
 from .replay import Replay
@@ -66,6 +69,8 @@ class Worker:
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.replay = Replay(router, batch, unknown_model_grace)
         self._turn = 0  # where the next round robin over partitions starts
+        self.preempt_every = 64  # tasks of a NORMAL/LOW batch between looks for higher work
+        self.promises: Any = None  # the store's Promises: lag against each intent's within
         self._next_prune = time.monotonic() + PRUNE_EVERY
 
     @property
@@ -130,19 +135,37 @@ class Worker:
 
     def run_deferred(self) -> bool:
         """One batch from the highest priority with work, whichever partition holds it."""
-        for queue in self._backends.queues.values():
-            for stream in self._rotated(queue):
-                with self._backends.guard(Tier.TRANSITORY):
-                    deliveries = self._backends.transitory.claim(
-                        stream, self.consumer_name(), self.batch
-                    )
-                if deliveries:
-                    self._run_tasks(stream, deliveries)
-                    return True
+        for priority, queue in self._backends.queues.items():
+            if self._run_one(priority, queue):
+                return True
         return False
 
-    def _run_tasks(self, stream: StreamSpec, deliveries: Sequence[Delivery]) -> None:
-        """Apply a batch of tasks, one round trip per store; ack what is done."""
+    def _run_one(self, priority: Priority, queue: Streams) -> bool:
+        for stream in self._rotated(queue):
+            with self._backends.guard(Tier.TRANSITORY):
+                deliveries = self._backends.transitory.claim(
+                    stream, self.consumer_name(), self.batch
+                )
+            if deliveries:
+                self._run_tasks(stream, deliveries, priority)
+                return True
+        return False
+
+    def _preempt(self, priority: Priority, until: float) -> None:
+        """Between slices of a lower-priority batch: run what has arrived above it first, until
+        the batch's claim is half way to its visibility timeout (past that, another worker would
+        take the batch over while this one still holds it)."""
+        for higher, queue in self._backends.queues.items():
+            if higher >= priority:
+                return
+            while time.monotonic() < until and self._run_one(higher, queue):
+                pass
+
+    def _run_tasks(
+        self, stream: StreamSpec, deliveries: Sequence[Delivery], priority: Priority | None = None
+    ) -> None:
+        """Apply a batch of tasks, earliest deadline first, one round trip per store per slice;
+        ack what is done. A NORMAL or LOW batch yields to higher work between slices."""
         works: list[Work] = []
         taken: list[Delivery] = []
         for d in deliveries:
@@ -157,11 +180,33 @@ class Worker:
                 continue
             works.append(work)
             taken.append(d)
+        # one queue holds intents with different promises: the earliest deadline goes first
+        order = sorted(range(len(works)), key=lambda i: _deadline_us(works[i]))
+        until = time.monotonic() + stream.visibility_seconds / 2
+        step = len(order) or 1
+        if priority is not None and priority > Priority.HIGH:
+            step = max(1, self.preempt_every)
+        for start in range(0, len(order), step):
+            if start:
+                self._preempt(priority or Priority.LOW, until)
+            part = order[start : start + step]
+            self._run_slice(stream, [works[i] for i in part], [taken[i] for i in part], priority)
+
+    def _run_slice(
+        self,
+        stream: StreamSpec,
+        works: Sequence[Work],
+        taken: Sequence[Delivery],
+        priority: Priority | None,
+    ) -> None:
+        began = time.perf_counter()
         done: list[str] = []
+        written: list[Work] = []
         outages: dict[BoundIntent, list[tuple[Work, Delivery]]] = {}
         for work, d, error in self._apply(works, taken):
             if error is None:
                 done.append(d.id)
+                written.append(work)
             elif isinstance(error, BackendUnavailable):
                 outages.setdefault(work.bound, []).append((work, d))
             else:
@@ -176,6 +221,12 @@ class Worker:
         if done:
             with self._backends.guard(Tier.TRANSITORY):
                 self._backends.transitory.ack(stream, done)
+        if priority is not None:
+            level = priority.name.lower()
+            self.router.spool.bump(f"served:{level}", len(done))
+            self.router.spool.bump(f"busy_us:{level}", int((time.perf_counter() - began) * 1e6))
+        if written and self.promises is not None:
+            self.promises.done(written)
 
     def _apply(
         self, works: Sequence[Work], deliveries: Sequence[Delivery]
@@ -281,3 +332,8 @@ class Worker:
         delay = backoff(delivery.deliveries, stream.retry_backoff_seconds)
         self._backends.transitory.release(stream, delivery, delay)
         self.router.spool.bump(f"retries:{stream.name}")
+
+
+def _deadline_us(work: Work) -> int:
+    within = work.bound.intent.within
+    return work.task.ts + (0 if within is None else int(within.total_seconds() * 1_000_000))

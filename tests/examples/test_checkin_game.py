@@ -7,6 +7,7 @@ other suites, so every test offsets its ids) and in Redis DB 5, flushed for each
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
 from collections import Counter
@@ -266,6 +267,9 @@ def test_cli_simulates_then_answers_queries(
     assert "saves/s" in out
     assert "queue high" in out
     assert "feed 200, checkins 200" in out
+    # and, per deferred intent, the share of its 200 tasks done within its time slice
+    for intent, within in (("game_feed", 5), ("game_checkins", 600), ("game_badge_jobs", 2)):
+        assert re.search(rf"{intent} +within +{within} s: +\d+\.\d% of 200 ", out), out
     assert "check-ins per venue (read from game_venue_checkins): 200 at " in out
     points = out.split("badges awarded: ", 1)[1].split("\n", 1)[0]
     assert " = sum of awards " in points
