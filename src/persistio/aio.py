@@ -7,8 +7,10 @@ on a driver. ``async def`` consumers run on the loop that called ``drain``/``run
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -29,9 +31,27 @@ class AsyncTransaction:
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+        # every call of one transaction runs in one context: the database transaction opened
+        # by get() sets context variables (its deadline) that its commit resets
+        self._context = contextvars.copy_context()
+        # a thread of its own once get() holds a lock: transactions waiting for that lock must
+        # not take every thread of the shared pool from the one that would release it
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(self._context.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     def save(self, obj: Any) -> str:
         return self._tx.save(obj)  # validation and planning only: no I/O
+
+    async def get(
+        self, model: type[T], intent: str, *, for_update: bool = False, **key: Any
+    ) -> T | None:
+        """``Transaction.get``: an acid row read inside the transaction."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="persistio-transaction")
+        return await self._run(self._tx.get, model, intent, for_update=for_update, **key)
 
     @property
     def receipts(self) -> list[Receipt]:
@@ -46,7 +66,11 @@ class AsyncTransaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await asyncio.to_thread(self._tx.__exit__, exc_type, exc, tb)
+        try:
+            await self._run(self._tx.__exit__, exc_type, exc, tb)
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=False)
 
 
 class AsyncPersistio:
@@ -78,6 +102,11 @@ class AsyncPersistio:
 
     async def get(self, model: type[T], intent: str, **key: Any) -> T | None:
         return await self._run(self.sync.get, model, intent, **key)
+
+    async def get_many(
+        self, model: type[T], intent: str, keys: Sequence[dict[str, Any]]
+    ) -> list[T | None]:
+        return await self._run(self.sync.get_many, model, intent, list(keys))
 
     async def query(
         self, model: type[T], intent: str, *, limit: int = 20, **partition: Any

@@ -96,6 +96,63 @@ class Reader:
         # a storm of misses on one key runs one rebuild; the others wait for its result
         return self.rebuilds.do((bound.name, text), rebuild)
 
+    def get_many(self, bound: BoundIntent, keys: object) -> list[Any]:
+        """The objects stored under each of ``keys`` (dicts of key fields), aligned with them,
+        None where absent: one round trip per store, whatever the number of keys."""
+        where = f"get_many({bound.model.__qualname__}, {bound.name!r})"
+        _not_a_count(bound, where)
+        if bound.tier is Tier.TRANSITORY:
+            raise ValidationError(
+                f"{where}: transitory data is read by consumers (@store.consumer), not get_many()"
+            )
+        if not isinstance(keys, list | tuple):
+            raise ValidationError(
+                f"{where}: keys must be a list of dicts of key fields {bound.key}; got "
+                f"{type(keys).__name__}"
+            )
+        checked: list[tuple[Any, ...]] = []
+        for i, given in enumerate(keys):
+            if not isinstance(given, dict):
+                raise ValidationError(
+                    f"{where}: keys[{i}] must be a dict of key fields {bound.key}; got "
+                    f"{type(given).__name__}"
+                )
+            checked.append(bound.codec.check_key(given, bound.key, f"{where}: keys[{i}]"))
+        if not checked:
+            return []
+        unique = list(dict.fromkeys(checked))  # a key asked twice is read once
+        with self._backends.guard(bound.tier):
+            self._backends.prepare(bound)
+            found = dict(zip(unique, self._read_many(bound, unique), strict=True))
+        return [found[key] for key in checked]
+
+    def _read_many(self, bound: BoundIntent, keys: list[tuple[Any, ...]]) -> list[Any]:
+        stores = self._backends
+        decode: Callable[[Any], Any] = bound.codec.decode
+        hits: list[tuple[Any, int] | None]
+        match bound.tier:
+            case Tier.ACID:
+                hits = list(stores.acid.get_many_stamped(stores.ops.table(bound), keys))
+                decode = bound.codec.from_row
+            case Tier.AMORPHOUS:
+                hits = list(stores.amorphous.get_many_stamped(stores.ops.table(bound), keys))
+            case _:
+                texts = [key_text(k) for k in keys]
+                hits = list(stores.volatile.get_many_stamped(bound.name, texts))
+        out: list[Any] = []
+        rebuilds = bound.tier is Tier.VOLATILE and getattr(bound.intent, "rebuild_from", None)
+        for key, hit in zip(keys, hits, strict=True):
+            if hit is not None:
+                self._observe(hit[1], bound.name)
+                out.append(decode(hit[0]))
+            elif rebuilds:
+                # a miss rebuilds from its source like get() does (one rebuild per key)
+                rebuilt = self._get_volatile(bound, key)
+                out.append(None if rebuilt is None else rebuilt[0])
+            else:
+                out.append(None)
+        return out
+
     def query(self, bound: BoundIntent, given: dict[str, Any], limit: int) -> list[Any]:
         where = f"query({bound.model.__qualname__}, {bound.name!r})"
         _not_a_count(bound, where)

@@ -316,6 +316,22 @@ class Persistio:
         plan = plan_of(model)
         return self._reader.get(plan.intent(intent), key)  # type: ignore[no-any-return]
 
+    def get_many(
+        self, model: type[T], intent: str, keys: Sequence[dict[str, Any]]
+    ) -> list[T | None]:
+        """The objects stored by ``intent`` under each of ``keys``, aligned with them.
+
+        Each key is a dict of the intent's key fields, as ``get`` takes them as keywords. One
+        round trip per store (an ``IN`` query, a Redis pipeline, concurrent CQL reads) instead
+        of one ``get`` per key; ``None`` where a key holds nothing.
+
+        Raises:
+            ValidationError: ``keys`` is not a list of dicts of exactly the key fields.
+        """
+        self._check_open()
+        plan = plan_of(model)
+        return self._reader.get_many(plan.intent(intent), keys)
+
     def query(self, model: type[T], intent: str, *, limit: int = 20, **partition: Any) -> list[T]:
         """One partition of an amorphous intent, newest first by its ``order`` fields."""
         self._check_open()

@@ -248,10 +248,21 @@ class VolatileBackend(Backend, Protocol):
         """The payload and its write timestamp (us), or None."""
         ...
 
+    def get_many_stamped(self, intent: str, keys: Sequence[str]) -> list[tuple[bytes, int] | None]:
+        """``get_stamped`` of every key, in one round trip, aligned with ``keys``."""
+        ...
+
 
 class AcidTransaction(Protocol):
     def upsert(self, ops: Sequence[Upsert]) -> None: ...
     def add_outbox(self, items: Sequence[tuple[str, bytes]]) -> None: ...
+    def get(
+        self, spec: TableSpec, key: tuple[Any, ...], for_update: bool = False
+    ) -> tuple[dict[str, Any], int] | None:
+        """A row and its write timestamp, read inside the transaction; with ``for_update`` no
+        other transaction reads it for update or writes it (present or not) until this one ends.
+        """
+        ...
 
 
 class AcidBackend(Backend, Protocol):
@@ -260,6 +271,12 @@ class AcidBackend(Backend, Protocol):
     def get_stamped(
         self, table: TableSpec, key: tuple[Any, ...]
     ) -> tuple[dict[str, Any], int] | None: ...
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[dict[str, Any], int] | None]:
+        """``get_stamped`` of every key, in one round trip, aligned with ``keys``."""
+        ...
+
     def transaction(self) -> AbstractContextManager[AcidTransaction]: ...
     def take_outbox(
         self, limit: int, older_than_seconds: float
@@ -274,6 +291,12 @@ class AmorphousBackend(Backend, Protocol):
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None: ...
     def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None: ...
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[bytes, int] | None]:
+        """``get_stamped`` of every key (partition + order values), aligned with ``keys``."""
+        ...
+
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
     def setup_counts(self, counts: Sequence[CountSpec]) -> None: ...
     def read_counts(

@@ -511,6 +511,30 @@ class CassandraDocuments:
             row = self._connect().execute(bound).one()
         return None if row is None else (unstamped(bytes(row[0])), int(row[1]))
 
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[bytes, int] | None]:
+        """Point reads of every key sent at once (the driver's asynchronous requests), so the
+        whole batch costs about one round trip; aligned with ``keys``."""
+        with self._mapped(f"read from {table.name}"):
+            stmt = self._statement("get", table)
+            session = self._connect()
+            futures: list[Any] = []
+            for key in keys:
+                if len(key) != len(table.key) + len(table.order):
+                    raise ValidationError(f"{table.name}: expected the partition and order values")
+                try:
+                    bound = self._bind(stmt, table, key)
+                except ValidationError:
+                    futures.append(None)  # a key Cassandra could never have stored
+                    continue
+                futures.append(session.execute_async(bound, timeout=self._remaining(None)))
+            out: list[tuple[bytes, int] | None] = []
+            for future in futures:
+                row = None if future is None else future.result().one()
+                out.append(None if row is None else (unstamped(bytes(row[0])), int(row[1])))
+        return out
+
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         """Up to ``limit`` payloads of one partition, newest first by the order columns."""
         with self._mapped(f"read from {table.name}"):

@@ -25,7 +25,7 @@ from .base import (
     TableSpec,
     refuse,
 )
-from .sql import SQLTables, evolve, latest_per_key, make_engine
+from .sql import SQLTables, evolve, keyed_selects, latest_per_key, make_engine
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_ID, WRITE_TS
 from .sqlite_counts import SQLiteCounts
@@ -125,6 +125,21 @@ class SQLiteDocuments:
         with mapped_errors("amorphous", f"read from {t.name}"), self.engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else (row[0], int(row[1]))
+
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[bytes, int] | None]:
+        t = self._table(table)
+        names = (*table.key, *table.order)
+        live = sa.or_(t.c[EXPIRES].is_(None), t.c[EXPIRES] > time.time())
+        with mapped_errors("amorphous", f"read from {t.name}"), self.engine.connect() as conn:
+            rows = [
+                row
+                for query in keyed_selects(t, names, keys, live)
+                for row in conn.execute(query).mappings()
+            ]
+        found = {tuple(r[n] for n in names): (r[BLOB], int(r[WRITE_TS])) for r in rows}
+        return [found.get(tuple(key)) for key in keys]
 
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         t = self._table(table)
