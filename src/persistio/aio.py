@@ -9,20 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 from .deadletters import DeadLetter
 from .events import Hook
+from .pages import Page
 from .router import Receipt
 from .store import Persistio
 from .transaction import Transaction
 from .worker import Handler
 
 T = TypeVar("T")
+S = TypeVar("S")
 F = TypeVar("F", bound=Handler)
 
 
@@ -100,18 +102,118 @@ class AsyncPersistio:
     async def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
         return await self._run(self.sync.save_many, list(objs))
 
-    async def get(self, model: type[T], intent: str, **key: Any) -> T | None:
-        return await self._run(self.sync.get, model, intent, **key)
+    @overload
+    async def get(
+        self, model: type[Any], intent: str, *, as_type: type[S], **key: Any
+    ) -> S | None: ...
+    @overload
+    async def get(
+        self, model: type[T], intent: str, *, as_type: None = None, **key: Any
+    ) -> T | None: ...
+    async def get(
+        self, model: type[Any], intent: str, *, as_type: type[Any] | None = None, **key: Any
+    ) -> Any:
+        return await self._run(self.sync.get, model, intent, as_type=as_type, **key)
 
+    @overload
     async def get_many(
-        self, model: type[T], intent: str, keys: Sequence[dict[str, Any]]
-    ) -> list[T | None]:
-        return await self._run(self.sync.get_many, model, intent, list(keys))
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[S],
+    ) -> list[S | None]: ...
+    @overload
+    async def get_many(
+        self,
+        model: type[T],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: None = None,
+    ) -> list[T | None]: ...
+    async def get_many(
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[Any] | None = None,
+    ) -> list[Any]:
+        return await self._run(self.sync.get_many, model, intent, list(keys), as_type=as_type)
 
+    @overload
     async def query(
-        self, model: type[T], intent: str, *, limit: int = 20, **partition: Any
-    ) -> list[T]:
-        return await self._run(self.sync.query, model, intent, limit=limit, **partition)
+        self, model: type[Any], intent: str, *, as_type: type[S], limit: int = 20, **partition: Any
+    ) -> list[S]: ...
+    @overload
+    async def query(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[T]: ...
+    async def query(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[Any]:
+        return await self._run(
+            self.sync.query, model, intent, as_type=as_type, limit=limit, **partition
+        )
+
+    @overload
+    def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[S],
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> AsyncIterator[Page[S]]: ...
+    @overload
+    def pages(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> AsyncIterator[Page[T]]: ...
+    async def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> AsyncIterator[Page[Any]]:
+        """``async for page in aio.pages(...)``: ``Persistio.pages``, each page read on a
+        worker thread (the arguments are checked when the first page is read)."""
+        sync = self.sync
+        bound, page = await self._run(
+            sync._first_page, model, intent, as_type, page_size, cursor, partition
+        )
+        while True:
+            if page:
+                yield page
+            if page.cursor is None:
+                return
+            page = await self._run(sync._next_page, bound, partition, page_size, page.cursor)
 
     async def count(
         self,

@@ -12,6 +12,7 @@ from .errors import ValidationError
 from .events import Events
 from .intents import Tier, Volatile
 from .model import BoundIntent
+from .pages import Page, check_size, unwrap, wrap
 from .singleflight import SingleFlight
 from .tally import aware, cover, from_micros, micros, series_range, value
 from .wiring import Stores
@@ -173,6 +174,28 @@ class Reader:
         return [
             bound.codec.decode(d) for d in self._backends.amorphous.query(spec, partition, limit)
         ]
+
+    def page(
+        self, bound: BoundIntent, given: dict[str, Any], page_size: object, cursor: object
+    ) -> Page[Any]:
+        """One page of an amorphous partition, newest first, with the cursor that follows it."""
+        where = f"pages({bound.model.__qualname__}, {bound.name!r})"
+        _not_a_count(bound, where)
+        if bound.tier is not Tier.AMORPHOUS:
+            raise ValidationError(
+                f"{where}: pages() reads amorphous intents; this one is {bound.tier}"
+            )
+        size = check_size(page_size, where)
+        after = unwrap(bound.name, cursor, where)
+        spec = self._backends.ops.table(bound)
+        partition = bound.codec.check_key(given, spec.key, where)
+        with self._backends.guard(bound.tier):
+            self._backends.prepare(bound)
+            try:
+                rows, resume = self._backends.amorphous.page(spec, partition, size, after)
+            except ValueError as exc:  # the backend could not read its part of the cursor
+                raise ValidationError(f"{where}: cursor is not one of this intent's") from exc
+        return Page([bound.codec.decode(r) for r in rows], wrap(bound.name, resume))
 
     # -- counts ---------------------------------------------------------------------------------
 

@@ -7,11 +7,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 from .backends.base import Options
 from .breaker import CircuitBreaker
@@ -25,6 +25,7 @@ from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
+from .pages import Page
 from .plan import SavePlan, plan_save
 from .reads import Reader
 from .replay import SpoolReplayer
@@ -48,6 +49,7 @@ from .worker import Consumer, Handler, Worker
 from .writes import task_queues as queue_specs
 
 T = TypeVar("T")
+S = TypeVar("S")
 F = TypeVar("F", bound=Handler)
 
 
@@ -310,15 +312,48 @@ class Persistio:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def get(self, model: type[T], intent: str, **key: Any) -> T | None:
-        """The object stored by ``intent`` under ``key`` (keyword per key field); None if absent."""
-        self._check_open()
-        plan = plan_of(model)
-        return self._reader.get(plan.intent(intent), key)  # type: ignore[no-any-return]
+    @overload
+    def get(self, model: type[Any], intent: str, *, as_type: type[S], **key: Any) -> S | None: ...
+    @overload
+    def get(self, model: type[T], intent: str, *, as_type: None = None, **key: Any) -> T | None: ...
+    def get(
+        self, model: type[Any], intent: str, *, as_type: type[Any] | None = None, **key: Any
+    ) -> Any:
+        """The object stored by ``intent`` under ``key`` (keyword per key field); None if absent.
 
+        ``as_type``: the type the intent stores, when its ``project=`` stores another type than
+        the model (the result is typed as it); checked against the declaration.
+        """
+        self._check_open()
+        bound = _typed(plan_of(model).intent(intent), as_type, "get")
+        return self._reader.get(bound, key)
+
+    @overload
     def get_many(
-        self, model: type[T], intent: str, keys: Sequence[dict[str, Any]]
-    ) -> list[T | None]:
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[S],
+    ) -> list[S | None]: ...
+    @overload
+    def get_many(
+        self,
+        model: type[T],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: None = None,
+    ) -> list[T | None]: ...
+    def get_many(
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[Any] | None = None,
+    ) -> list[Any]:
         """The objects stored by ``intent`` under each of ``keys``, aligned with them.
 
         Each key is a dict of the intent's key fields, as ``get`` takes them as keywords. One
@@ -329,14 +364,112 @@ class Persistio:
             ValidationError: ``keys`` is not a list of dicts of exactly the key fields.
         """
         self._check_open()
-        plan = plan_of(model)
-        return self._reader.get_many(plan.intent(intent), keys)
+        bound = _typed(plan_of(model).intent(intent), as_type, "get_many")
+        return self._reader.get_many(bound, keys)
 
-    def query(self, model: type[T], intent: str, *, limit: int = 20, **partition: Any) -> list[T]:
+    @overload
+    def query(
+        self, model: type[Any], intent: str, *, as_type: type[S], limit: int = 20, **partition: Any
+    ) -> list[S]: ...
+    @overload
+    def query(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[T]: ...
+    def query(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[Any]:
         """One partition of an amorphous intent, newest first by its ``order`` fields."""
         self._check_open()
-        plan = plan_of(model)
-        return self._reader.query(plan.intent(intent), partition, limit)
+        bound = _typed(plan_of(model).intent(intent), as_type, "query")
+        return self._reader.query(bound, partition, limit)
+
+    @overload
+    def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[S],
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> Iterator[Page[S]]: ...
+    @overload
+    def pages(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> Iterator[Page[T]]: ...
+    def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> Iterator[Page[Any]]:
+        """A whole partition of an amorphous intent, page by page, newest first.
+
+        Each page is a list of up to ``page_size`` rows with a ``cursor``: pass it back as
+        ``cursor=`` (in this process or another) to resume after that page; the last page's is
+        None. No row cap: a partition of any size is read to its end, one page in memory.
+        The first page is read (and the arguments checked) by this call, not by the first
+        ``next()``.
+
+        Raises:
+            ValidationError: not an amorphous intent, wrong partition fields, a bad page size or
+                a cursor that is not one this intent handed out.
+        """
+        bound, first = self._first_page(model, intent, as_type, page_size, cursor, partition)
+        return self._more_pages(bound, partition, page_size, first)
+
+    def _first_page(
+        self,
+        model: type[Any],
+        intent: str,
+        as_type: type[Any] | None,
+        page_size: int,
+        cursor: str | None,
+        partition: dict[str, Any],
+    ) -> tuple[BoundIntent, Page[Any]]:
+        self._check_open()
+        bound = _typed(plan_of(model).intent(intent), as_type, "pages")
+        return bound, self._reader.page(bound, partition, page_size, cursor)
+
+    def _next_page(
+        self, bound: BoundIntent, partition: dict[str, Any], page_size: int, cursor: str
+    ) -> Page[Any]:
+        self._check_open()
+        return self._reader.page(bound, partition, page_size, cursor)
+
+    def _more_pages(
+        self, bound: BoundIntent, partition: dict[str, Any], page_size: int, page: Page[Any]
+    ) -> Iterator[Page[Any]]:
+        while True:
+            if page:
+                yield page
+            if page.cursor is None:
+                return
+            page = self._next_page(bound, partition, page_size, page.cursor)
 
     def count(
         self,
@@ -555,3 +688,14 @@ def _joined(urls: str | Sequence[str] | None) -> str | None:
     if isinstance(urls, list | tuple) and all(isinstance(u, str) for u in urls):
         return ",".join(urls)
     return urls  # type: ignore[return-value]  # anything else: open_backend names the setting
+
+
+def _typed(bound: BoundIntent, as_type: object, verb: str) -> BoundIntent:
+    """``bound``, once ``as_type`` (if given) is checked to be the type it stores."""
+    if as_type is not None and as_type is not bound.stored:
+        name = getattr(as_type, "__qualname__", repr(as_type))
+        raise ValidationError(
+            f"{verb}({bound.model.__qualname__}, {bound.name!r}, as_type={name}): this intent "
+            f"stores {bound.stored.__qualname__}"
+        )
+    return bound

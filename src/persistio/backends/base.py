@@ -298,6 +298,14 @@ class AmorphousBackend(Backend, Protocol):
         ...
 
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
+    def page(
+        self, table: TableSpec, partition: tuple[Any, ...], size: int, after: str | None
+    ) -> tuple[list[bytes], str | None]:
+        """Up to ``size`` payloads of one partition, newest first, resuming after the page whose
+        cursor ``after`` is; and this page's cursor (None: nothing follows it). A cursor is the
+        backend's own text (paging state, keyset values): bad text raises ValueError."""
+        ...
+
     def setup_counts(self, counts: Sequence[CountSpec]) -> None: ...
     def read_counts(
         self, count: CountSpec, key: tuple[Any, ...], ranges: CountRanges

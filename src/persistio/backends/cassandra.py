@@ -17,6 +17,7 @@ a table found with other key columns is reported, never altered).
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import threading
@@ -317,7 +318,7 @@ class CassandraDocuments:
                 f"{TIER} backend {self._where} {where}: refused: {_short(exc)}"
             ) from exc
 
-    def _statement(self, op: Literal["insert", "get", "query"], spec: TableSpec) -> Any:
+    def _statement(self, op: Literal["insert", "get", "query", "page"], spec: TableSpec) -> Any:
         key = (op, spec)
         found = self._prepared.get(key)
         if found is not None:
@@ -338,6 +339,8 @@ class CassandraDocuments:
             cql = f"SELECT {BLOB}{stamp} FROM {table} WHERE {where}"
             if op == "query":
                 cql += f" ORDER BY {order} LIMIT ?" if order else " LIMIT ?"
+            elif op == "page" and order:
+                cql += f" ORDER BY {order}"
         prepared = self._connect().prepare(cql)
         # USING TIMESTAMP makes a retried INSERT harmless, so the driver may retry it
         prepared.is_idempotent = True
@@ -546,6 +549,26 @@ class CassandraDocuments:
             except ValidationError:
                 return []
             return [unstamped(bytes(r[0])) for r in self._connect().execute(bound)]
+
+    def page(
+        self, table: TableSpec, partition: tuple[Any, ...], size: int, after: str | None
+    ) -> tuple[list[bytes], str | None]:
+        """One page of a partition, newest first, and the driver's paging state to resume
+        after it (None once the partition is read to its end)."""
+        state = None if after is None else base64.urlsafe_b64decode(after)
+        with self._mapped(f"read from {table.name}"):
+            stmt = self._statement("page", table)
+            if len(partition) != len(table.key):
+                raise ValidationError(f"{table.name}: expected {len(table.key)} partition values")
+            try:
+                bound = self._bind(stmt, table, partition)
+            except ValidationError:
+                return [], None
+            bound.fetch_size = size
+            result = self._connect().execute(bound, paging_state=state)
+            rows = [unstamped(bytes(r[0])) for r in result.current_rows]
+            resume = result.paging_state
+        return rows, None if resume is None else base64.urlsafe_b64encode(resume).decode()
 
     def ping(self) -> None:
         with self._mapped("ping"):
