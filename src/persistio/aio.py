@@ -246,6 +246,15 @@ class AsyncPersistio:
             **key,
         )
 
+    @overload
+    async def delete(self, obj: object, /) -> Receipt: ...
+    @overload
+    async def delete(self, model: type, intent: str, /, **key: Any) -> Receipt: ...
+    async def delete(self, target: Any, intent: str | None = None, /, **key: Any) -> Receipt:
+        if intent is None:
+            return await self._run(self.sync.delete, target, **key)
+        return await self._run(self.sync.delete, target, intent, **key)
+
     def transaction(self) -> AsyncTransaction:
         return AsyncTransaction(self.sync.transaction())
 

@@ -21,7 +21,8 @@ class Task(msgspec.Struct, array_like=True, frozen=True):
     tier: str
     priority: int
     ts: int  # microseconds since the epoch; last write wins by this
-    payload: bytes  # msgpack of the stored (projected) object
+    payload: bytes  # msgpack of the stored (projected) object; of a delete, its key values
+    delete: bool = False  # a tombstone of the key: older writes of it never land again
 
 
 TASK_ENCODER = msgspec.msgpack.Encoder()
@@ -122,6 +123,29 @@ def plan_uncount(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePla
     return SavePlan(write_id, ts, work, [])
 
 
+def plan_delete(
+    plan: Plan,
+    keys: list[tuple[BoundIntent, tuple[Any, ...]]],
+    clock: WriteClock,
+    extra: list[Work] | None = None,
+) -> SavePlan:
+    """One delete task per (intent, key values): a tombstone stamped like a save, so it is run,
+    deferred, spooled and replayed like one and resolves by last write wins in every store.
+    ``extra``: more works of the same delete (its uncounts), stamped alike."""
+    ts = clock.next()
+    write_id = clock.write_id(ts)
+    work: list[Work] = []
+    for bound, key in keys:
+        payload = TASK_ENCODER.encode(list(key))
+        name, tier = bound.name, bound.tier.value
+        task = Task(write_id, plan.model_name, name, tier, bound.priority, ts, payload, True)
+        work.append(Work(task, bound, key))
+    for more in extra or ():
+        more.task = msgspec.structs.replace(more.task, write_id=write_id, ts=ts)
+        work.append(more)
+    return SavePlan(write_id, ts, work, [])
+
+
 class UnknownModel(LookupError):
     """A task names a model this process has not imported."""
 
@@ -135,4 +159,8 @@ def work_from_task(task: Task) -> Work:
             "the model in the worker process"
         )
     bound = plan.by_name[task.intent]
+    if task.delete:
+        values = msgspec.msgpack.decode(task.payload)
+        given = dict(zip(bound.key, values, strict=True))
+        return Work(task, bound, bound.codec.check_key(given, bound.key, f"delete {task.intent}"))
     return Work(task, bound, bound.codec.decode(task.payload))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .backends.base import CountValues, Put, key_text
+from .backends.base import TOMBSTONE, CountValues, Put, key_text
 from .errors import ValidationError
 from .events import Events
 from .intents import Tier, Volatile
@@ -61,6 +61,8 @@ class Reader:
                 if data is None:
                     return None
                 self._observe(data[1], bound.name)
+                if data[0] == TOMBSTONE:
+                    return None  # deleted
                 return bound.codec.decode(data[0]), data[1]
             case _:
                 return self._get_volatile(bound, key)
@@ -70,6 +72,8 @@ class Reader:
         data = self._backends.volatile.get_stamped(bound.name, text)
         if data is not None:
             self._observe(data[1], bound.name)
+            if data[0] == TOMBSTONE:
+                return None  # deleted: not rebuilt (a rebuild older than the delete loses)
             return bound.codec.decode(data[0]), data[1]
         intent = bound.intent
         assert isinstance(intent, Volatile)
@@ -145,7 +149,7 @@ class Reader:
         for key, hit in zip(keys, hits, strict=True):
             if hit is not None:
                 self._observe(hit[1], bound.name)
-                out.append(decode(hit[0]))
+                out.append(None if hit[0] == TOMBSTONE else decode(hit[0]))
             elif rebuilds:
                 # a miss rebuilds from its source like get() does (one rebuild per key)
                 rebuilt = self._get_volatile(bound, key)
@@ -171,9 +175,8 @@ class Reader:
             )
         spec = self._backends.ops.table(bound)
         partition = bound.codec.check_key(given, spec.key, where)
-        return [
-            bound.codec.decode(d) for d in self._backends.amorphous.query(spec, partition, limit)
-        ]
+        found = self._backends.amorphous.query(spec, partition, limit)
+        return [bound.codec.decode(d) for d in found if d != TOMBSTONE]
 
     def page(
         self, bound: BoundIntent, given: dict[str, Any], page_size: object, cursor: object
@@ -195,6 +198,7 @@ class Reader:
                 rows, resume = self._backends.amorphous.page(spec, partition, size, after)
             except ValueError as exc:  # the backend could not read its part of the cursor
                 raise ValidationError(f"{where}: cursor is not one of this intent's") from exc
+        rows = [r for r in rows if r != TOMBSTONE]  # deleted rows: a page may hold fewer
         return Page([bound.codec.decode(r) for r in rows], wrap(bound.name, resume))
 
     # -- counts ---------------------------------------------------------------------------------

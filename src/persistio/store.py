@@ -26,7 +26,7 @@ from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .pages import Page
-from .plan import SavePlan, plan_save
+from .plan import SavePlan, plan_delete, plan_save, plan_uncount
 from .reads import Reader
 from .replay import SpoolReplayer
 from .router import Receipt, Router
@@ -304,6 +304,64 @@ class Persistio:
         """Save many objects through batched writes; every object is validated before any write."""
         plans = [self._plan(obj, "save_many") for obj in objs]
         return self._router.dispatch(plans) if plans else []
+
+    @overload
+    def delete(self, obj: object, /) -> Receipt: ...
+    @overload
+    def delete(self, model: type, intent: str, /, **key: Any) -> Receipt: ...
+    def delete(self, target: Any, intent: str | None = None, /, **key: Any) -> Receipt:
+        """Delete what ``save(obj)`` wrote under its keyed intents, or one intent's value.
+
+        ``delete(obj)``: a tombstone for ``obj``'s key in each of its volatile, acid and
+        amorphous intents (transitory entries are left to their consumers), and ``obj``
+        withdrawn from its Counts declared with ``identity=``. ``delete(Model, intent, **key)``:
+        the value one intent holds under ``key``. A delete is a write stamped like a save and
+        resolved by last write wins: a save older than it, replayed or arriving late (through
+        the spool, a task queue or a redelivery), never brings the value back; a newer save
+        does. It runs like a save: REALTIME intents now, the others deferred, spooled on an
+        outage. Tombstones are collected after a window (volatile: the intent's ttl; amorphous:
+        its retain, or never; acid: 7 days).
+
+        Raises:
+            ValidationError: not a model instance; wrong key fields; an intent with no key
+                (transitory) or a Count.
+        """
+        self._check_open()
+        if intent is None:
+            if key:
+                raise ValidationError(
+                    f"delete({type(target).__qualname__}): pass an object, or a model, an intent "
+                    "and its key fields"
+                )
+            return self._router.dispatch([self._plan_delete_object(target)])[0]
+        if not isinstance(target, type):
+            raise ValidationError(
+                f"delete({target!r}, {intent!r}): the first argument must be the model class"
+            )
+        plan = plan_of(target)
+        bound = plan.intent(intent)
+        where = f"delete({target.__qualname__}, {intent!r})"
+        if bound.tier is Tier.TRANSITORY or bound.counting is not None:
+            kind = "a Count" if bound.counting is not None else "transitory"
+            raise ValidationError(
+                f"{where}: {intent!r} is {kind}; delete() removes keyed values (volatile, acid, "
+                "amorphous)"
+            )
+        values = bound.codec.check_key(key, bound.key, where)
+        return self._router.dispatch([plan_delete(plan, [(bound, values)], self._clock)])[0]
+
+    def _plan_delete_object(self, obj: Any) -> SavePlan:
+        plan = plan_of(type(obj))
+        where = f"delete({type(obj).__qualname__})"
+        plan.codec.validate(obj, where)
+        keys = []
+        for bound in plan.intents:
+            if bound.tier is Tier.TRANSITORY or bound.counting is not None:
+                continue
+            stored = obj if bound.project is None else bound.project(obj)
+            keys.append((bound, bound.codec.key_values(stored, bound.key)))
+        uncounts = plan_uncount(plan, obj, self._clock, where).work
+        return plan_delete(plan, keys, self._clock, uncounts)
 
     def transaction(self) -> Transaction:
         """``with store.transaction() as tx: tx.save(a)``: acid intents commit together."""

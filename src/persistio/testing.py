@@ -86,6 +86,13 @@ def planned_uncount(store: Persistio, obj: Any) -> list[Any]:
     return list(plan_uncount(plan_of(type(obj)), obj, store._clock, "planned_uncount").work)
 
 
+def planned_delete(store: Persistio, obj: Any) -> list[Any]:
+    """The writes one ``delete(obj)`` would make (a tombstone per keyed intent, and the
+    uncounts), stamped now but not written; apply with ``replay``, e.g. before an older save's
+    ``planned_writes`` to test that a late save never brings a deleted value back."""
+    return list(store._plan_delete_object(obj).work)
+
+
 def replay(store: Persistio, writes: list[Any]) -> None:
     """Apply ``writes`` (from ``planned_writes``) to their own stores, as a spool replay does."""
     for result in store._router.apply(writes):

@@ -134,12 +134,22 @@ class Put(NamedTuple):
 
 
 class Upsert(NamedTuple):
-    """Write one acid row unless the stored row holds a newer write timestamp."""
+    """Write one acid row unless the stored row holds a newer write timestamp.
+
+    ``gone``: a delete. ``values`` holds the key only; the backend keeps a tombstone of the key
+    at ``(ts, wid)`` and removes an older row, and no write older than the tombstone lands.
+    """
 
     table: TableSpec
     values: dict[str, Any]
     ts: int
     wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
+    gone: bool = False
+
+
+TOMBSTONE = b""
+"""The payload of a deleted volatile value or amorphous row: a write like any other, resolved
+by last-write-wins, so an older save arriving later loses to it; reads see it as absent."""
 
 
 class Document(NamedTuple):

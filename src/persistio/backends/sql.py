@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import BackendUnavailable, PersistioError
+from . import sql_tombstones as tombstones
 from .base import Op, TableSpec, Upsert, key_text, refuse
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_ID, WRITE_TS, sa_type
@@ -325,6 +326,7 @@ class SQLAcid:
                 table = self._tables.table(spec)
                 table.create(conn, checkfirst=True)
                 evolve(conn, table, {c.name: c.kind for c in spec.columns})
+                tombstones.create(conn, spec)
 
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Upsert every row in one transaction; True for each row that took effect.
@@ -340,11 +342,46 @@ class SQLAcid:
         upserts: Sequence[Upsert] = ops  # type: ignore[assignment]  # checked just above
         if deadline is None:
             deadline = time.monotonic() + self.request_timeout
+        if any(op.gone for op in upserts):
+            return self._with_deletes(upserts, deadline)
         if self._postgres is not None:
             return self._postgres.write(upserts, deadline)  # type: ignore[no-any-return]
         names = ", ".join(sorted({op.table.name for op in upserts}))
         with mapped_errors("acid", f"upsert into {names}"):
             return _once_more_on_disconnect(lambda: self._sqlite_write(upserts, deadline), deadline)
+
+    def _with_deletes(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
+        """A batch holding deletes: every op in one transaction (deletes are rare, so this
+        path favours simplicity over the single round trip of plain upserts)."""
+        written = [True] * len(ops)
+        with (
+            mapped_errors("acid", f"write to {names_of(ops)}"),
+            self._bounded(begin=True, deadline=deadline) as conn,
+        ):
+            for indexes in by_table(ops).values():
+                saves = [i for i in indexes if not ops[i].gone]
+                if saves:
+                    group = [ops[i] for i in saves]
+                    if self._postgres is not None:
+                        self._postgres.upsert_in(conn, group)
+                        took = stored_is_ours(
+                            conn,
+                            self._tables.table(group[0].table),
+                            [{**o.values, WRITE_TS: o.ts, WRITE_ID: o.wid} for o in group],
+                        )
+                    else:
+                        took = self._upsert(conn, group)
+                    for i, t in zip(saves, took, strict=True):
+                        written[i] = t
+                deletes = [i for i in indexes if ops[i].gone]
+                if deletes:
+                    group = [ops[i] for i in deletes]
+                    gone = tombstones.gone_table(group[0].table)
+                    table = self._tables.table(group[0].table)
+                    removed = tombstones.remove(conn, table, group, upsert_statement(conn, gone))
+                    for i, t in zip(deletes, removed, strict=True):
+                        written[i] = t
+        return written
 
     def _sqlite_write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         written = [True] * len(ops)
