@@ -37,7 +37,7 @@ from .models import (
     Points,
     Visit,
 )
-from .reads import MAX_ROWS, query_as, visit_count
+from .reads import rows_of, visit_count
 
 
 class BadgeEngine:
@@ -92,15 +92,7 @@ class BadgeEngine:
         award_id = f"explorer:{day.isoformat()}"
         if award_id in held:
             return None
-        rows = query_as(
-            self.store,
-            Checkin,
-            "game_user_days",
-            Visit,
-            limit=MAX_ROWS,
-            user_id=c.user_id,
-            day=day,
-        )
+        rows = rows_of(self.store, Checkin, "game_user_days", Visit, user_id=c.user_id, day=day)
         # the job's own check-in counts even if its row were not readable yet
         venues = {r.venue_id for r in rows} | {c.venue_id}
         return self._award(c, "explorer", award_id) if len(venues) >= EXPLORER_VENUES else None

@@ -12,6 +12,7 @@ import pytest
 
 import persistio as pio
 from persistio.testing import planned_delete, planned_writes, replay
+from tests import redis_clients
 from tests.models import HOUR, Hit, Versioned
 
 from .conftest import store_urls
@@ -135,3 +136,63 @@ def test_async_delete(request: pytest.FixtureRequest, backend_kind: str, tmp_pat
             )
 
     assert asyncio.run(main()) == (None, None)
+
+
+NOBODY_REDIS = "redis://127.0.0.1:1/0"  # nothing listens: every call fails at once
+
+
+def test_a_delete_buffered_in_the_spool_lands_on_replay_and_stays(
+    store: pio.Persistio, tmp_path: Path
+) -> None:
+    # Given a document saved and settled, and the save's tasks planned before the delete
+    k = f"spooled-{uuid.uuid4().hex[:8]}"
+    obj = Versioned(k, 1)
+    older = planned_writes(store, obj)
+    store.save(obj)
+    store.drain(timeout=30)
+    urls = {t.value: u for t, u in store.urls.items()}
+
+    # When it is deleted by a process whose task queue is down (the deferred tombstone is
+    # spooled), and a process on the same spool, with every server up, replays it
+    with pio.Persistio(**{**urls, "transitory": NOBODY_REDIS}, data_dir=tmp_path / "a") as down:
+        receipt = down.delete(obj)
+    assert receipt.buffered == ("lww_docs",)
+    with pio.Persistio(**urls, data_dir=tmp_path / "a") as up:
+        up.drain(timeout=30)
+        assert up.status()["spool"]["depth"] == 0
+        assert up.get(Versioned, "lww_docs", k=k) is None
+
+        # and the older save is replayed after it
+        replay(up, older)
+
+        # Then the document and the row stay deleted (the embedded volatile map is per
+        # process: the new one never saw the delete)
+        assert up.get(Versioned, "lww_docs", k=k) is None
+        assert up.get(Versioned, "lww_rows", k=k) is None
+
+
+def test_the_real_stores_hold_tombstones(
+    request: pytest.FixtureRequest, raw_pg: Any, tmp_path: Path
+) -> None:
+    # Given an object saved and deleted on the real servers
+    urls: dict[str, Any] = store_urls(request, "real")
+    k = f"raw-{uuid.uuid4().hex[:8]}"
+    with pio.Persistio(**urls, data_dir=tmp_path) as real:
+        real.setup()
+        real.save(Versioned(k, 1))
+        receipt = real.delete(Versioned(k, 1))
+        real.drain(timeout=30)
+
+    # Then PostgreSQL has no row and a tombstone with the delete's write id
+    assert raw_pg.execute("SELECT count(*) FROM lww_rows WHERE k = %s", [k]).fetchone() == (0,)
+    gone = raw_pg.execute("SELECT _pio_wid FROM lww_rows__pio_gone WHERE k = %s", [k]).fetchone()
+    assert gone == (receipt.write_id,)
+    # and Redis holds an empty value stamped by the delete, expiring like the value would
+    client = redis_clients.client(urls["volatile"])
+    try:
+        keys = list(client.scan_iter(match=f"pio:v:lww_cache:*{k}*"))
+        assert len(keys) == 1
+        assert client.hget(keys[0], "p") == b""
+        assert 0 < client.ttl(keys[0]) <= 3600
+    finally:
+        client.close()
