@@ -9,7 +9,8 @@
             assert store.query(Checkin, "activity", user_id=1) == [checkin]
 
 Pass URLs (``temporary_store(acid="postgresql+psycopg://...")``) to run the same test on real
-servers. Nothing here imports pytest.
+servers. ``BackendContract`` is the contract suite a backend (a plugin's, see the
+``persistio.backends`` entry points) is tested with. Nothing here imports pytest.
 """
 
 from __future__ import annotations
@@ -98,3 +99,12 @@ def replay(store: Persistio, writes: list[Any]) -> None:
     for result in store._router.apply(writes):
         if isinstance(result, BaseException):
             raise result
+
+
+def __getattr__(name: str) -> Any:
+    # the suite declares its own models: only a test that asks for it imports it
+    if name == "BackendContract":
+        from .contract import BackendContract
+
+        return BackendContract
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
