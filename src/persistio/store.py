@@ -79,6 +79,7 @@ class Persistio:
         task_queues: TaskQueues | None = None,
         dedup_window: timedelta = timedelta(hours=1),
         max_clock_skew: timedelta = timedelta(minutes=5),
+        models: Sequence[type] | None = None,
         **flat: Any,
     ) -> None:
         unknown = sorted(set(flat) - set(FLAT))
@@ -104,6 +105,7 @@ class Persistio:
                 "the task queue names)"
             )
         self.settings = settings
+        self._scope = _scope_of(models)
         data = Path(data_dir)
         given = {
             Tier.TRANSITORY: _joined(transitory),
@@ -228,7 +230,7 @@ class Persistio:
         with self._setup_lock:
             with stores.guard(Tier.TRANSITORY):
                 stores.transitory.setup(stores.all_queues())
-            plans = REGISTRY.plans()
+            plans = self._plans()
             for tier in Tier:
                 bounds = [b for p in plans for b in p.intents if b.tier is tier]
                 stores.ready.difference_update((tier, b.name) for b in bounds)
@@ -260,7 +262,7 @@ class Persistio:
     def _plan(self, obj: Any, where: str, stamp: tuple[str, int] | None = None) -> SavePlan:
         self._check_open()
         # no setup here: each intent's first write sets it up, within the save's deadline
-        plan = plan_of(type(obj))
+        plan = self._plan_of(type(obj), where)
         return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})", stamp)
 
     def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
@@ -292,7 +294,7 @@ class Persistio:
             )
         ts = self._clock.next()
         mine = f"{self._clock.write_id(ts)} {ts}"
-        scope = f"{self._namespace}:{plan_of(model).model_name}:{key}"
+        scope = f"{self._namespace}:{self._plan_of(model, 'save').model_name}:{key}"
         with self._stores.guard(Tier.TRANSITORY):
             stored = self._stores.transitory.remember(
                 scope, mine, self.settings.dedup_window.total_seconds()
@@ -338,7 +340,7 @@ class Persistio:
             raise ValidationError(
                 f"delete({target!r}, {intent!r}): the first argument must be the model class"
             )
-        plan = plan_of(target)
+        plan = self._plan_of(target, "delete")
         bound = plan.intent(intent)
         where = f"delete({target.__qualname__}, {intent!r})"
         if bound.tier is Tier.TRANSITORY or bound.counting is not None:
@@ -351,7 +353,7 @@ class Persistio:
         return self._router.dispatch([plan_delete(plan, [(bound, values)], self._clock)])[0]
 
     def _plan_delete_object(self, obj: Any) -> SavePlan:
-        plan = plan_of(type(obj))
+        plan = self._plan_of(type(obj), "delete")
         where = f"delete({type(obj).__qualname__})"
         plan.codec.validate(obj, where)
         keys = []
@@ -383,7 +385,7 @@ class Persistio:
         the model (the result is typed as it); checked against the declaration.
         """
         self._check_open()
-        bound = _typed(plan_of(model).intent(intent), as_type, "get")
+        bound = _typed(self._plan_of(model, "get").intent(intent), as_type, "get")
         return self._reader.get(bound, key)
 
     @overload
@@ -422,7 +424,7 @@ class Persistio:
             ValidationError: ``keys`` is not a list of dicts of exactly the key fields.
         """
         self._check_open()
-        bound = _typed(plan_of(model).intent(intent), as_type, "get_many")
+        bound = _typed(self._plan_of(model, "get_many").intent(intent), as_type, "get_many")
         return self._reader.get_many(bound, keys)
 
     @overload
@@ -450,7 +452,7 @@ class Persistio:
     ) -> list[Any]:
         """One partition of an amorphous intent, newest first by its ``order`` fields."""
         self._check_open()
-        bound = _typed(plan_of(model).intent(intent), as_type, "query")
+        bound = _typed(self._plan_of(model, "query").intent(intent), as_type, "query")
         return self._reader.query(bound, partition, limit)
 
     @overload
@@ -510,7 +512,7 @@ class Persistio:
         partition: dict[str, Any],
     ) -> tuple[BoundIntent, Page[Any]]:
         self._check_open()
-        bound = _typed(plan_of(model).intent(intent), as_type, "pages")
+        bound = _typed(self._plan_of(model, "pages").intent(intent), as_type, "pages")
         return bound, self._reader.page(bound, partition, page_size, cursor)
 
     def _next_page(
@@ -549,7 +551,7 @@ class Persistio:
             ValidationError: not a Count; wrong key fields; since after until; too many buckets.
         """
         self._check_open()
-        return self._reader.count(plan_of(model).intent(intent), key, since, until)
+        return self._reader.count(self._plan_of(model, "count").intent(intent), key, since, until)
 
     def counts(
         self,
@@ -564,7 +566,7 @@ class Persistio:
         """``(bucket start, count)`` for every bucket of ``granularity`` (a declared bucket
         size; default the finest) overlapping [since, until), oldest first, zeros included."""
         self._check_open()
-        plan = plan_of(model)
+        plan = self._plan_of(model, "counts")
         return self._reader.counts(plan.intent(intent), key, since, until, granularity)
 
     # -- deferred work --------------------------------------------------------------------------
@@ -580,6 +582,7 @@ class Persistio:
             raise ValidationError(
                 f"consumer({intent!r}): no model declares a Transitory intent with this name"
             )
+        self._plan_of(bound.model, "consumer")
         if not isinstance(batch, int) or batch < 1:
             raise ValidationError(f"consumer({intent!r}): batch={batch!r}: use an int >= 1")
 
@@ -691,7 +694,24 @@ class Persistio:
         return found
 
     def _transitory_intents(self) -> list[BoundIntent]:
-        return [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
+        return [b for p in self._plans() for b in p.intents if b.tier is Tier.TRANSITORY]
+
+    def _plans(self) -> list[Plan]:
+        """The plans this store covers: those of ``models=``, or every declared model."""
+        plans = REGISTRY.plans()
+        if self._scope is None:
+            return plans
+        return [p for p in plans if p.model_name in self._scope]
+
+    def _plan_of(self, model: type, verb: str) -> Plan:
+        """``model``'s plan, if this store covers it."""
+        plan = plan_of(model)
+        if self._scope is not None and plan.model_name not in self._scope:
+            raise ValidationError(
+                f"{verb}({model.__qualname__}): this store covers only the models given as "
+                f"Persistio(models=...): {sorted(self._scope)}"
+            )
+        return plan
 
     def _after_fork(self) -> None:
         """In a forked child: connections, pools, locks and the replay thread of its own."""
@@ -757,3 +777,21 @@ def _typed(bound: BoundIntent, as_type: object, verb: str) -> BoundIntent:
             f"stores {bound.stored.__qualname__}"
         )
     return bound
+
+
+def _scope_of(models: object) -> frozenset[str] | None:
+    """The model names ``Persistio(models=...)`` covers; None: every declared model."""
+    if models is None:
+        return None
+    if not isinstance(models, list | tuple | set | frozenset):
+        raise ConfigError(
+            f"Persistio(models={models!r}): pass a list of @persist model classes (or None: all)"
+        )
+    names = set()
+    for model in models:
+        if not isinstance(model, type) or "__persistio_plan__" not in model.__dict__:
+            raise ConfigError(
+                f"Persistio(models=...): {model!r} is not a model: decorate it with @persist"
+            )
+        names.add(plan_of(model).model_name)
+    return frozenset(names)

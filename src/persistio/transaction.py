@@ -18,7 +18,6 @@ import msgspec
 from .backends.base import AcidTransaction, Upsert
 from .errors import ValidationError
 from .intents import Tier
-from .model import plan_of
 from .plan import TASK_ENCODER, SavePlan
 from .router import Outcome, Receipt
 
@@ -54,7 +53,7 @@ class Transaction:
             ValidationError: not an acid intent, or not exactly its key fields.
             BackendUnavailable: the acid store could not be reached.
         """
-        plan = plan_of(model)
+        plan = self._store._plan_of(model, "transaction().get")
         bound = plan.intent(intent)
         where = f"transaction().get({model.__qualname__}, {intent!r})"
         if bound.tier is not Tier.ACID:
