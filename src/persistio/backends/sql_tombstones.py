@@ -47,14 +47,22 @@ def create(conn: sa.Connection, spec: TableSpec) -> None:
     ts, wid = q(WRITE_TS), q(WRITE_ID)
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SETUP_LOCK)))
+        found = conn.execute(
+            sa.text("SELECT 1 FROM pg_trigger WHERE tgname = :n AND tgrelid = to_regclass(:t)"),
+            {"n": gone.name, "t": table},
+        ).first()
+        if found is not None:
+            return  # a setup() of a running app takes no lock on its tables
         newer = f"(g.{ts}, coalesce(g.{wid}, '')) >= (NEW.{ts}, coalesce(NEW.{wid}, ''))"
         conn.exec_driver_sql(
             f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ "
             f"BEGIN IF EXISTS (SELECT 1 FROM {name} g WHERE {same} AND {newer}) "
             "THEN RETURN NULL; END IF; RETURN NEW; END $$"
         )
+        # not CREATE OR REPLACE TRIGGER: PostgreSQL before 14 lacks it (the advisory lock above
+        # keeps another process's setup from creating it meanwhile)
         conn.exec_driver_sql(
-            f"CREATE OR REPLACE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} "
+            f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} "
             f"FOR EACH ROW EXECUTE FUNCTION {name}()"
         )
         return
