@@ -224,6 +224,7 @@ def _sql_acid(url: str, options: Options, setting: str) -> Any:
             pool_size=options.pool_size,
             connect_timeout=options.connect_timeout,
             request_timeout=options.request_timeout,
+            tombstone_window=options.tombstone_window_seconds,
         )
     except ImportError:
         raise

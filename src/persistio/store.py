@@ -80,6 +80,7 @@ class Persistio:
         dedup_window: timedelta = timedelta(hours=1),
         max_clock_skew: timedelta = timedelta(minutes=5),
         models: Sequence[type] | None = None,
+        tombstone_window: timedelta = timedelta(days=7),
         **flat: Any,
     ) -> None:
         unknown = sorted(set(flat) - set(FLAT))
@@ -106,6 +107,11 @@ class Persistio:
             )
         self.settings = settings
         self._scope = _scope_of(models)
+        if not isinstance(tombstone_window, timedelta) or tombstone_window <= timedelta(0):
+            raise ConfigError(
+                f"Persistio(tombstone_window={tombstone_window!r}): use a positive timedelta"
+            )
+        self._tombstone_window = tombstone_window
         data = Path(data_dir)
         given = {
             Tier.TRANSITORY: _joined(transitory),
@@ -174,6 +180,7 @@ class Persistio:
             # a Redis or Cassandra call then never outlives the save waiting for it
             request_timeout=settings.timeouts.realtime,
             dedup_window_seconds=settings.dedup_window.total_seconds(),
+            tombstone_window_seconds=self._tombstone_window.total_seconds(),
         )
         policy = settings.breaker
         queues = settings.task_queues

@@ -3,12 +3,14 @@ a deleted value back, in any store and through any path (queues, spool, replay).
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import persistio as pio
 from persistio.testing import planned_delete, planned_writes, replay
@@ -196,3 +198,35 @@ def test_the_real_stores_hold_tombstones(
         assert 0 < client.ttl(keys[0]) <= 3600
     finally:
         client.close()
+
+
+def test_acid_tombstones_are_collected_after_their_window(make_store: Any) -> None:
+    # Given a store keeping acid tombstones one second, and a delete newer than a planned save
+    store: pio.Persistio = make_store(tombstone_window=timedelta(seconds=1))
+    k, other = f"window-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    older = [w for w in planned_writes(store, Versioned(k, 1)) if w.bound.name == "lww_rows"]
+    store.delete(Versioned, "lww_rows", k=k)
+
+    # When the older save arrives within the window, it does not land
+    replay(store, older)
+    assert store.get(Versioned, "lww_rows", k=k) is None
+    assert tombstones(store, k) == 1
+
+    # When the window has passed and another delete collects the table's old tombstones
+    time.sleep(1.2)
+    store.delete(Versioned, "lww_rows", k=other)
+
+    # Then the tombstone is gone (read raw), and an older save arriving now lands, as documented
+    assert tombstones(store, k) == 0
+    replay(store, older)
+    assert store.get(Versioned, "lww_rows", k=k) == Versioned(k, 1)
+
+
+def tombstones(store: pio.Persistio, k: str) -> int:
+    engine = sa.create_engine(store.urls[pio.Tier.ACID])
+    try:
+        with engine.connect() as conn:
+            query = sa.text("SELECT count(*) FROM lww_rows__pio_gone WHERE k = :k")
+            return int(conn.execute(query, {"k": k}).scalar_one())
+    finally:
+        engine.dispose()

@@ -33,6 +33,9 @@ class Options:
     connect_timeout: float = 5.0
     request_timeout: float = 10.0  # a call with no deadline of its own never waits longer
     dedup_window_seconds: float = 3_600.0
+    # how long an acid delete's tombstone is kept (a save older than the delete that arrives
+    # within it never lands)
+    tombstone_window_seconds: float = 7 * 86_400.0
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,7 @@ class SQLAcid:
         pool_size: Pooled connections (PostgreSQL), as many again under a burst.
         connect_timeout: Seconds to open a connection.
         request_timeout: Seconds a call may take when its caller gives no deadline.
+        tombstone_window: Seconds a delete's tombstone is kept (see ``sql_tombstones``).
     """
 
     tiers: ClassVar[frozenset[str]] = frozenset({"acid"})
@@ -254,8 +255,10 @@ class SQLAcid:
         pool_size: int = 5,
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
+        tombstone_window: float = tombstones.TOMBSTONE_WINDOW_SECONDS,
     ) -> None:
         self.request_timeout = request_timeout
+        self.tombstone_window = tombstone_window
         self._postgres: Any = None
         self._connector: Any = None
         creator = None
@@ -378,7 +381,9 @@ class SQLAcid:
                     group = [ops[i] for i in deletes]
                     gone = tombstones.gone_table(group[0].table)
                     table = self._tables.table(group[0].table)
-                    removed = tombstones.remove(conn, table, group, upsert_statement(conn, gone))
+                    removed = tombstones.remove(
+                        conn, table, group, upsert_statement(conn, gone), self.tombstone_window
+                    )
                     for i, t in zip(deletes, removed, strict=True):
                         written[i] = t
         return written

@@ -5,8 +5,9 @@ write older than a key's tombstone from landing.
 upserts its tombstone (the newer wins) and removes the row if the row is older. A trigger on the
 table skips an insert or update older than the key's tombstone, so a late or replayed save (a
 spool replay, a redelivered task, an outbox dispatch) never brings a deleted row back, whichever
-path wrote it. Tombstones are collected after ``TOMBSTONE_WINDOW``: a save older than that which
-arrives later (a spool kept longer than that) could land again.
+path wrote it. Each delete collects the table's tombstones older than the window
+(``Persistio(tombstone_window=...)``, 7 days): a save older than that which arrives later (a spool
+kept offline longer than that) could land again.
 """
 
 from __future__ import annotations
@@ -79,7 +80,13 @@ def create(conn: sa.Connection, spec: TableSpec) -> None:
         )
 
 
-def remove(conn: sa.Connection, table: sa.Table, ops: Sequence[Upsert], upsert: Any) -> list[bool]:
+def remove(
+    conn: sa.Connection,
+    table: sa.Table,
+    ops: Sequence[Upsert],
+    upsert: Any,
+    window: float = TOMBSTONE_WINDOW_SECONDS,
+) -> list[bool]:
     """Tombstone each op's key and delete the row where it is older; True where the delete
     is what the key now holds (no newer save kept the row). ``upsert``: the tombstone table's
     last-write-wins upsert statement."""
@@ -105,7 +112,7 @@ def remove(conn: sa.Connection, table: sa.Table, ops: Sequence[Upsert], upsert: 
         took.append(
             kept is None and held is not None and (held[0], held[1] or "") == (op.ts, op.wid)
         )
-    cutoff = (time.time() - TOMBSTONE_WINDOW_SECONDS) * 1_000_000
+    cutoff = (time.time() - window) * 1_000_000
     conn.execute(sa.delete(gone).where(gone.c[WRITE_TS] < int(cutoff)))
     return took
 
