@@ -168,9 +168,9 @@ def _is_pending(entry: ReviewEntry) -> bool:
     # amorphous log. A rebuild restarts the key's TTL, so readers also check queued_at.
     pio.Volatile("cam_review", key=("image_id",), ttl=REVIEW_TTL, rebuild_from="cam_review_log"),
     pio.Amorphous("cam_review_log", partition=("image_id",), priority=pio.HIGH),
-    # The index is written only when an entry is queued; "done" markers skip it. Index rows are
-    # never deleted (persistio has no delete): readers skip rows whose entry expired, is done,
-    # or has a verdict.
+    # The index is written only when an entry is queued. A verdict deletes the entry with its
+    # log and index rows (store.delete); readers also skip rows whose entry expired or has a
+    # verdict.
     pio.Amorphous(
         "cam_review_index",
         partition=("camera",),

@@ -3,52 +3,33 @@
 The queue is one volatile ``ReviewEntry`` per image (key: image id, TTL a day; rebuilt from an
 amorphous log on a miss) plus an amorphous index per camera. Why not one volatile queue object
 per camera holding a list of ids? Every consumer thread would read-modify-write the same value,
-and with last-write-wins (no compare-and-set in persistio) concurrent detections would drop each
-other's ids. Per-image entries are written by exactly one item each, so nothing is lost; the
-index only lists candidates. An image is pending while its entry is fresh, not marked done, and
-has no verdict: the ACID verdict is the truth, so a redelivered detection that re-queues a
-reviewed image, or a lost "done" marker, never shows it twice.
+and with last-write-wins (volatile values have no compare-and-set) concurrent detections would
+drop each other's ids. Per-image entries are written by exactly one item each, so nothing is
+lost; the index only lists candidates. An image is pending while its entry is fresh, not
+deleted, and has no verdict: the ACID verdict is the truth, so a redelivered detection that
+re-queues a reviewed image never shows it twice.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-
-import msgspec
 
 import persistio as pio
 
 from .models import AlarmImage, CameraRecord, ImageRecord, ReviewEntry, ReviewRef, Verdict
 
-log = logging.getLogger("camera_alarms")
-
 S = TypeVar("S")
-MAX_ROWS = 10_000  # persistio's query() limit; it has no paging, so a partition is read whole
 
 
 def query_as(
     store: pio.Persistio, model: type, intent: str, stored: type[S], **partition: Any
 ) -> list[S]:
-    """``store.query`` for an intent with ``project=``: it returns the projected type, while
-    persistio types the result as the model's."""
-    found: list[Any] = store.query(model, intent, limit=MAX_ROWS, **partition)
-    if len(found) == MAX_ROWS:
-        log.warning("%s %s: read the first %d rows only", intent, partition, MAX_ROWS)
-    return [_checked(stored, item) for item in found]
-
-
-def get_as(store: pio.Persistio, model: type, intent: str, stored: type[S], **key: Any) -> S | None:
-    found: Any = store.get(model, intent, **key)
-    return None if found is None else _checked(stored, found)
-
-
-def _checked(stored: type[S], item: Any) -> S:
-    if not isinstance(item, stored):
-        raise TypeError(f"expected a {stored.__name__}, got {type(item).__name__}")
-    return item
+    """Every row of one partition of an intent that stores ``stored`` (its ``project=``),
+    newest first, read page by page: no partition is too big to read whole."""
+    pages = store.pages(model, intent, as_type=stored, page_size=1_000, **partition)
+    return [row for page in pages for row in page]
 
 
 def cameras(store: pio.Persistio, site: str) -> list[str]:
@@ -76,11 +57,15 @@ def pending(store: pio.Persistio, site: str) -> list[ReviewEntry]:
     entries: list[ReviewEntry] = []
     at = datetime.now(UTC)
     for camera in cameras(store, site):
-        for ref in query_as(store, ReviewEntry, "cam_review_index", ReviewRef, camera=camera):
-            entry = store.get(ReviewEntry, "cam_review", image_id=ref.image_id)
+        refs = query_as(store, ReviewEntry, "cam_review_index", ReviewRef, camera=camera)
+        keys = [{"image_id": ref.image_id} for ref in refs]
+        # two round trips per camera, however many entries it has
+        found = store.get_many(ReviewEntry, "cam_review", keys)
+        verdicts = store.get_many(Verdict, "cam_verdicts", keys)
+        for entry, verdict in zip(found, verdicts, strict=True):
             if entry is None or entry.state != "pending" or entry.stale(at):
                 continue  # expired unreviewed, or done
-            if verdict_of(store, ref.image_id) is None:
+            if verdict is None:
                 entries.append(entry)
     return sorted(entries, key=lambda e: (e.reason != "person", e.queued_at, e.image_id))
 
@@ -98,7 +83,7 @@ def mark(store: pio.Persistio, image_id: str, person: bool, reviewer: str) -> Ve
     Raises:
         persistio.NotFound: no alarm image has this id.
     """
-    record = get_as(store, AlarmImage, "cam_images", ImageRecord, image_id=image_id)
+    record = store.get(AlarmImage, "cam_images", as_type=ImageRecord, image_id=image_id)
     if record is None:
         raise pio.NotFound(f"no alarm image with id {image_id!r}")
     entry = store.get(ReviewEntry, "cam_review", image_id=image_id)
@@ -113,8 +98,9 @@ def mark(store: pio.Persistio, image_id: str, person: bool, reviewer: str) -> Ve
     )
     store.save(verdict)  # Acid, on_outage="fail": raises rather than lose a human's work
     if entry is not None:
-        # persistio cannot delete a volatile key: overwrite it (and its log) with a "done" marker
-        store.save(msgspec.structs.replace(entry, state="done"))
+        # the entry, its log row and its index row; a replay of the entry's save (older than
+        # the delete) cannot queue it again, and a later detection is skipped by its verdict
+        store.delete(entry)
     return verdict
 
 

@@ -103,14 +103,12 @@ class WebGame:
     async def feed(self, user_id: int, limit: int) -> dict[str, Any]:
         _, found, box = await asyncio.gather(
             self.user(user_id),
-            self.aio.query(Checkin, "game_feed", limit=limit, user_id=user_id),
+            self.aio.query(Checkin, "game_feed", as_type=FeedItem, limit=limit, user_id=user_id),
             self.aio.get(Inbox, "game_inbox", user_id=user_id),
         )
-        # game_feed stores a projection (FeedItem), not the Checkin its query is typed by
-        activity: list[object] = list(found)
         return {
             "user_id": user_id,
-            "activity": [item for item in activity if isinstance(item, FeedItem)],
+            "activity": found,
             "inbox": [] if box is None else box.items,
         }
 
@@ -127,9 +125,8 @@ class WebGame:
             self.user(user_id), self.aio.get(Points, "game_points", user_id=user_id)
         )
         award_ids = [] if points is None else points.award_ids
-        awards = await asyncio.gather(
-            *(self.aio.get(Award, "game_awards", user_id=user_id, award_id=a) for a in award_ids)
-        )
+        keys = [{"user_id": user_id, "award_id": a} for a in award_ids]
+        awards = await self.aio.get_many(Award, "game_awards", keys)  # one round trip
         return {
             "user_id": user_id,
             "points": 0 if points is None else points.total,

@@ -14,10 +14,11 @@ the MAYOR_WINDOW of whole hours ending with the check-in's hour, explorer reads 
 (points = sum of the awards listed) and a new mayor commit in one transaction: points never exist
 without their award or vice versa.
 
-Limit (a library gap, see README): persistio offers no read inside a transaction and no
-compare-and-set. Worker threads of one process are serialized per user and per venue
-(``KeyLocks``); two *processes* awarding the same user at the same instant could each write a
-ledger from the same old row. Run the badge engine in one worker process, or shard users.
+Concurrency: the evaluation is one transaction that reads the user's ledger, then the venue's
+mayor, for update (``tx.get(..., for_update=True)``): another worker, thread or process,
+evaluating the same user or venue waits for the commit, so no award and no ledger update is lost
+and no lock of the app's is needed. Every evaluation takes the user before the venue, so two of
+them never wait for each other in a cycle.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from datetime import UTC
 
 import persistio as pio
 
-from .locks import KeyLocks
 from .models import (
     BADGE_POINTS,
     EXPLORER_VENUES,
@@ -37,7 +37,7 @@ from .models import (
     Points,
     Visit,
 )
-from .reads import MAX_ROWS, query_as, visit_count
+from .reads import rows_of, visit_count
 
 
 class BadgeEngine:
@@ -45,18 +45,17 @@ class BadgeEngine:
 
     def __init__(self, store: pio.Persistio) -> None:
         self.store = store
-        self.locks = KeyLocks()
 
     def __call__(self, c: Checkin) -> None:
-        # the ledger is per user and the mayor per venue: hold both against this process's
-        # other worker threads
-        with self.locks.hold(("user", c.user_id), ("venue", c.venue_id)):
-            self._evaluate(c)
+        with self.store.transaction() as tx:  # all of it, or none of it
+            self._evaluate(c, tx)
 
-    def _evaluate(self, c: Checkin) -> None:
-        if self.store.get(BadgeCheck, "game_badge_checks", checkin_id=c.id) is not None:
+    def _evaluate(self, c: Checkin, tx: pio.Transaction) -> None:
+        # the ledger first: holding it, a redelivery of this job waits here and then finds the
+        # check below
+        ledger = tx.get(Points, "game_points", for_update=True, user_id=c.user_id)
+        if tx.get(BadgeCheck, "game_badge_checks", checkin_id=c.id) is not None:
             return  # evaluated before: a redelivery or a replayed save changes nothing
-        ledger = self.store.get(Points, "game_points", user_id=c.user_id)
         if ledger is None:
             ledger = Points(c.user_id, 0, [])
         held = set(ledger.award_ids)
@@ -66,25 +65,24 @@ class BadgeEngine:
         explorer = self._explorer(c, held)
         if explorer is not None:
             awards.append(explorer)
-        crowned = self._mayor(c, held)
+        crowned = self._mayor(c, held, tx)
         if crowned is not None:
             awards.append(crowned[0])
         check = BadgeCheck(c.id, c.user_id, [a.award_id for a in awards])
+        tx.save(check)
         if not awards:
-            self.store.save(check)
             return
-        new_ledger = Points(
-            c.user_id,
-            ledger.total + sum(a.points for a in awards),
-            [*ledger.award_ids, *check.award_ids],
+        for award in awards:
+            tx.save(award)
+        tx.save(
+            Points(
+                c.user_id,
+                ledger.total + sum(a.points for a in awards),
+                [*ledger.award_ids, *check.award_ids],
+            )
         )
-        with self.store.transaction() as tx:  # all of it, or none of it
-            for award in awards:
-                tx.save(award)
-            tx.save(new_ledger)
-            if crowned is not None:
-                tx.save(crowned[1])
-            tx.save(check)
+        if crowned is not None:
+            tx.save(crowned[1])
 
     def _award(self, c: Checkin, badge: str, award_id: str) -> Award:
         return Award(c.user_id, award_id, badge, BADGE_POINTS[badge], c.at, c.id, c.venue_id)
@@ -94,24 +92,16 @@ class BadgeEngine:
         award_id = f"explorer:{day.isoformat()}"
         if award_id in held:
             return None
-        rows = query_as(
-            self.store,
-            Checkin,
-            "game_user_days",
-            Visit,
-            limit=MAX_ROWS,
-            user_id=c.user_id,
-            day=day,
-        )
+        rows = rows_of(self.store, Checkin, "game_user_days", Visit, user_id=c.user_id, day=day)
         # the job's own check-in counts even if its row were not readable yet
         venues = {r.venue_id for r in rows} | {c.venue_id}
         return self._award(c, "explorer", award_id) if len(venues) >= EXPLORER_VENUES else None
 
-    def _mayor(self, c: Checkin, held: set[str]) -> tuple[Award, Mayor] | None:
+    def _mayor(self, c: Checkin, held: set[str], tx: pio.Transaction) -> tuple[Award, Mayor] | None:
         award_id = f"mayor:{c.venue_id}:{c.id}"
         if award_id in held:
             return None  # this check-in's crowning is already in the ledger (a replay)
-        mayor = self.store.get(Mayor, "game_mayors", venue_id=c.venue_id)
+        mayor = tx.get(Mayor, "game_mayors", for_update=True, venue_id=c.venue_id)
         if mayor is not None and (mayor.user_id == c.user_id or c.at <= mayor.since):
             # already the mayor; or a check-in older than the current reign (a late replay, or
             # jobs run out of order): mayorship is decided as of the check-in's own time

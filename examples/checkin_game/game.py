@@ -15,7 +15,7 @@ from .models import Award, Checkin, FeedItem, Friends, Inbox, InboxItem, Points,
 from .notifier import Notifier
 from .presence import CellCache, nearby_friends, record
 from .presence import here as here_now
-from .reads import friends_of, query_as
+from .reads import friends_of
 
 FRIENDS_PER_TRANSACTION = 500
 
@@ -66,8 +66,12 @@ class Game:
 
     def befriend(self, a: int, b: int) -> None:
         """Both directions of a friendship commit together, or neither does."""
-        rows = {u: self.store.get(Friends, "game_friends", user_id=u) for u in (a, b)}
         with self.store.transaction() as tx:
+            # read for update, lower id first: a concurrent change of either list waits
+            rows = {
+                u: tx.get(Friends, "game_friends", for_update=True, user_id=u)
+                for u in sorted({a, b})
+            }
             for user, other in ((a, b), (b, a)):
                 row = rows[user]
                 current = set(row.friend_ids) if row is not None else set()
@@ -122,7 +126,9 @@ class Game:
 
     def feed(self, user_id: int, limit: int = 20) -> list[FeedItem]:
         """The user's own activity, newest first (amorphous; written by a NORMAL task)."""
-        return query_as(self.store, Checkin, "game_feed", FeedItem, limit=limit, user_id=user_id)
+        return self.store.query(
+            Checkin, "game_feed", as_type=FeedItem, limit=limit, user_id=user_id
+        )
 
     def inbox(self, user_id: int) -> list[InboxItem]:
         """Friends' check-ins delivered in real time (volatile: lost with an embedded process)."""
@@ -148,8 +154,6 @@ class Game:
         points = self.store.get(Points, "game_points", user_id=user_id)
         if points is None:
             return None, []
-        awards = [
-            self.store.get(Award, "game_awards", user_id=user_id, award_id=a)
-            for a in points.award_ids
-        ]
+        keys = [{"user_id": user_id, "award_id": a} for a in points.award_ids]
+        awards = self.store.get_many(Award, "game_awards", keys)  # one round trip
         return points, [a for a in awards if a is not None]

@@ -221,7 +221,13 @@ class InboxItem(msgspec.Struct, frozen=True):
     nearby: bool
 
 
-@pio.persist(pio.Volatile("game_inbox", key=("user_id",), ttl=INBOX_TTL))
+@pio.persist(
+    # The row the notifier reads for update and rewrites (tx.get(..., for_update=True)), so
+    # concurrent deliveries to one friend, in any number of threads or processes, lose no item.
+    pio.Acid("game_inboxes", key=("user_id",)),
+    # What the feed reads: written after each commit, rebuilt from the row on a miss.
+    pio.Volatile("game_inbox", key=("user_id",), ttl=INBOX_TTL, rebuild_from="game_inboxes"),
+)
 class Inbox(msgspec.Struct, frozen=True):
     """A friend's real-time inbox: the newest INBOX_CAP check-ins of their friends."""
 

@@ -18,7 +18,7 @@ import persistio as pio
 
 from .geo import NEARBY_M, cell_of, cells_around, distance_m
 from .models import HERE_TTL, NEARBY_TTL, Checkin, GeoCell, Presence, VenueRoster, Visit
-from .reads import MAX_ROWS, friends_of, query_as
+from .reads import friends_of, rows_of
 
 ROSTER_CAP = 500  # a roster is one value: bound it (a stadium shows its 500 latest arrivals)
 CellCache = MutableMapping[str, GeoCell | None]
@@ -98,9 +98,7 @@ def rows_present(store: pio.Persistio, venue_id: int, now: datetime) -> list[Pre
     hour = cutoff.replace(minute=0, second=0, microsecond=0)
     arrivals: list[Presence] = []
     while hour <= now:
-        rows = query_as(
-            store, Checkin, "game_venue_hours", Visit, limit=MAX_ROWS, venue_id=venue_id, hour=hour
-        )
+        rows = rows_of(store, Checkin, "game_venue_hours", Visit, venue_id=venue_id, hour=hour)
         arrivals.extend(Presence(r.user_id, r.venue_id, r.at) for r in rows)
         hour += timedelta(hours=1)
     return merge([], arrivals, cutoff)

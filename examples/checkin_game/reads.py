@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -11,25 +10,15 @@ import persistio as pio
 from .models import HOUR, MAYOR_WINDOW, Checkin, Friends
 
 S = TypeVar("S")
-MAX_ROWS = 10_000  # persistio's largest query() limit: a partition bigger than this is cut
 
 
-def query_as(
-    store: pio.Persistio,
-    model: type[Any],
-    intent: str,
-    stored: type[S],
-    *,
-    limit: int = 20,
-    **partition: Any,
+def rows_of(
+    store: pio.Persistio, model: type[Any], intent: str, stored: type[S], **partition: Any
 ) -> list[S]:
-    """``store.query`` for an intent whose ``project=`` stores another type than the model.
-
-    ``query(Checkin, "game_feed", ...)`` is typed ``list[Checkin]`` but returns FeedItems: the
-    library has no typed read for projections, so narrow here instead of casting.
-    """
-    found: Sequence[object] = store.query(model, intent, limit=limit, **partition)
-    return [row for row in found if isinstance(row, stored)]
+    """Every row of one partition of an intent that stores ``stored`` (its ``project=``),
+    newest first, read page by page: no partition is too big to read whole."""
+    pages = store.pages(model, intent, as_type=stored, page_size=1_000, **partition)
+    return [row for page in pages for row in page]
 
 
 def friends_of(store: pio.Persistio, user_id: int) -> list[int]:

@@ -154,8 +154,8 @@ def run(
 
 
 class _Workers:
-    """``store.run_worker()`` in ``n`` threads (the consumers lock per key, see locks.py); an
-    error in any of them is raised again by ``stop()``."""
+    """``store.run_worker()`` in ``n`` threads (the consumers read their rows for update, so
+    the threads need no lock); an error in any of them is raised again by ``stop()``."""
 
     def __init__(self, game: Game, n: int) -> None:
         self.store = game.store

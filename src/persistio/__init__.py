@@ -32,6 +32,7 @@ from .intents import (
     Volatile,
 )
 from .model import persist
+from .pages import Page
 from .router import Receipt
 from .settings import BreakerPolicy, Pools, SpoolLimits, TaskQueues, Timeouts
 from .store import Persistio
@@ -59,6 +60,7 @@ __all__ = [
     "Intent",
     "IntentError",
     "NotFound",
+    "Page",
     "Persistio",
     "PersistioError",
     "Pools",

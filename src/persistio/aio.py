@@ -7,20 +7,24 @@ on a driver. ``async def`` consumers run on the loop that called ``drain``/``run
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 from .deadletters import DeadLetter
 from .events import Hook
+from .pages import Page
 from .router import Receipt
 from .store import Persistio
 from .transaction import Transaction
 from .worker import Handler
 
 T = TypeVar("T")
+S = TypeVar("S")
 F = TypeVar("F", bound=Handler)
 
 
@@ -29,9 +33,27 @@ class AsyncTransaction:
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+        # every call of one transaction runs in one context: the database transaction opened
+        # by get() sets context variables (its deadline) that its commit resets
+        self._context = contextvars.copy_context()
+        # a thread of its own once get() holds a lock: transactions waiting for that lock must
+        # not take every thread of the shared pool from the one that would release it
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(self._context.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     def save(self, obj: Any) -> str:
         return self._tx.save(obj)  # validation and planning only: no I/O
+
+    async def get(
+        self, model: type[T], intent: str, *, for_update: bool = False, **key: Any
+    ) -> T | None:
+        """``Transaction.get``: an acid row read inside the transaction."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="persistio-transaction")
+        return await self._run(self._tx.get, model, intent, for_update=for_update, **key)
 
     @property
     def receipts(self) -> list[Receipt]:
@@ -46,7 +68,11 @@ class AsyncTransaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await asyncio.to_thread(self._tx.__exit__, exc_type, exc, tb)
+        try:
+            await self._run(self._tx.__exit__, exc_type, exc, tb)
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=False)
 
 
 class AsyncPersistio:
@@ -76,13 +102,118 @@ class AsyncPersistio:
     async def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
         return await self._run(self.sync.save_many, list(objs))
 
-    async def get(self, model: type[T], intent: str, **key: Any) -> T | None:
-        return await self._run(self.sync.get, model, intent, **key)
+    @overload
+    async def get(
+        self, model: type[Any], intent: str, *, as_type: type[S], **key: Any
+    ) -> S | None: ...
+    @overload
+    async def get(
+        self, model: type[T], intent: str, *, as_type: None = None, **key: Any
+    ) -> T | None: ...
+    async def get(
+        self, model: type[Any], intent: str, *, as_type: type[Any] | None = None, **key: Any
+    ) -> Any:
+        return await self._run(self.sync.get, model, intent, as_type=as_type, **key)
 
+    @overload
+    async def get_many(
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[S],
+    ) -> list[S | None]: ...
+    @overload
+    async def get_many(
+        self,
+        model: type[T],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: None = None,
+    ) -> list[T | None]: ...
+    async def get_many(
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[Any] | None = None,
+    ) -> list[Any]:
+        return await self._run(self.sync.get_many, model, intent, list(keys), as_type=as_type)
+
+    @overload
     async def query(
-        self, model: type[T], intent: str, *, limit: int = 20, **partition: Any
-    ) -> list[T]:
-        return await self._run(self.sync.query, model, intent, limit=limit, **partition)
+        self, model: type[Any], intent: str, *, as_type: type[S], limit: int = 20, **partition: Any
+    ) -> list[S]: ...
+    @overload
+    async def query(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[T]: ...
+    async def query(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[Any]:
+        return await self._run(
+            self.sync.query, model, intent, as_type=as_type, limit=limit, **partition
+        )
+
+    @overload
+    def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[S],
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> AsyncIterator[Page[S]]: ...
+    @overload
+    def pages(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> AsyncIterator[Page[T]]: ...
+    async def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> AsyncIterator[Page[Any]]:
+        """``async for page in aio.pages(...)``: ``Persistio.pages``, each page read on a
+        worker thread (the arguments are checked when the first page is read)."""
+        sync = self.sync
+        bound, page = await self._run(
+            sync._first_page, model, intent, as_type, page_size, cursor, partition
+        )
+        while True:
+            if page:
+                yield page
+            if page.cursor is None:
+                return
+            page = await self._run(sync._next_page, bound, partition, page_size, page.cursor)
 
     async def count(
         self,
@@ -114,6 +245,15 @@ class AsyncPersistio:
             granularity=granularity,
             **key,
         )
+
+    @overload
+    async def delete(self, obj: object, /) -> Receipt: ...
+    @overload
+    async def delete(self, model: type, intent: str, /, **key: Any) -> Receipt: ...
+    async def delete(self, target: Any, intent: str | None = None, /, **key: Any) -> Receipt:
+        if intent is None:
+            return await self._run(self.sync.delete, target, **key)
+        return await self._run(self.sync.delete, target, intent, **key)
 
     def transaction(self) -> AsyncTransaction:
         return AsyncTransaction(self.sync.transaction())

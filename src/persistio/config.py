@@ -9,6 +9,7 @@ the volatile values), so a save reaches that server once.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,22 @@ REGISTRY: dict[Tier, dict[str, Factory]] = {
         "cassandra": Factory("persistio.backends.cassandra:from_url", "cassandra"),
     },
 }
+
+
+PLUGIN_GROUP = "persistio.backends"
+
+
+def plugin(tier: Tier, scheme: str) -> Factory | None:
+    """A backend a package adds for ``scheme``: an entry point of the ``persistio.backends``
+    group named ``<tier>:<scheme>`` (``acid:mysql``) whose value is ``module:callable``,
+    called as ``callable(url, options, setting)`` like the built-in factories. Looked up only
+    for a scheme persistio does not know, so a plugin never replaces a built-in backend."""
+    if not scheme:
+        return None
+    name = f"{tier.value}:{scheme}"
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP, name=name):
+        return Factory(entry.value, None)
+    return None
 
 
 def default_urls(data_dir: Path) -> dict[Tier, str]:
@@ -132,12 +149,13 @@ def open_backend(
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:
         raise ConfigError(f"{setting}: {masked(url)} is not a valid URL ({exc})") from exc
-    factory = REGISTRY[tier].get(scheme)
+    factory = REGISTRY[tier].get(scheme) or plugin(tier, scheme)
     if factory is None:
         known = ", ".join(f"{s}://" for s in REGISTRY[tier])
         raise ConfigError(
             f"{setting}: scheme {scheme + '://' if scheme else '(none)'} in {masked(url)} "
-            f"is not a {tier} backend; use one of {known}"
+            f"is not a {tier} backend; use one of {known}, or install a plugin that adds it "
+            f"(entry point group {PLUGIN_GROUP!r}, name '{tier.value}:{scheme}')"
         )
     module_name, attribute = factory.target.split(":")
     try:
@@ -206,6 +224,7 @@ def _sql_acid(url: str, options: Options, setting: str) -> Any:
             pool_size=options.pool_size,
             connect_timeout=options.connect_timeout,
             request_timeout=options.request_timeout,
+            tombstone_window=options.tombstone_window_seconds,
         )
     except ImportError:
         raise

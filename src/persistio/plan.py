@@ -21,7 +21,12 @@ class Task(msgspec.Struct, array_like=True, frozen=True):
     tier: str
     priority: int
     ts: int  # microseconds since the epoch; last write wins by this
-    payload: bytes  # msgpack of the stored (projected) object
+    payload: bytes  # msgpack of the stored (projected) object; of a delete, its key values
+
+    @property
+    def delete(self) -> bool:
+        """A tombstone of the key (see ``DeleteTask``)."""
+        return False
 
 
 class TracedTask(Task, frozen=True):
@@ -32,10 +37,47 @@ class TracedTask(Task, frozen=True):
     trace: str = ""
 
 
+class AnyTask(TracedTask, frozen=True):
+    """What a worker decodes: a plain task (7 fields), a traced one (8) or a delete (9, the
+    trace empty when the delete was not traced). Saves' tasks keep their earlier encodings, so
+    a worker of an earlier version still reads them; a delete it cannot read is set aside
+    rather than run as a save."""
+
+    is_delete: bool = False
+
+    @property
+    def delete(self) -> bool:
+        return self.is_delete
+
+
 TASK_FIELDS = len(Task.__struct_fields__)
 TASK_ENCODER = msgspec.msgpack.Encoder()
-# reads both: a plain task decodes with trace="" (work_from_task makes it a Task again)
-TASK_DECODER = msgspec.msgpack.Decoder(TracedTask)
+TASK_DECODER = msgspec.msgpack.Decoder(AnyTask)
+
+
+def delete_task(task: Task, trace: str = "") -> AnyTask:
+    """``task`` as a delete (a tombstone of its key), with the save's trace context if any."""
+    t = task
+    return AnyTask(t.write_id, t.model, t.intent, t.tier, t.priority, t.ts, t.payload, trace, True)
+
+
+def traced(task: Task, trace: str) -> Task:
+    """``task`` carrying a trace context, a delete staying a delete."""
+    if task.delete:
+        return delete_task(task, trace)
+    t = task
+    return TracedTask(t.write_id, t.model, t.intent, t.tier, t.priority, t.ts, t.payload, trace)
+
+
+def _plain(task: Task) -> Task:
+    """A decoded task as the type it was written as (re-encoded, e.g. spooled again by a worker,
+    it keeps that encoding)."""
+    if type(task) is not AnyTask or task.delete:
+        return task
+    fields = msgspec.structs.astuple(task)
+    if task.trace:
+        return TracedTask(*fields[: TASK_FIELDS + 1])
+    return Task(*fields[:TASK_FIELDS])
 
 
 class Work:
@@ -131,6 +173,29 @@ def plan_uncount(plan: Plan, obj: Any, clock: WriteClock, where: str) -> SavePla
     return SavePlan(write_id, ts, work, [])
 
 
+def plan_delete(
+    plan: Plan,
+    keys: list[tuple[BoundIntent, tuple[Any, ...]]],
+    clock: WriteClock,
+    extra: list[Work] | None = None,
+) -> SavePlan:
+    """One delete task per (intent, key values): a tombstone stamped like a save, so it is run,
+    deferred, spooled and replayed like one and resolves by last write wins in every store.
+    ``extra``: more works of the same delete (its uncounts), stamped alike."""
+    ts = clock.next()
+    write_id = clock.write_id(ts)
+    work: list[Work] = []
+    for bound, key in keys:
+        payload = TASK_ENCODER.encode(list(key))
+        name, tier = bound.name, bound.tier.value
+        task = delete_task(Task(write_id, plan.model_name, name, tier, bound.priority, ts, payload))
+        work.append(Work(task, bound, key))
+    for more in extra or ():
+        more.task = msgspec.structs.replace(more.task, write_id=write_id, ts=ts)
+        work.append(more)
+    return SavePlan(write_id, ts, work, [])
+
+
 class UnknownModel(LookupError):
     """A task names a model this process has not imported."""
 
@@ -144,7 +209,9 @@ def work_from_task(task: Task) -> Work:
             "the model in the worker process"
         )
     bound = plan.by_name[task.intent]
-    if isinstance(task, TracedTask) and not task.trace:
-        # re-encoded (spooled again by a worker), it stays a plain task
-        task = Task(*msgspec.structs.astuple(task)[:TASK_FIELDS])
+    task = _plain(task)
+    if task.delete:
+        values = msgspec.msgpack.decode(task.payload)
+        given = dict(zip(bound.key, values, strict=True))
+        return Work(task, bound, bound.codec.check_key(given, bound.key, f"delete {task.intent}"))
     return Work(task, bound, bound.codec.decode(task.payload))

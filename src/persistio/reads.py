@@ -7,11 +7,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .backends.base import CountValues, Put, key_text
+from .backends.base import TOMBSTONE, CountValues, Put, key_text
 from .errors import ValidationError
 from .events import Events
 from .intents import Tier, Volatile
 from .model import BoundIntent
+from .pages import Page, check_size, unwrap, wrap
 from .singleflight import SingleFlight
 from .tally import aware, cover, from_micros, micros, series_range, value
 from .wiring import Stores
@@ -60,6 +61,8 @@ class Reader:
                 if data is None:
                     return None
                 self._observe(data[1], bound.name)
+                if data[0] == TOMBSTONE:
+                    return None  # deleted
                 return bound.codec.decode(data[0]), data[1]
             case _:
                 return self._get_volatile(bound, key)
@@ -69,6 +72,8 @@ class Reader:
         data = self._backends.volatile.get_stamped(bound.name, text)
         if data is not None:
             self._observe(data[1], bound.name)
+            if data[0] == TOMBSTONE:
+                return None  # deleted: not rebuilt (a rebuild older than the delete loses)
             return bound.codec.decode(data[0]), data[1]
         intent = bound.intent
         assert isinstance(intent, Volatile)
@@ -96,6 +101,63 @@ class Reader:
         # a storm of misses on one key runs one rebuild; the others wait for its result
         return self.rebuilds.do((bound.name, text), rebuild)
 
+    def get_many(self, bound: BoundIntent, keys: object) -> list[Any]:
+        """The objects stored under each of ``keys`` (dicts of key fields), aligned with them,
+        None where absent: one round trip per store, whatever the number of keys."""
+        where = f"get_many({bound.model.__qualname__}, {bound.name!r})"
+        _not_a_count(bound, where)
+        if bound.tier is Tier.TRANSITORY:
+            raise ValidationError(
+                f"{where}: transitory data is read by consumers (@store.consumer), not get_many()"
+            )
+        if not isinstance(keys, list | tuple):
+            raise ValidationError(
+                f"{where}: keys must be a list of dicts of key fields {bound.key}; got "
+                f"{type(keys).__name__}"
+            )
+        checked: list[tuple[Any, ...]] = []
+        for i, given in enumerate(keys):
+            if not isinstance(given, dict):
+                raise ValidationError(
+                    f"{where}: keys[{i}] must be a dict of key fields {bound.key}; got "
+                    f"{type(given).__name__}"
+                )
+            checked.append(bound.codec.check_key(given, bound.key, f"{where}: keys[{i}]"))
+        if not checked:
+            return []
+        unique = list(dict.fromkeys(checked))  # a key asked twice is read once
+        with self._backends.guard(bound.tier):
+            self._backends.prepare(bound)
+            found = dict(zip(unique, self._read_many(bound, unique), strict=True))
+        return [found[key] for key in checked]
+
+    def _read_many(self, bound: BoundIntent, keys: list[tuple[Any, ...]]) -> list[Any]:
+        stores = self._backends
+        decode: Callable[[Any], Any] = bound.codec.decode
+        hits: list[tuple[Any, int] | None]
+        match bound.tier:
+            case Tier.ACID:
+                hits = list(stores.acid.get_many_stamped(stores.ops.table(bound), keys))
+                decode = bound.codec.from_row
+            case Tier.AMORPHOUS:
+                hits = list(stores.amorphous.get_many_stamped(stores.ops.table(bound), keys))
+            case _:
+                texts = [key_text(k) for k in keys]
+                hits = list(stores.volatile.get_many_stamped(bound.name, texts))
+        out: list[Any] = []
+        rebuilds = bound.tier is Tier.VOLATILE and getattr(bound.intent, "rebuild_from", None)
+        for key, hit in zip(keys, hits, strict=True):
+            if hit is not None:
+                self._observe(hit[1], bound.name)
+                out.append(None if hit[0] == TOMBSTONE else decode(hit[0]))
+            elif rebuilds:
+                # a miss rebuilds from its source like get() does (one rebuild per key)
+                rebuilt = self._get_volatile(bound, key)
+                out.append(None if rebuilt is None else rebuilt[0])
+            else:
+                out.append(None)
+        return out
+
     def query(self, bound: BoundIntent, given: dict[str, Any], limit: int) -> list[Any]:
         where = f"query({bound.model.__qualname__}, {bound.name!r})"
         _not_a_count(bound, where)
@@ -113,9 +175,31 @@ class Reader:
             )
         spec = self._backends.ops.table(bound)
         partition = bound.codec.check_key(given, spec.key, where)
-        return [
-            bound.codec.decode(d) for d in self._backends.amorphous.query(spec, partition, limit)
-        ]
+        found = self._backends.amorphous.query(spec, partition, limit)
+        return [bound.codec.decode(d) for d in found if d != TOMBSTONE]
+
+    def page(
+        self, bound: BoundIntent, given: dict[str, Any], page_size: object, cursor: object
+    ) -> Page[Any]:
+        """One page of an amorphous partition, newest first, with the cursor that follows it."""
+        where = f"pages({bound.model.__qualname__}, {bound.name!r})"
+        _not_a_count(bound, where)
+        if bound.tier is not Tier.AMORPHOUS:
+            raise ValidationError(
+                f"{where}: pages() reads amorphous intents; this one is {bound.tier}"
+            )
+        size = check_size(page_size, where)
+        after = unwrap(bound.name, cursor, where)
+        spec = self._backends.ops.table(bound)
+        partition = bound.codec.check_key(given, spec.key, where)
+        with self._backends.guard(bound.tier):
+            self._backends.prepare(bound)
+            try:
+                rows, resume = self._backends.amorphous.page(spec, partition, size, after)
+            except ValueError as exc:  # the backend could not read its part of the cursor
+                raise ValidationError(f"{where}: cursor is not one of this intent's") from exc
+        rows = [r for r in rows if r != TOMBSTONE]  # deleted rows: a page may hold fewer
+        return Page([bound.codec.decode(r) for r in rows], wrap(bound.name, resume))
 
     # -- counts ---------------------------------------------------------------------------------
 

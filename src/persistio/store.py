@@ -7,12 +7,12 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 from .backends.base import Options
 from .backends.watchdog import in_daemon_thread
@@ -27,7 +27,8 @@ from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
 from .model import REGISTRY, BoundIntent, Plan, plan_of
-from .plan import SavePlan, plan_save
+from .pages import Page
+from .plan import SavePlan, plan_delete, plan_save, plan_uncount
 from .pressure import Pressure
 from .promises import Promises
 from .reads import Reader
@@ -52,6 +53,7 @@ from .worker import Consumer, Handler, Worker
 from .writes import task_queues as queue_specs
 
 T = TypeVar("T")
+S = TypeVar("S")
 F = TypeVar("F", bound=Handler)
 
 
@@ -81,6 +83,8 @@ class Persistio:
         task_queues: TaskQueues | None = None,
         dedup_window: timedelta = timedelta(hours=1),
         max_clock_skew: timedelta = timedelta(minutes=5),
+        models: Sequence[type] | None = None,
+        tombstone_window: timedelta = timedelta(days=7),
         **flat: Any,
     ) -> None:
         unknown = sorted(set(flat) - set(FLAT))
@@ -106,6 +110,12 @@ class Persistio:
                 "the task queue names)"
             )
         self.settings = settings
+        self._scope = _scope_of(models)
+        if not isinstance(tombstone_window, timedelta) or tombstone_window <= timedelta(0):
+            raise ConfigError(
+                f"Persistio(tombstone_window={tombstone_window!r}): use a positive timedelta"
+            )
+        self._tombstone_window = tombstone_window
         data = Path(data_dir)
         given = {
             Tier.TRANSITORY: _joined(transitory),
@@ -184,6 +194,7 @@ class Persistio:
             # a Redis or Cassandra call then never outlives the save waiting for it
             request_timeout=settings.timeouts.realtime,
             dedup_window_seconds=settings.dedup_window.total_seconds(),
+            tombstone_window_seconds=self._tombstone_window.total_seconds(),
         )
         policy = settings.breaker
         queues = settings.task_queues
@@ -240,7 +251,7 @@ class Persistio:
         with self._setup_lock:
             with stores.guard(Tier.TRANSITORY):
                 stores.transitory.setup(stores.all_queues())
-            plans = REGISTRY.plans()
+            plans = self._plans()
             for tier in Tier:
                 bounds = [b for p in plans for b in p.intents if b.tier is tier]
                 stores.ready.difference_update((tier, b.name) for b in bounds)
@@ -272,7 +283,7 @@ class Persistio:
     def _plan(self, obj: Any, where: str, stamp: tuple[str, int] | None = None) -> SavePlan:
         self._check_open()
         # no setup here: each intent's first write sets it up, within the save's deadline
-        plan = plan_of(type(obj))
+        plan = self._plan_of(type(obj), where)
         return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})", stamp)
 
     def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
@@ -304,7 +315,7 @@ class Persistio:
             )
         ts = self._clock.next()
         mine = f"{self._clock.write_id(ts)} {ts}"
-        scope = f"{self._namespace}:{plan_of(model).model_name}:{key}"
+        scope = f"{self._namespace}:{self._plan_of(model, 'save').model_name}:{key}"
         with self._stores.guard(Tier.TRANSITORY):
             stored = self._stores.transitory.remember(
                 scope, mine, self.settings.dedup_window.total_seconds()
@@ -317,6 +328,64 @@ class Persistio:
         plans = [self._plan(obj, "save_many") for obj in objs]
         return self._router.dispatch(plans) if plans else []
 
+    @overload
+    def delete(self, obj: object, /) -> Receipt: ...
+    @overload
+    def delete(self, model: type, intent: str, /, **key: Any) -> Receipt: ...
+    def delete(self, target: Any, intent: str | None = None, /, **key: Any) -> Receipt:
+        """Delete what ``save(obj)`` wrote under its keyed intents, or one intent's value.
+
+        ``delete(obj)``: a tombstone for ``obj``'s key in each of its volatile, acid and
+        amorphous intents (transitory entries are left to their consumers), and ``obj``
+        withdrawn from its Counts declared with ``identity=``. ``delete(Model, intent, **key)``:
+        the value one intent holds under ``key``. A delete is a write stamped like a save and
+        resolved by last write wins: a save older than it, replayed or arriving late (through
+        the spool, a task queue or a redelivery), never brings the value back; a newer save
+        does. It runs like a save: REALTIME intents now, the others deferred, spooled on an
+        outage. Tombstones are collected after a window (volatile: the intent's ttl; amorphous:
+        its retain, or never; acid: 7 days).
+
+        Raises:
+            ValidationError: not a model instance; wrong key fields; an intent with no key
+                (transitory) or a Count.
+        """
+        self._check_open()
+        if intent is None:
+            if key:
+                raise ValidationError(
+                    f"delete({type(target).__qualname__}): pass an object, or a model, an intent "
+                    "and its key fields"
+                )
+            return self._router.dispatch([self._plan_delete_object(target)])[0]
+        if not isinstance(target, type):
+            raise ValidationError(
+                f"delete({target!r}, {intent!r}): the first argument must be the model class"
+            )
+        plan = self._plan_of(target, "delete")
+        bound = plan.intent(intent)
+        where = f"delete({target.__qualname__}, {intent!r})"
+        if bound.tier is Tier.TRANSITORY or bound.counting is not None:
+            kind = "a Count" if bound.counting is not None else "transitory"
+            raise ValidationError(
+                f"{where}: {intent!r} is {kind}; delete() removes keyed values (volatile, acid, "
+                "amorphous)"
+            )
+        values = bound.codec.check_key(key, bound.key, where)
+        return self._router.dispatch([plan_delete(plan, [(bound, values)], self._clock)])[0]
+
+    def _plan_delete_object(self, obj: Any) -> SavePlan:
+        plan = self._plan_of(type(obj), "delete")
+        where = f"delete({type(obj).__qualname__})"
+        plan.codec.validate(obj, where)
+        keys = []
+        for bound in plan.intents:
+            if bound.tier is Tier.TRANSITORY or bound.counting is not None:
+                continue
+            stored = obj if bound.project is None else bound.project(obj)
+            keys.append((bound, bound.codec.key_values(stored, bound.key)))
+        uncounts = plan_uncount(plan, obj, self._clock, where).work
+        return plan_delete(plan, keys, self._clock, uncounts)
+
     def transaction(self) -> Transaction:
         """``with store.transaction() as tx: tx.save(a)``: acid intents commit together."""
         self._check_open()
@@ -324,17 +393,164 @@ class Persistio:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def get(self, model: type[T], intent: str, **key: Any) -> T | None:
-        """The object stored by ``intent`` under ``key`` (keyword per key field); None if absent."""
-        self._check_open()
-        plan = plan_of(model)
-        return self._reader.get(plan.intent(intent), key)  # type: ignore[no-any-return]
+    @overload
+    def get(self, model: type[Any], intent: str, *, as_type: type[S], **key: Any) -> S | None: ...
+    @overload
+    def get(self, model: type[T], intent: str, *, as_type: None = None, **key: Any) -> T | None: ...
+    def get(
+        self, model: type[Any], intent: str, *, as_type: type[Any] | None = None, **key: Any
+    ) -> Any:
+        """The object stored by ``intent`` under ``key`` (keyword per key field); None if absent.
 
-    def query(self, model: type[T], intent: str, *, limit: int = 20, **partition: Any) -> list[T]:
+        ``as_type``: the type the intent stores, when its ``project=`` stores another type than
+        the model (the result is typed as it); checked against the declaration.
+        """
+        self._check_open()
+        bound = _typed(self._plan_of(model, "get").intent(intent), as_type, "get")
+        return self._reader.get(bound, key)
+
+    @overload
+    def get_many(
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[S],
+    ) -> list[S | None]: ...
+    @overload
+    def get_many(
+        self,
+        model: type[T],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: None = None,
+    ) -> list[T | None]: ...
+    def get_many(
+        self,
+        model: type[Any],
+        intent: str,
+        keys: Sequence[dict[str, Any]],
+        *,
+        as_type: type[Any] | None = None,
+    ) -> list[Any]:
+        """The objects stored by ``intent`` under each of ``keys``, aligned with them.
+
+        Each key is a dict of the intent's key fields, as ``get`` takes them as keywords. One
+        round trip per store (an ``IN`` query, a Redis pipeline, concurrent CQL reads) instead
+        of one ``get`` per key; ``None`` where a key holds nothing.
+
+        Raises:
+            ValidationError: ``keys`` is not a list of dicts of exactly the key fields.
+        """
+        self._check_open()
+        bound = _typed(self._plan_of(model, "get_many").intent(intent), as_type, "get_many")
+        return self._reader.get_many(bound, keys)
+
+    @overload
+    def query(
+        self, model: type[Any], intent: str, *, as_type: type[S], limit: int = 20, **partition: Any
+    ) -> list[S]: ...
+    @overload
+    def query(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[T]: ...
+    def query(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        limit: int = 20,
+        **partition: Any,
+    ) -> list[Any]:
         """One partition of an amorphous intent, newest first by its ``order`` fields."""
         self._check_open()
-        plan = plan_of(model)
-        return self._reader.query(plan.intent(intent), partition, limit)
+        bound = _typed(self._plan_of(model, "query").intent(intent), as_type, "query")
+        return self._reader.query(bound, partition, limit)
+
+    @overload
+    def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[S],
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> Iterator[Page[S]]: ...
+    @overload
+    def pages(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        as_type: None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> Iterator[Page[T]]: ...
+    def pages(
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[Any] | None = None,
+        page_size: int = 500,
+        cursor: str | None = None,
+        **partition: Any,
+    ) -> Iterator[Page[Any]]:
+        """A whole partition of an amorphous intent, page by page, newest first.
+
+        Each page is a list of up to ``page_size`` rows with a ``cursor``: pass it back as
+        ``cursor=`` (in this process or another) to resume after that page; the last page's is
+        None. No row cap: a partition of any size is read to its end, one page in memory.
+        The first page is read (and the arguments checked) by this call, not by the first
+        ``next()``.
+
+        Raises:
+            ValidationError: not an amorphous intent, wrong partition fields, a bad page size or
+                a cursor that is not one this intent handed out.
+        """
+        bound, first = self._first_page(model, intent, as_type, page_size, cursor, partition)
+        return self._more_pages(bound, partition, page_size, first)
+
+    def _first_page(
+        self,
+        model: type[Any],
+        intent: str,
+        as_type: type[Any] | None,
+        page_size: int,
+        cursor: str | None,
+        partition: dict[str, Any],
+    ) -> tuple[BoundIntent, Page[Any]]:
+        self._check_open()
+        bound = _typed(self._plan_of(model, "pages").intent(intent), as_type, "pages")
+        return bound, self._reader.page(bound, partition, page_size, cursor)
+
+    def _next_page(
+        self, bound: BoundIntent, partition: dict[str, Any], page_size: int, cursor: str
+    ) -> Page[Any]:
+        self._check_open()
+        return self._reader.page(bound, partition, page_size, cursor)
+
+    def _more_pages(
+        self, bound: BoundIntent, partition: dict[str, Any], page_size: int, page: Page[Any]
+    ) -> Iterator[Page[Any]]:
+        while True:
+            if page:
+                yield page
+            if page.cursor is None:
+                return
+            page = self._next_page(bound, partition, page_size, page.cursor)
 
     def count(
         self,
@@ -356,7 +572,7 @@ class Persistio:
             ValidationError: not a Count; wrong key fields; since after until; too many buckets.
         """
         self._check_open()
-        return self._reader.count(plan_of(model).intent(intent), key, since, until)
+        return self._reader.count(self._plan_of(model, "count").intent(intent), key, since, until)
 
     def counts(
         self,
@@ -371,7 +587,7 @@ class Persistio:
         """``(bucket start, count)`` for every bucket of ``granularity`` (a declared bucket
         size; default the finest) overlapping [since, until), oldest first, zeros included."""
         self._check_open()
-        plan = plan_of(model)
+        plan = self._plan_of(model, "counts")
         return self._reader.counts(plan.intent(intent), key, since, until, granularity)
 
     # -- deferred work --------------------------------------------------------------------------
@@ -387,6 +603,7 @@ class Persistio:
             raise ValidationError(
                 f"consumer({intent!r}): no model declares a Transitory intent with this name"
             )
+        self._plan_of(bound.model, "consumer")
         if not isinstance(batch, int) or batch < 1:
             raise ValidationError(f"consumer({intent!r}): batch={batch!r}: use an int >= 1")
 
@@ -548,7 +765,24 @@ class Persistio:
             return {"error": f"no answer within {self._router.deadline}s"}
 
     def _transitory_intents(self) -> list[BoundIntent]:
-        return [b for p in REGISTRY.plans() for b in p.intents if b.tier is Tier.TRANSITORY]
+        return [b for p in self._plans() for b in p.intents if b.tier is Tier.TRANSITORY]
+
+    def _plans(self) -> list[Plan]:
+        """The plans this store covers: those of ``models=``, or every declared model."""
+        plans = REGISTRY.plans()
+        if self._scope is None:
+            return plans
+        return [p for p in plans if p.model_name in self._scope]
+
+    def _plan_of(self, model: type, verb: str) -> Plan:
+        """``model``'s plan, if this store covers it."""
+        plan = plan_of(model)
+        if self._scope is not None and plan.model_name not in self._scope:
+            raise ValidationError(
+                f"{verb}({model.__qualname__}): this store covers only the models given as "
+                f"Persistio(models=...): {sorted(self._scope)}"
+            )
+        return plan
 
     def _after_fork(self) -> None:
         """In a forked child: connections, pools, locks and the replay thread of its own."""
@@ -606,3 +840,32 @@ def _joined(urls: str | Sequence[str] | None) -> str | None:
     if isinstance(urls, list | tuple) and all(isinstance(u, str) for u in urls):
         return ",".join(urls)
     return urls  # type: ignore[return-value]  # anything else: open_backend names the setting
+
+
+def _typed(bound: BoundIntent, as_type: object, verb: str) -> BoundIntent:
+    """``bound``, once ``as_type`` (if given) is checked to be the type it stores."""
+    if as_type is not None and as_type is not bound.stored:
+        name = getattr(as_type, "__qualname__", repr(as_type))
+        raise ValidationError(
+            f"{verb}({bound.model.__qualname__}, {bound.name!r}, as_type={name}): this intent "
+            f"stores {bound.stored.__qualname__}"
+        )
+    return bound
+
+
+def _scope_of(models: object) -> frozenset[str] | None:
+    """The model names ``Persistio(models=...)`` covers; None: every declared model."""
+    if models is None:
+        return None
+    if not isinstance(models, list | tuple | set | frozenset):
+        raise ConfigError(
+            f"Persistio(models={models!r}): pass a list of @persist model classes (or None: all)"
+        )
+    names = set()
+    for model in models:
+        if not isinstance(model, type) or "__persistio_plan__" not in model.__dict__:
+            raise ConfigError(
+                f"Persistio(models=...): {model!r} is not a model: decorate it with @persist"
+            )
+        names.add(plan_of(model).model_name)
+    return frozenset(names)

@@ -9,7 +9,8 @@
             assert store.query(Checkin, "activity", user_id=1) == [checkin]
 
 Pass URLs (``temporary_store(acid="postgresql+psycopg://...")``) to run the same test on real
-servers. Nothing here imports pytest.
+servers. ``BackendContract`` is the contract suite a backend (a plugin's, see the
+``persistio.backends`` entry points) is tested with. Nothing here imports pytest.
 """
 
 from __future__ import annotations
@@ -86,8 +87,24 @@ def planned_uncount(store: Persistio, obj: Any) -> list[Any]:
     return list(plan_uncount(plan_of(type(obj)), obj, store._clock, "planned_uncount").work)
 
 
+def planned_delete(store: Persistio, obj: Any) -> list[Any]:
+    """The writes one ``delete(obj)`` would make (a tombstone per keyed intent, and the
+    uncounts), stamped now but not written; apply with ``replay``, e.g. before an older save's
+    ``planned_writes`` to test that a late save never brings a deleted value back."""
+    return list(store._plan_delete_object(obj).work)
+
+
 def replay(store: Persistio, writes: list[Any]) -> None:
     """Apply ``writes`` (from ``planned_writes``) to their own stores, as a spool replay does."""
     for result in store._router.apply(writes):
         if isinstance(result, BaseException):
             raise result
+
+
+def __getattr__(name: str) -> Any:
+    # the suite declares its own models: only a test that asks for it imports it
+    if name == "BackendContract":
+        from .contract import BackendContract
+
+        return BackendContract
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .plan import TracedTask
+from .plan import traced
 from .probes import Probe, attach
 
 if TYPE_CHECKING:
@@ -60,17 +60,7 @@ class Tracing(Probe):
             if parent:  # queued and spooled tasks carry the save's context to the worker
                 for plan in plans:
                     for work in plan.work:
-                        t = work.task
-                        work.task = TracedTask(
-                            t.write_id,
-                            t.model,
-                            t.intent,
-                            t.tier,
-                            t.priority,
-                            t.ts,
-                            t.payload,
-                            parent,
-                        )
+                        work.task = traced(work.task, parent)
             receipts = call(plans)
             span = self._trace.get_current_span()
             if len(receipts) == 1:

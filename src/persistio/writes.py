@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from .backends.base import (
+    TOMBSTONE,
     Append,
     Contribution,
     CountSpec,
@@ -122,6 +123,8 @@ class OpBuilder:
         """The op that writes ``work`` to its intent's own store."""
         bound, task = work.bound, work.task
         tier = bound.tier
+        if task.delete:
+            return self.tombstone(work)
         if tier is Tier.VOLATILE:
             ttl_us = self._ttls.get(bound)
             if ttl_us is None:
@@ -146,6 +149,25 @@ class OpBuilder:
         table = self.table(bound)
         values = bound.codec.key_values(work.obj, bound.key)
         return Document(table, values, task.payload, task.ts, task.write_id)
+
+    def tombstone(self, work: Work) -> Op:
+        """A delete's op: ``work.obj`` holds the key values. A volatile tombstone expires when
+        the value would have (an older save expires before it); an amorphous one is kept as
+        long as the intent keeps rows; acid keeps its own (see ``sql_tombstones``)."""
+        bound, task = work.bound, work.task
+        key: tuple[Any, ...] = work.obj
+        if bound.tier is Tier.VOLATILE:
+            intent = bound.intent
+            assert isinstance(intent, Volatile)
+            assert intent.ttl is not None
+            expires = task.ts + int(intent.ttl.total_seconds() * 1_000_000)
+            return Put(bound.name, key_text(key), task.ts, expires, TOMBSTONE, task.write_id)
+        if bound.tier is Tier.ACID:
+            values = dict(zip(bound.key, key, strict=True))
+            return Upsert(self.table(bound), values, task.ts, task.write_id, gone=True)
+        assert bound.tier is Tier.AMORPHOUS
+        assert bound.counting is None
+        return Document(self.table(bound), key, TOMBSTONE, task.ts, task.write_id)
 
     def count(self, bound: BoundIntent) -> CountSpec:
         assert bound.counting is not None

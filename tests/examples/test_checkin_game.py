@@ -12,6 +12,7 @@ import secrets
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,51 @@ def test_any_point_within_nearby_range_is_in_the_3x3_cells(
         return
     # Then its cell is one of the nine a nearby lookup reads
     assert cell_of(*other) in cells_around(lat, lon)
+
+
+def test_two_workers_evaluating_one_user_at_once_lose_no_update(
+    kind: str, base: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Given two stores on the same backends (two worker processes), Ann and Bo friends, and
+    # Ann's check-ins at eight venues on one day, saved but not yet handled by any consumer
+    urls: dict[str, Any] = {}
+    if kind == "real":
+        urls = request.getfixturevalue("real_store_urls")(REAL_REDIS_DB)
+    with (
+        pio.Persistio(**urls, data_dir=tmp_path) as one,
+        pio.Persistio(**urls, data_dir=tmp_path) as two,
+    ):
+        games = [Game(one), Game(two)]
+        ann, bo, _, *_ = add_block(games[0], base)
+        venues = [Venue(base + 10 + i, f"V{i}", "cafe", 40.74, -73.98) for i in range(8)]
+        games[0].add_venues(venues)
+        day = NOW - timedelta(hours=2)
+        checkins = [
+            games[0].new_checkin(ann, v.venue_id, day + timedelta(minutes=i))
+            for i, v in enumerate(venues)
+        ]
+        games[0].store.save_many(checkins)
+        wait_for_folds(one)
+
+        # When both workers deliver and evaluate them at once, from several threads each,
+        # every check-in handled by one worker or the other (the badge job of each twice)
+        def handle(i: int, c: Checkin) -> None:
+            game = games[i % 2]
+            game.notifier(c)
+            game.badges(c)
+            games[(i + 1) % 2].badges(c)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(handle, range(len(checkins)), checkins))
+
+        # Then Bo's inbox row holds every check-in: no delivery overwrote another
+        box = one.get(Inbox, "game_inboxes", user_id=bo)
+        assert box is not None
+        assert sorted(i.checkin_id for i in box.items) == sorted(c.id for c in checkins)
+        # and Ann's ledger holds every award once, its points their sum: newbie, explorer for
+        # the day, and the mayor of each venue
+        points, awards = games[1].ledger(ann)
+        assert points is not None
+        assert Counter(a.badge for a in awards) == {"newbie": 1, "explorer": 1, "mayor": 8}
+        assert points.total == sum(a.points for a in awards) == 5 + 20 + 8 * 50
+        assert len(points.award_ids) == len(set(points.award_ids)) == 10

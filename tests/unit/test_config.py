@@ -105,6 +105,7 @@ def test_public_names_are_pinned() -> None:
             "Intent",
             "IntentError",
             "NotFound",
+            "Page",
             "Persistio",
             "PersistioError",
             "Pools",

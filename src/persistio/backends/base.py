@@ -33,6 +33,9 @@ class Options:
     connect_timeout: float = 5.0
     request_timeout: float = 10.0  # a call with no deadline of its own never waits longer
     dedup_window_seconds: float = 3_600.0
+    # how long an acid delete's tombstone is kept (a save older than the delete that arrives
+    # within it never lands)
+    tombstone_window_seconds: float = 7 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,22 @@ class Put(NamedTuple):
 
 
 class Upsert(NamedTuple):
-    """Write one acid row unless the stored row holds a newer write timestamp."""
+    """Write one acid row unless the stored row holds a newer write timestamp.
+
+    ``gone``: a delete. ``values`` holds the key only; the backend keeps a tombstone of the key
+    at ``(ts, wid)`` and removes an older row, and no write older than the tombstone lands.
+    """
 
     table: TableSpec
     values: dict[str, Any]
     ts: int
     wid: str = ""  # the write id: breaks a tie of equal timestamps (the larger wins)
+    gone: bool = False
+
+
+TOMBSTONE = b""
+"""The payload of a deleted volatile value or amorphous row: a write like any other, resolved
+by last-write-wins, so an older save arriving later loses to it; reads see it as absent."""
 
 
 class Document(NamedTuple):
@@ -248,10 +261,21 @@ class VolatileBackend(Backend, Protocol):
         """The payload and its write timestamp (us), or None."""
         ...
 
+    def get_many_stamped(self, intent: str, keys: Sequence[str]) -> list[tuple[bytes, int] | None]:
+        """``get_stamped`` of every key, in one round trip, aligned with ``keys``."""
+        ...
+
 
 class AcidTransaction(Protocol):
     def upsert(self, ops: Sequence[Upsert]) -> None: ...
     def add_outbox(self, items: Sequence[tuple[str, bytes]]) -> None: ...
+    def get(
+        self, spec: TableSpec, key: tuple[Any, ...], for_update: bool = False
+    ) -> tuple[dict[str, Any], int] | None:
+        """A row and its write timestamp, read inside the transaction; with ``for_update`` no
+        other transaction reads it for update or writes it (present or not) until this one ends.
+        """
+        ...
 
 
 class AcidBackend(Backend, Protocol):
@@ -260,6 +284,12 @@ class AcidBackend(Backend, Protocol):
     def get_stamped(
         self, table: TableSpec, key: tuple[Any, ...]
     ) -> tuple[dict[str, Any], int] | None: ...
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[dict[str, Any], int] | None]:
+        """``get_stamped`` of every key, in one round trip, aligned with ``keys``."""
+        ...
+
     def transaction(self) -> AbstractContextManager[AcidTransaction]: ...
     def take_outbox(
         self, limit: int, older_than_seconds: float
@@ -274,7 +304,21 @@ class AmorphousBackend(Backend, Protocol):
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None: ...
     def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None: ...
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[bytes, int] | None]:
+        """``get_stamped`` of every key (partition + order values), aligned with ``keys``."""
+        ...
+
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
+    def page(
+        self, table: TableSpec, partition: tuple[Any, ...], size: int, after: str | None
+    ) -> tuple[list[bytes], str | None]:
+        """Up to ``size`` payloads of one partition, newest first, resuming after the page whose
+        cursor ``after`` is; and this page's cursor (None: nothing follows it). A cursor is the
+        backend's own text (paging state, keyset values): bad text raises ValueError."""
+        ...
+
     def setup_counts(self, counts: Sequence[CountSpec]) -> None: ...
     def read_counts(
         self, count: CountSpec, key: tuple[Any, ...], ranges: CountRanges

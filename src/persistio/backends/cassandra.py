@@ -17,6 +17,7 @@ a table found with other key columns is reported, never altered).
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import threading
@@ -316,7 +317,7 @@ class CassandraDocuments:
                 f"{TIER} backend {self._where} {where}: refused: {_short(exc)}"
             ) from exc
 
-    def _statement(self, op: Literal["insert", "get", "query"], spec: TableSpec) -> Any:
+    def _statement(self, op: Literal["insert", "get", "query", "page"], spec: TableSpec) -> Any:
         key = (op, spec)
         found = self._prepared.get(key)
         if found is not None:
@@ -337,6 +338,8 @@ class CassandraDocuments:
             cql = f"SELECT {BLOB}{stamp} FROM {table} WHERE {where}"
             if op == "query":
                 cql += f" ORDER BY {order} LIMIT ?" if order else " LIMIT ?"
+            elif op == "page" and order:
+                cql += f" ORDER BY {order}"
         prepared = self._connect().prepare(cql)
         # USING TIMESTAMP makes a retried INSERT harmless, so the driver may retry it
         prepared.is_idempotent = True
@@ -510,6 +513,30 @@ class CassandraDocuments:
             row = self._connect().execute(bound).one()
         return None if row is None else (unstamped(bytes(row[0])), int(row[1]))
 
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[bytes, int] | None]:
+        """Point reads of every key sent at once (the driver's asynchronous requests), so the
+        whole batch costs about one round trip; aligned with ``keys``."""
+        with self._mapped(f"read from {table.name}"):
+            stmt = self._statement("get", table)
+            session = self._connect()
+            futures: list[Any] = []
+            for key in keys:
+                if len(key) != len(table.key) + len(table.order):
+                    raise ValidationError(f"{table.name}: expected the partition and order values")
+                try:
+                    bound = self._bind(stmt, table, key)
+                except ValidationError:
+                    futures.append(None)  # a key Cassandra could never have stored
+                    continue
+                futures.append(session.execute_async(bound, timeout=self._remaining(None)))
+            out: list[tuple[bytes, int] | None] = []
+            for future in futures:
+                row = None if future is None else future.result().one()
+                out.append(None if row is None else (unstamped(bytes(row[0])), int(row[1])))
+        return out
+
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         """Up to ``limit`` payloads of one partition, newest first by the order columns."""
         with self._mapped(f"read from {table.name}"):
@@ -521,6 +548,26 @@ class CassandraDocuments:
             except ValidationError:
                 return []
             return [unstamped(bytes(r[0])) for r in self._connect().execute(bound)]
+
+    def page(
+        self, table: TableSpec, partition: tuple[Any, ...], size: int, after: str | None
+    ) -> tuple[list[bytes], str | None]:
+        """One page of a partition, newest first, and the driver's paging state to resume
+        after it (None once the partition is read to its end)."""
+        state = None if after is None else base64.urlsafe_b64decode(after)
+        with self._mapped(f"read from {table.name}"):
+            stmt = self._statement("page", table)
+            if len(partition) != len(table.key):
+                raise ValidationError(f"{table.name}: expected {len(table.key)} partition values")
+            try:
+                bound = self._bind(stmt, table, partition)
+            except ValidationError:
+                return [], None
+            bound.fetch_size = size
+            result = self._connect().execute(bound, paging_state=state)
+            rows = [unstamped(bytes(r[0])) for r in result.current_rows]
+            resume = result.paging_state
+        return rows, None if resume is None else base64.urlsafe_b64encode(resume).decode()
 
     def ping(self) -> None:
         with self._mapped("ping"):

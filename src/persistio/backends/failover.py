@@ -219,6 +219,12 @@ class FailoverVolatile:
         hits = self._m.each(lambda _i, m: m.get_stamped(intent, key))
         return next((h for h in hits if h is not None), None)
 
+    def get_many_stamped(self, intent: str, keys: Sequence[str]) -> list[tuple[bytes, int] | None]:
+        per_member = self._m.each(lambda _i, m: m.get_many_stamped(intent, keys))
+        return [
+            next((h for h in hits if h is not None), None) for hits in zip(*per_member, strict=True)
+        ]
+
     def ping(self) -> None:
         self._m.first(lambda m: m.ping())
 

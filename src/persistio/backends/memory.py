@@ -60,6 +60,9 @@ class MemoryVolatile:
                 return None
             return entry.payload, entry.ts
 
+    def get_many_stamped(self, intent: str, keys: Sequence[str]) -> list[tuple[bytes, int] | None]:
+        return [self.get_stamped(intent, key) for key in keys]
+
     def _sweep(self, now_us: int) -> None:
         self._writes = 0
         expired = [k for k, e in self._data.items() if e.expires_at_us <= now_us]

@@ -10,6 +10,8 @@ semantics this matches).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 from redis.cluster import RedisCluster
 
@@ -47,3 +49,17 @@ class RedisCache:
         assert isinstance(value, bytes)  # decode_responses=False
         assert isinstance(ts, bytes)
         return value, int(ts)
+
+    def get_many_stamped(self, intent: str, keys: Sequence[str]) -> list[tuple[bytes, int] | None]:
+        """``get_stamped`` of every key through one pipeline (one round trip per node)."""
+        if not keys:
+            return []
+        with unavailable_on_outage("volatile", self._where):
+            pipe = self._redis().pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(volatile_key(intent, key), ["p", "ts"])
+            replies = pipe.execute()
+        found: list[tuple[bytes, int] | None] = []
+        for value, ts in replies:
+            found.append(None if value is None else (bytes(value), int(ts)))
+        return found

@@ -9,6 +9,7 @@ is ``pg_writes`` (one round trip, deadline-guarded); SQLite goes through SQLAlch
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import BackendUnavailable, PersistioError
-from .base import Op, TableSpec, Upsert, refuse
+from . import sql_tombstones as tombstones
+from .base import Op, TableSpec, Upsert, key_text, refuse
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_ID, WRITE_TS, sa_type
 
@@ -237,6 +239,7 @@ class SQLAcid:
         pool_size: Pooled connections (PostgreSQL), as many again under a burst.
         connect_timeout: Seconds to open a connection.
         request_timeout: Seconds a call may take when its caller gives no deadline.
+        tombstone_window: Seconds a delete's tombstone is kept (see ``sql_tombstones``).
     """
 
     tiers: ClassVar[frozenset[str]] = frozenset({"acid"})
@@ -252,8 +255,10 @@ class SQLAcid:
         pool_size: int = 5,
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
+        tombstone_window: float = tombstones.TOMBSTONE_WINDOW_SECONDS,
     ) -> None:
         self.request_timeout = request_timeout
+        self.tombstone_window = tombstone_window
         self._postgres: Any = None
         self._connector: Any = None
         creator = None
@@ -324,6 +329,7 @@ class SQLAcid:
                 table = self._tables.table(spec)
                 table.create(conn, checkfirst=True)
                 evolve(conn, table, {c.name: c.kind for c in spec.columns})
+                tombstones.create(conn, spec)
 
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Upsert every row in one transaction; True for each row that took effect.
@@ -339,11 +345,48 @@ class SQLAcid:
         upserts: Sequence[Upsert] = ops  # type: ignore[assignment]  # checked just above
         if deadline is None:
             deadline = time.monotonic() + self.request_timeout
+        if any(op.gone for op in upserts):
+            return self._with_deletes(upserts, deadline)
         if self._postgres is not None:
             return self._postgres.write(upserts, deadline)  # type: ignore[no-any-return]
         names = ", ".join(sorted({op.table.name for op in upserts}))
         with mapped_errors("acid", f"upsert into {names}"):
             return _once_more_on_disconnect(lambda: self._sqlite_write(upserts, deadline), deadline)
+
+    def _with_deletes(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
+        """A batch holding deletes: every op in one transaction (deletes are rare, so this
+        path favours simplicity over the single round trip of plain upserts)."""
+        written = [True] * len(ops)
+        with (
+            mapped_errors("acid", f"write to {names_of(ops)}"),
+            self._bounded(begin=True, deadline=deadline) as conn,
+        ):
+            for indexes in by_table(ops).values():
+                saves = [i for i in indexes if not ops[i].gone]
+                if saves:
+                    group = [ops[i] for i in saves]
+                    if self._postgres is not None:
+                        self._postgres.upsert_in(conn, group)
+                        took = stored_is_ours(
+                            conn,
+                            self._tables.table(group[0].table),
+                            [{**o.values, WRITE_TS: o.ts, WRITE_ID: o.wid} for o in group],
+                        )
+                    else:
+                        took = self._upsert(conn, group)
+                    for i, t in zip(saves, took, strict=True):
+                        written[i] = t
+                deletes = [i for i in indexes if ops[i].gone]
+                if deletes:
+                    group = [ops[i] for i in deletes]
+                    gone = tombstones.gone_table(group[0].table)
+                    table = self._tables.table(group[0].table)
+                    removed = tombstones.remove(
+                        conn, table, group, upsert_statement(conn, gone), self.tombstone_window
+                    )
+                    for i, t in zip(deletes, removed, strict=True):
+                        written[i] = t
+        return written
 
     def _sqlite_write(self, ops: Sequence[Upsert], deadline: float) -> list[bool]:
         written = [True] * len(ops)
@@ -396,6 +439,34 @@ class SQLAcid:
             return None
         values = {k: v for k, v in row.items() if k not in (WRITE_TS, WRITE_ID)}
         return values, int(row[WRITE_TS])
+
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[dict[str, Any], int] | None]:
+        """Rows of many keys in one round trip (one ``IN`` per chunk), aligned with ``keys``."""
+        t = self._tables.table(table)
+        deadline = time.monotonic() + self.request_timeout
+
+        def read() -> list[Any]:
+            with self._bounded(deadline=deadline) as conn:
+                return [
+                    row
+                    for query in keyed_selects(t, table.key, keys)
+                    for row in conn.execute(query).mappings()
+                ]
+
+        with mapped_errors("acid", f"read from {table.name}"):
+            rows = _once_more_on_disconnect(read, deadline)
+        found = {tuple(r[n] for n in table.key): r for r in rows}
+        out: list[tuple[dict[str, Any], int] | None] = []
+        for key in keys:
+            row = found.get(tuple(key))
+            if row is None:
+                out.append(None)
+                continue
+            values = {k: v for k, v in row.items() if k not in (WRITE_TS, WRITE_ID)}
+            out.append((values, int(row[WRITE_TS])))
+        return out
 
     @contextmanager
     def transaction(self) -> Iterator[SQLTransaction]:
@@ -457,6 +528,25 @@ class SQLAcid:
         self.engine.dispose()
 
 
+KEYS_PER_SELECT = 1_000  # bound parameters per statement stay far below every driver's limit
+
+
+def keyed_selects(
+    t: sa.Table, names: Sequence[str], keys: Sequence[tuple[Any, ...]], *extra: Any
+) -> list[Any]:
+    """``SELECT * WHERE (key columns) IN (keys)``, one statement per chunk of keys."""
+    columns = [t.c[n] for n in names]
+    queries = []
+    for start in range(0, len(keys), KEYS_PER_SELECT):
+        chunk = keys[start : start + KEYS_PER_SELECT]
+        if len(columns) == 1:
+            where = columns[0].in_([k[0] for k in chunk])
+        else:
+            where = sa.tuple_(*columns).in_([tuple(k) for k in chunk])
+        queries.append(sa.select(t).where(where, *extra))
+    return queries
+
+
 def by_table(ops: Sequence[Upsert]) -> dict[TableSpec, list[int]]:
     """Op indexes per table, in first-seen order."""
     groups: dict[TableSpec, list[int]] = {}
@@ -514,3 +604,44 @@ class SQLTransaction:
 
     def add_outbox(self, items: Sequence[tuple[str, bytes]]) -> None:
         self._backend.add_outbox(self._conn, items)
+
+    def get(
+        self, spec: TableSpec, key: tuple[Any, ...], for_update: bool = False
+    ) -> tuple[dict[str, Any], int] | None:
+        """A row read inside this transaction; ``for_update`` holds its key until the end.
+
+        PostgreSQL: ``SELECT ... FOR UPDATE`` after a transaction-scoped advisory lock on
+        (table, key), because ``FOR UPDATE`` locks only a row that exists and two first writers
+        of one key must wait for each other too. SQLite: the transaction becomes an immediate
+        one (it takes the database's write lock), which serializes every writer.
+        """
+        t = self._backend._tables.table(spec)
+        where = [t.c[name] == value for name, value in zip(spec.key, key, strict=True)]
+        query = sa.select(t).where(*where)
+        conn = self._conn
+        if for_update and conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_id(spec.name, key))))
+            query = query.with_for_update()
+        elif for_update:
+            self._immediate()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        values = {k: v for k, v in row.items() if k not in (WRITE_TS, WRITE_ID)}
+        return values, int(row[WRITE_TS])
+
+    def _immediate(self) -> None:
+        """Take SQLite's write lock now, so what is read stays as read until the commit.
+
+        pysqlite opens a (deferred) transaction only before a write; BEGIN IMMEDIATE, sent
+        before anything else in this transaction, takes the lock at once, waiting for it up to
+        the busy timeout."""
+        dbapi: Any = self._conn.connection.driver_connection
+        if not dbapi.in_transaction:
+            self._conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def lock_id(table: str, key: tuple[Any, ...]) -> int:
+    """A signed 64-bit id for (table, key), the same in every process: an advisory lock's."""
+    digest = hashlib.blake2b(f"{table}\x00{key_text(key)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

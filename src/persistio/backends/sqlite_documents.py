@@ -7,11 +7,16 @@ Counts live in the same file (``sqlite_counts``), folded in the transaction that
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
+from uuid import UUID
 
+import msgspec
 import sqlalchemy as sa
 
 from .base import (
@@ -25,7 +30,7 @@ from .base import (
     TableSpec,
     refuse,
 )
-from .sql import SQLTables, evolve, latest_per_key, make_engine
+from .sql import SQLTables, evolve, keyed_selects, latest_per_key, make_engine
 from .sql_errors import mapped_errors
 from .sql_types import WRITE_ID, WRITE_TS
 from .sqlite_counts import SQLiteCounts
@@ -36,6 +41,34 @@ _EXTRA = (
     sa.Column(BLOB, sa.LargeBinary, nullable=False),
     sa.Column(EXPIRES, sa.Double, nullable=True),
 )
+
+
+_KIND_TYPES: dict[str, type] = {
+    "int": int,
+    "str": str,
+    "float": float,
+    "bool": bool,
+    "datetime": datetime,
+    "date": date,
+    "uuid": UUID,
+    "decimal": Decimal,
+    "bytes": bytes,
+}
+
+
+def order_cursor(values: tuple[Any, ...]) -> str:
+    """A keyset cursor: the last row's order values, msgpack in URL-safe base64."""
+    return base64.urlsafe_b64encode(msgspec.msgpack.encode(values)).decode()
+
+
+def order_values(cursor: str, kinds: Sequence[str]) -> list[Any]:
+    """The order values of ``order_cursor``, typed by their columns' kinds."""
+    raw = msgspec.msgpack.decode(base64.urlsafe_b64decode(cursor))
+    if not isinstance(raw, list) or len(raw) != len(kinds):
+        raise ValueError("not a cursor of this table")
+    return [
+        msgspec.convert(v, _KIND_TYPES[k], strict=False) for v, k in zip(raw, kinds, strict=True)
+    ]
 
 
 class SQLiteDocuments:
@@ -126,11 +159,52 @@ class SQLiteDocuments:
             row = conn.execute(query).first()
         return None if row is None else (row[0], int(row[1]))
 
+    def get_many_stamped(
+        self, table: TableSpec, keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[bytes, int] | None]:
+        t = self._table(table)
+        names = (*table.key, *table.order)
+        live = sa.or_(t.c[EXPIRES].is_(None), t.c[EXPIRES] > time.time())
+        with mapped_errors("amorphous", f"read from {t.name}"), self.engine.connect() as conn:
+            rows = [
+                row
+                for query in keyed_selects(t, names, keys, live)
+                for row in conn.execute(query).mappings()
+            ]
+        found = {tuple(r[n] for n in names): (r[BLOB], int(r[WRITE_TS])) for r in rows}
+        return [found.get(tuple(key)) for key in keys]
+
     def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
         t = self._table(table)
         where = [t.c[n] == v for n, v in zip(table.key, partition, strict=True)]
         order = [t.c[n].desc() for n in table.order]
         return self._select(t, where, limit, order)
+
+    def page(
+        self, table: TableSpec, partition: tuple[Any, ...], size: int, after: str | None
+    ) -> tuple[list[bytes], str | None]:
+        """One page of a partition, newest first (keyset: the rows ordered after the last
+        one's order values), and the cursor that resumes after it; None at the end."""
+        t = self._table(table)
+        where = [t.c[n] == v for n, v in zip(table.key, partition, strict=True)]
+        kinds = {c.name: c.kind for c in table.columns}
+        columns = [t.c[n] for n in table.order]
+        if after is not None:
+            last = order_values(after, [kinds[n] for n in table.order])
+            bound = [sa.literal(v, c.type) for v, c in zip(last, columns, strict=True)]
+            where.append(sa.tuple_(*columns) < sa.tuple_(*bound))
+        live = sa.or_(t.c[EXPIRES].is_(None), t.c[EXPIRES] > time.time())
+        query = (
+            sa.select(t.c[BLOB], *columns)
+            .where(*where, live)
+            .order_by(*(c.desc() for c in columns))
+            .limit(size + 1)  # one more tells whether another page follows
+        )
+        with mapped_errors("amorphous", f"read from {t.name}"), self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if len(rows) <= size or not columns:
+            return [r[0] for r in rows[:size]], None
+        return [r[0] for r in rows[:size]], order_cursor(tuple(rows[size - 1][1:]))
 
     def _select(
         self, t: sa.Table, where: list[Any], limit: int, order: Sequence[Any] = ()
