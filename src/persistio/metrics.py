@@ -287,6 +287,27 @@ def _fill_status(families: dict[str, Any], status: Mapping[str, Any]) -> None:
     for server, g in status["group_commit"].items():
         add("group_commit_flushes", [server], g["flushes"])
         add("group_commit_saves", [server], g["saves"])
+    _fill_promises(add, status)
+
+
+def _fill_promises(add: Callable[[str, Sequence[str], float | None], None], status: Any) -> None:
+    """Time slices: each deferred intent's promise (``within``) against what its workers did,
+    the saves backpressure slowed or shed, and the load the workers face."""
+    for intent, p in status.get("promises", {}).items():
+        add("promise_within", [intent, p["priority"]], p["within_s"])
+        add("promise_share", [intent], p["within_share"])
+        add("promise_lag_p99", [intent], p["lag_p99_s"])
+        add("promise_on_time", [intent], p["total_on_time"])
+        add("promise_late", [intent], p["total_late"])
+    for label in ("slowed", "shed"):
+        for intent, n in status.get(label, {}).items():
+            add(label, [intent], n)
+    load = status.get("load", {})
+    for priority, row in load.get("by_priority", {}).items():
+        add("arrival_rate", [priority], row["arrival_per_s"])
+        add("service_rate", [priority], row["served_per_s"])
+        add("lateness", [priority], row["lateness_s"])
+    add("workers_needed", [], load.get("workers_needed"))
 
 
 # metric (counter) <- a status() mapping of name -> count
@@ -401,6 +422,37 @@ if not _MISSING:
             "Saves carried by the group commit",
             ("server",),
         ),
+        "promise_within": (
+            G,
+            "promise_within_seconds",
+            "The time slice a deferred intent promises (within=)",
+            ("intent", "priority"),
+        ),
+        "promise_share": (
+            G,
+            "promise_within_share",
+            "Share of an intent's tasks done within its slice, over the sliding window",
+            ("intent",),
+        ),
+        "promise_lag_p99": (
+            G,
+            "promise_lag_p99_seconds",
+            "p99 of save-to-effect lag over the sliding window",
+            ("intent",),
+        ),
+        "promise_on_time": (C, "promise_on_time", "Tasks done within their slice", ("intent",)),
+        "promise_late": (C, "promise_late", "Tasks done after their slice", ("intent",)),
+        "slowed": (C, "slowed", "Saves backpressure made wait (on_lag='slow')", ("intent",)),
+        "shed": (C, "shed", "Tasks backpressure dropped (on_lag='shed')", ("intent",)),
+        "arrival_rate": (G, "arrival_per_second", "Deferred tasks arriving", ("priority",)),
+        "service_rate": (G, "served_per_second", "Deferred tasks served", ("priority",)),
+        "lateness": (
+            G,
+            "lateness_seconds",
+            "How late a priority's queue runs (oldest age, or depth over service rate)",
+            ("priority",),
+        ),
+        "workers_needed": (G, "workers_needed", "Worker threads the current load needs", ()),
     }
 
 
