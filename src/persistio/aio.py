@@ -118,8 +118,10 @@ class AsyncPersistio:
     def transaction(self) -> AsyncTransaction:
         return AsyncTransaction(self.sync.transaction())
 
-    def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
-        return self.sync.consumer(intent, batch=batch)
+    def consumer(
+        self, intent: str, *, name: str | None = None, batch: int = 64
+    ) -> Callable[[F], F]:
+        return self.sync.consumer(intent, name=name, batch=batch)
 
     def _bind_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -148,11 +148,13 @@ class Transitory(Intent):
     partitions: int
     order_by: tuple[str, ...]
     replicas: int
+    consumers: tuple[str, ...]
 
     def __init__(
         self,
         name: str,
         *,
+        consumers: tuple[str, ...] | str = (),
         max_age: timedelta | None = None,
         max_len: int | None = 1_000_000,
         max_deliveries: int = 5,
@@ -181,6 +183,7 @@ class Transitory(Intent):
         object.__setattr__(self, "partitions", partitions)
         object.__setattr__(self, "order_by", _as_fields(order_by) or order_by)
         object.__setattr__(self, "replicas", replicas)
+        object.__setattr__(self, "consumers", _as_fields(consumers) or consumers)
 
     def key_fields(self) -> tuple[str, ...]:
         """The fields whose values pick an entry's partition (``order_by``)."""
@@ -216,12 +219,28 @@ class Transitory(Intent):
             found.append("order_by= must name fields of the object, e.g. order_by=('user_id',)")
         elif len(set(order_by)) != len(order_by):
             found.append(f"order_by={order_by!r} names a field twice")
+        found.extend(_consumer_problems(self.consumers))
         if not _int_in(self.replicas, 0, MAX_REPLICAS):
             found.append(
                 f"replicas={self.replicas!r}: use an int from 0 to {MAX_REPLICAS} (replicas "
                 "that must hold an entry before its save returns)"
             )
         return found
+
+
+def _consumer_problems(consumers: object) -> list[str]:
+    """``consumers=``: the names of the stream's consumer groups, each a safe identifier."""
+    if not isinstance(consumers, tuple) or not all(isinstance(c, str) for c in consumers):
+        return ["consumers= must name the stream's consumers, e.g. consumers=('email', 'sms')"]
+    found = [
+        f"consumers: {c!r} is not a safe identifier: use 1-48 characters of [a-z0-9_], "
+        "starting with a letter"
+        for c in consumers
+        if not is_safe_name(c)
+    ]
+    if len(set(consumers)) != len(consumers):
+        found.append(f"consumers={consumers!r} names a consumer twice")
+    return found
 
 
 @dataclass(frozen=True, eq=False, init=False)

@@ -163,8 +163,13 @@ def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
     return {k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)}
 
 
-def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dict[str, int]:
-    """Work ``drain()`` still waits for, by place; empty when everything is done."""
+def pending_work(
+    router: Router, consumer_streams: Sequence[tuple[str, Sequence[Any]]]
+) -> dict[str, int]:
+    """Work ``drain()`` still waits for, by place; empty when everything is done.
+
+    ``consumer_streams``: this process's consumers, each with the streams it reads.
+    """
     backends = router.stores
     found: dict[str, int] = {}
     transitory = backends.transitory
@@ -172,10 +177,10 @@ def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dic
         n = sum(transitory.stats(spec).pending for spec in queue)
         if n:
             found[f"queue:{priority.name.lower()}"] = n
-    for bound in consumer_streams:
-        n = sum(transitory.stats(spec).pending for spec in backends.ops.streams(bound))
+    for name, specs in consumer_streams:
+        n = sum(transitory.stats(spec).pending for spec in specs)
         if n:
-            found[f"stream:{bound.name}"] = n
+            found[f"stream:{name}"] = n
     for tier, (n, _age) in router.spool.depth().items():
         found[f"spool:{tier}"] = n
     if backends.acid.take_outbox(1, 0.0):

@@ -18,6 +18,7 @@ from .breaker import CircuitBreaker
 from .clock import WriteClock
 from .clock_sync import ClockSync
 from .config import ENV, default_urls, environ_settings, open_backends
+from .consumers import check_consumer
 from .deadletters import DeadLetter, DeadLetters
 from .delivery import takes_delivery
 from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
@@ -45,6 +46,7 @@ from .transaction import Transaction
 from .urls import masked
 from .wiring import Stores
 from .worker import Consumer, Handler, Worker
+from .writes import Streams
 from .writes import task_queues as queue_specs
 
 T = TypeVar("T")
@@ -362,11 +364,23 @@ class Persistio:
 
     # -- deferred work --------------------------------------------------------------------------
 
-    def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
+    def consumer(
+        self, intent: str, *, name: str | None = None, batch: int = 64
+    ) -> Callable[[F], F]:
         """Register a handler for a transitory intent (at-least-once; return = ack = expunged).
 
         ``handler(obj)``, or ``handler(obj, delivery)`` to get a ``pio.Delivery`` (write id,
         attempt, enqueue time) whose ``key`` makes the handler's own effects idempotent.
+
+        A stream with several consumers declares them, ``pio.Transitory("evts",
+        consumers=("email", "sms"))``, and each handler names its own: ``name="email"``. Each
+        is a consumer group of its own: it receives every entry, with its own retries and dead
+        letters.
+
+        Raises:
+            ValidationError: no model declares a Transitory intent of that name; a bad batch.
+            IntentError: a name the intent does not declare (or none where it declares
+                several); a second handler under one name.
         """
         bound = REGISTRY.intent(Tier.TRANSITORY, intent)
         if bound is None or not isinstance(bound.intent, Transitory):
@@ -376,11 +390,14 @@ class Persistio:
         if not isinstance(batch, int) or batch < 1:
             raise ValidationError(f"consumer({intent!r}): batch={batch!r}: use an int >= 1")
 
+        key = check_consumer(bound, name, self._worker.consumers)
+
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
-            streams = self._stores.ops.streams(bound)
-            self._worker.consumers[intent] = Consumer(
-                bound, streams, handler, batch, takes_delivery(handler)
+            check_consumer(bound, name, self._worker.consumers)
+            streams = self._stores.ops.consumer_streams(bound, name)
+            self._worker.consumers[key] = Consumer(
+                bound, streams, handler, batch, takes_delivery(handler), name
             )
             return handler
 
@@ -409,8 +426,8 @@ class Persistio:
     def _pending(self) -> dict[str, int]:
         return pending_work(self._router, self._consumer_streams())
 
-    def _consumer_streams(self) -> list[BoundIntent]:
-        return [c.bound for c in self._worker.consumers.values()]
+    def _consumer_streams(self) -> list[tuple[str, Streams]]:
+        return [(k, c.streams) for k, c in self._worker.consumers.items()]
 
     def step(self) -> bool:
         """One round of the worker's work (the outbox, the spool, one batch of the highest

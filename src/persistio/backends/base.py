@@ -84,6 +84,14 @@ class StreamSpec:
     replicas: int = 0
 
 
+GROUP_MARK = "~"  # <stream>~<consumer>: the stream of one consumer group of a stream
+
+
+def hash_tag(name: str) -> str:
+    """The stream a (group) stream name belongs to: a group's stream shares its keys' slot."""
+    return name.partition(GROUP_MARK)[0]
+
+
 class Delivery(NamedTuple):
     id: str
     dedup: str
@@ -120,6 +128,13 @@ class Append(NamedTuple):
     # only entries a consumer sees are deduplicated (by item_id, within the dedup window); a
     # deferred task's effect is a last-write-wins write, so a duplicate costs work, not data
     dedupe: bool = True
+    # a stream with several consumer groups: the entry goes to each group's stream instead of
+    # ``stream`` (whose dedup marker still decides, once, whether it is added to all of them)
+    copies: tuple[StreamSpec, ...] = ()
+
+    def targets(self) -> tuple[StreamSpec, ...]:
+        """The streams that receive the entry."""
+        return self.copies or (self.stream,)
 
 
 class Put(NamedTuple):

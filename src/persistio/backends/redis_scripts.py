@@ -11,6 +11,8 @@ from __future__ import annotations
 # one op after another, each starting with its kind:
 #   'a' deduplicated append: KEYS stream, seen-marker; ARGV item id, payload
 #   'q' plain append:        KEYS stream;              ARGV item id, payload
+#   'f' fanned-out append:   KEYS seen-marker, n streams (one per consumer group);
+#                            ARGV n, item id, payload
 #   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload,
 #                                                      write id (breaks a tie: the larger wins)
 #   't' trim a stream:       KEYS stream;              ARGV max length ('' none), oldest id kept
@@ -61,6 +63,17 @@ while a <= #ARGV do
       out[#out + 1] = 0
     end
     k, a = k + 2, a + 3
+  elseif kind == 'f' then
+    local n = tonumber(ARGV[a + 1])
+    if redis.call('SET', KEYS[k], '1', 'NX', 'PX', window) then
+      for i = 1, n do
+        redis.call('XADD', KEYS[k + i], '*', 'd', ARGV[a + 2], 'p', ARGV[a + 3], 't', now)
+      end
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    k, a = k + 1 + n, a + 4
   else
     redis.call('XADD', KEYS[k], '*', 'd', ARGV[a + 1], 'p', ARGV[a + 2], 't', now)
     out[#out + 1] = 1

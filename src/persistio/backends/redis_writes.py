@@ -40,9 +40,10 @@ def trims_of(ops: Sequence[Op]) -> list[Trim]:
     seen: dict[str, Trim] = {}
     now_ms = time.time() * 1000
     for op in ops:
-        if type(op) is Append and op.stream.name not in seen:
-            spec = op.stream
-            if spec.max_len is None and spec.max_age_seconds is None:
+        if type(op) is not Append:
+            continue
+        for spec in op.targets():
+            if spec.name in seen or (spec.max_len is None and spec.max_age_seconds is None):
                 continue
             min_id: int | str = ""
             if spec.max_age_seconds is not None:
@@ -83,7 +84,11 @@ class ScriptWrites:
                 key = known.get(name) or known.setdefault(name, stream_key(name))
                 if stream.replicas > replicas:  # noqa: PLR1730 - a compare beats max() here
                     replicas = stream.replicas
-                if op.dedupe:
+                if op.copies:  # one marker, then the entry in every consumer group's stream
+                    keys.append(f"{key}:seen:{op.item_id}")
+                    keys += (stream_key(c.name) for c in op.copies)
+                    args += ("f", len(op.copies), op.item_id, op.payload)
+                elif op.dedupe:
                     keys += (key, f"{key}:seen:{op.item_id}")
                     args += ("a", op.item_id, op.payload)
                 else:

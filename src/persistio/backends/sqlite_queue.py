@@ -136,10 +136,10 @@ class SQLiteQueue:
                     if not cur.rowcount:
                         added.append(False)
                         continue
-                cur.execute(
+                cur.executemany(
                     "INSERT INTO items (stream, dedup, payload, enqueued_at, visible_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (op.stream.name, op.item_id, op.payload, now, now),
+                    [(s.name, op.item_id, op.payload, now, now) for s in op.targets()],
                 )
                 added.append(True)
             self._enqueues_since_purge += len(ops)
@@ -151,7 +151,8 @@ class SQLiteQueue:
 
     def _trim(self, cur: sqlite3.Cursor, ops: Sequence[Op], now: float) -> None:
         """Keep each stream within its max_len / max_age (checked every TRIM_EVERY appends)."""
-        for spec in {op.stream.name: op.stream for op in ops if type(op) is Append}.values():
+        targets = {s.name: s for op in ops if type(op) is Append for s in op.targets()}
+        for spec in targets.values():
             n = 0
             if spec.max_age_seconds is not None:
                 n += cur.execute(
