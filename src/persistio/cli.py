@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import signal
@@ -33,13 +34,40 @@ def load_store(target: str) -> Persistio:
     found: Any = getattr(module, attribute, None)
     if found is None:
         raise PersistioError(f"{target!r}: module {module_name!r} has no {attribute!r}")
+    if isinstance(found, type):  # a model class, the Persistio class itself, ...
+        raise PersistioError(
+            f"{target!r} is the class {found.__qualname__}, not a store: name a Persistio "
+            "instance (app.db:store) or a function that returns one (app.db:make_store)"
+        )
     if callable(found) and not isinstance(found, Persistio | AsyncPersistio):
-        found = found()
+        found = _call_factory(target, found)
     if isinstance(found, AsyncPersistio):
         found = found.sync
     if not isinstance(found, Persistio):
-        raise PersistioError(f"{target!r} is a {type(found).__name__}, not a Persistio store")
+        raise PersistioError(
+            f"{target!r} is a {type(found).__name__}, not a Persistio store: name a Persistio "
+            "instance (app.db:store) or a function that returns one (app.db:make_store)"
+        )
     return found
+
+
+def _call_factory(target: str, factory: Any) -> Any:
+    """A factory target's store: it is called with no arguments."""
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise PersistioError(
+            f"{target!r} is a function that needs arguments ({exc}); a factory target is "
+            "called with none"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): just call it
+        pass
+    try:
+        return factory()
+    except PersistioError:
+        raise
+    except Exception as exc:
+        raise PersistioError(f"{target!r}: calling it raised {type(exc).__name__}: {exc}") from exc
 
 
 def _worker(store: Persistio, args: argparse.Namespace) -> int:

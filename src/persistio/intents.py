@@ -7,6 +7,8 @@ error can name both the model and the intent.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,20 +105,25 @@ class Intent:
             found.append("project= must be a callable that returns the object to store")
         if when is not None and not callable(when):
             found.append("when= must be a callable predicate taking the object")
-        found.extend(
-            f"option {opt!r} does not fit a {type(self).__name__} intent "
-            f"(it takes: {', '.join(self.option_names())})"
-            for opt in self.unknown_options
-        )
+        found.extend(self._unknown_option(opt) for opt in self.unknown_options)
         return found
+
+    def _unknown_option(self, option: str) -> str:
+        kind = type(self).__name__
+        article = "an" if kind[0] in "AEIOU" else "a"
+        names = self.option_names()
+        close = difflib.get_close_matches(option, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"option {option!r} does not fit {article} {kind} intent ({hint}it takes: "
+            f"{', '.join(names)})"
+        )
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        shared = ("priority", "on_outage", "project", "when")
-        own = tuple(
-            f for f in cls.__dataclass_fields__ if f not in (*shared, "name", "unknown_options")
-        )
-        return (*own, *shared)
+        """The keyword options a user passes to the intent's constructor."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def _shared(

@@ -152,6 +152,12 @@ def persist(*intents: Intent) -> Callable[[type[T]], type[T]]:
     """
 
     def decorate(model: type[T]) -> type[T]:
+        if isinstance(getattr(model, "__dict__", {}).get(PLAN_ATTRIBUTE), Plan):
+            # two plans for one model: one would silently win over the other
+            raise IntentError(
+                f"@persist on {model.__qualname__!r}: the model is already decorated with "
+                "@persist; declare all of its intents in one @persist(...)"
+            )
         plan = _build_plan(model, intents)
         REGISTRY.add(plan)
         setattr(model, PLAN_ATTRIBUTE, plan)

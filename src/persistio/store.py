@@ -21,7 +21,14 @@ from .config import ENV, default_urls, environ_settings, open_backends
 from .consumers import check_consumer
 from .deadletters import DeadLetter, DeadLetters
 from .delivery import takes_delivery
-from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
+from .errors import (
+    BackendUnavailable,
+    ConfigError,
+    DrainTimeout,
+    IntentError,
+    PersistioError,
+    ValidationError,
+)
 from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
@@ -260,7 +267,10 @@ class Persistio:
     def _plan(self, obj: Any, where: str, stamp: tuple[str, int] | None = None) -> SavePlan:
         self._check_open()
         # no setup here: each intent's first write sets it up, within the save's deadline
-        plan = plan_of(type(obj))
+        try:
+            plan = plan_of(type(obj))
+        except IntentError as exc:
+            raise IntentError(f"{where}: {exc}") from None
         return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})", stamp)
 
     def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
@@ -301,8 +311,13 @@ class Persistio:
         return write_id, int(stamp)
 
     def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
-        """Save many objects through batched writes; every object is validated before any write."""
-        plans = [self._plan(obj, "save_many") for obj in objs]
+        """Save many objects through batched writes; every object is validated before any write.
+
+        Raises:
+            ValidationError: an object does not fit its model (the message names its index,
+                ``save_many[3](Model): ...``); nothing was written.
+        """
+        plans = [self._plan(obj, f"save_many[{i}]") for i, obj in enumerate(objs)]
         return self._router.dispatch(plans) if plans else []
 
     def transaction(self) -> Transaction:
