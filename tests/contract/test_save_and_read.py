@@ -179,7 +179,7 @@ def test_bad_objects_are_rejected_before_anything_is_written(store: pio.Persisti
     # When they are saved (alone, or in a batch with a good one)
     with pytest.raises(pio.ValidationError, match=r"user_id"):
         store.save(bad)
-    with pytest.raises(pio.ValidationError, match=r"save_many\(Checkin\)"):
+    with pytest.raises(pio.ValidationError, match=r"save_many\[1\]\(Checkin\)"):
         store.save_many([good, bad])
     with pytest.raises(pio.ValidationError, match=r"64-bit"):
         store.save(make_profile(2**63 + 5))
