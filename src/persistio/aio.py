@@ -131,9 +131,10 @@ class AsyncPersistio:
 
         self.sync._worker.run_coroutine = run_on_loop
 
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, timeout: float = 30.0) -> dict[str, int]:
         self._bind_loop()
-        await self._run(self.sync.drain, timeout)
+        found: dict[str, int] = await self._run(self.sync.drain, timeout)
+        return found
 
     async def run_worker(self, *, poll_interval: float = 0.05) -> None:
         self._bind_loop()

@@ -7,6 +7,7 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,9 +17,12 @@ from typing import Any
 import msgspec
 
 from .aio import AsyncPersistio
+from .datadir import empty_warning
 from .errors import PersistioError
 from .intents import Tier
 from .store import Persistio
+from .unconsumed import unconsumed_text
+from .urls import masked
 
 
 def load_store(target: str) -> Persistio:
@@ -71,16 +75,38 @@ def _call_factory(target: str, factory: Any) -> Any:
 
 
 def _worker(store: Persistio, args: argparse.Namespace) -> int:
+    stopping: list[int] = []
+
     def stop(signum: int, frame: FrameType | None) -> None:
         # finish the step in progress (its tasks are acked), then return
         logging.getLogger("persistio.worker").info("signal %d: stopping after this step", signum)
+        stopping.append(signum)
         store.stop_worker()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     store.setup()
-    store.run_worker(poll_interval=args.poll_interval)
+    log_startup(store)
+    if not stopping:  # a signal during start-up: run_worker would clear its stop request
+        store.run_worker(poll_interval=args.poll_interval)
     return 0
+
+
+def log_startup(store: Persistio) -> None:
+    """What this worker serves, and what it leaves waiting: its URLs (passwords masked), its
+    data directory, its consumers and their streams, and streams nobody here consumes."""
+    log = logging.getLogger("persistio.worker")
+    urls = ", ".join(f"{t.value}={masked(u)}" for t, u in store.urls.items())
+    log.info("persistio worker %s: %s", os.getpid(), urls)
+    log.info("data directory: %s", store.data_dir)
+    consumers = store.consumers
+    if consumers:
+        log.info("consumers: %s", ", ".join(consumers))
+    else:
+        log.info("consumers: none registered in this process (deferred tasks only)")
+    waiting = store.unconsumed()
+    if waiting:
+        log.warning("%s", unconsumed_text(waiting))
 
 
 def _status(store: Persistio, args: argparse.Namespace) -> int:
@@ -93,7 +119,8 @@ def _status(store: Persistio, args: argparse.Namespace) -> int:
 
 
 def format_status(status: dict[str, Any]) -> str:
-    lines = [f"{'tier':<11} {'healthy':<8} {'circuit':<9} url"]
+    lines = [f"data directory: {status['data_dir']}", ""]
+    lines += [f"{'tier':<11} {'healthy':<8} {'circuit':<9} url"]
     for tier, b in status["backends"].items():
         lines.append(
             f"{tier:<11} {'yes' if b['healthy'] else 'NO':<8} {b['circuit']:<9} {b['url']}"
@@ -119,6 +146,12 @@ def format_status(status: dict[str, Any]) -> str:
         for name, n in sorted(status[label].items()):
             lines.append(f"{label} {name}: {n}")
     lines += [f"warning: {w}" for w in status.get("warnings", ())]
+    waiting = status.get("unconsumed") or {}
+    lines += [
+        f"stream {name}: {n} entries, no consumer in this process"
+        for name, n in sorted(waiting.items())
+        if name != "error"
+    ]
     return "\n".join(lines)
 
 
@@ -212,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PersistioError as exc:
         print(f"persistio: {exc}", file=sys.stderr)
         return 2
+    if not store.found_data:
+        print(f"persistio: warning: {empty_warning(store.data_dir)}", file=sys.stderr)
     try:
         return COMMANDS[args.command](store, args)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from .clock import WriteClock
 from .clock_sync import ClockSync
 from .config import ENV, default_urls, environ_settings, open_backends
 from .consumers import check_consumer
+from .datadir import local_files, resolve_data_dir
 from .deadletters import DeadLetter, DeadLetters
 from .delivery import takes_delivery
 from .errors import (
@@ -50,12 +52,14 @@ from .settings import (
 from .spool import Spool
 from .status import collect_status, pending_work
 from .transaction import Transaction
+from .unconsumed import unconsumed, unconsumed_text
 from .urls import masked
 from .wiring import Stores
 from .worker import Consumer, Handler, Worker
 from .writes import Streams
 from .writes import task_queues as queue_specs
 
+log = logging.getLogger("persistio")
 T = TypeVar("T")
 F = TypeVar("F", bound=Handler)
 
@@ -77,7 +81,7 @@ class Persistio:
         amorphous: str | None = None,
         spool: str | Path | None = None,
         *,
-        data_dir: str | Path = ".persistio",
+        data_dir: str | Path | None = None,
         namespace: str = "",
         timeouts: Timeouts | None = None,
         pools: Pools | None = None,
@@ -111,7 +115,8 @@ class Persistio:
                 "the task queue names)"
             )
         self.settings = settings
-        data = Path(data_dir)
+        data = resolve_data_dir(data_dir)
+        self.data_dir = data  # absolute: a later chdir does not move the store
         given = {
             Tier.TRANSITORY: _joined(transitory),
             Tier.VOLATILE: _joined(volatile),
@@ -120,13 +125,16 @@ class Persistio:
         }
         defaults = default_urls(data)
         self.urls = {t: u if u is not None else defaults[t] for t, u in given.items()}
+        spool_path = Path(spool) if spool else data / "spool.db"
+        # before anything is opened (opening creates the files): did this store find data?
+        self.found_data = any(p.exists() for p in local_files(self.urls.values(), spool_path))
         self._namespace = namespace
         self._events = Events()
         self._stores = self._wire(settings, data, namespace)
         try:
             limits = settings.spool_limits
             self._spool = Spool(
-                Path(spool) if spool else data / "spool.db",
+                spool_path,
                 max_items=limits.max_items,
                 max_bytes=limits.max_bytes,
                 full_timeout=limits.full_timeout,
@@ -418,12 +426,17 @@ class Persistio:
 
         return register
 
-    def drain(self, timeout: float = 30.0) -> None:
+    def drain(self, timeout: float = 30.0) -> dict[str, int]:
         """Run deferred tasks, spool replay, the outbox and this process's consumers until none
         has pending work.
 
+        Streams that no consumer of this process reads are not waited on: they are returned
+        (and logged), ``{consumer: pending entries}``, e.g. ``{"evts~sms": 50}``; empty when
+        every stream with entries has a consumer here.
+
         Raises:
-            DrainTimeout: work was still pending after ``timeout`` seconds.
+            DrainTimeout: work was still pending after ``timeout`` seconds (the message lists
+                it, and the streams with no consumer here).
         """
         self._check_open()
         deadline = time.monotonic() + timeout
@@ -431,12 +444,36 @@ class Persistio:
             if not self._worker.step(outbox_age=0.0):
                 pending = self._pending()
                 if not pending:
-                    return
+                    return self._report_unconsumed()
                 if time.monotonic() >= deadline:
-                    raise DrainTimeout(f"drain({timeout}) timed out; still pending: {pending}")
+                    raise self._timed_out(timeout, pending)
                 time.sleep(0.01)
             elif time.monotonic() >= deadline:
-                raise DrainTimeout(f"drain({timeout}) timed out; still pending: {self._pending()}")
+                raise self._timed_out(timeout, self._pending())
+
+    def _timed_out(self, timeout: float, pending: dict[str, int]) -> DrainTimeout:
+        text = f"drain({timeout}) timed out; still pending: {pending}"
+        waiting = self.unconsumed()
+        if waiting:
+            text += f"; not waited on: {unconsumed_text(waiting)}"
+        return DrainTimeout(text)
+
+    def _report_unconsumed(self) -> dict[str, int]:
+        waiting = self.unconsumed()
+        if waiting:
+            log.warning("drain(): %s", unconsumed_text(waiting))
+        return waiting
+
+    @property
+    def consumers(self) -> list[str]:
+        """The consumers registered in this process: ``<intent>`` or ``<intent>~<name>``."""
+        return sorted(self._worker.consumers)
+
+    def unconsumed(self) -> dict[str, int]:
+        """``{consumer: pending entries}`` for the streams that hold entries and that no
+        consumer of this process reads (``drain()`` does not wait on them)."""
+        self._check_open()
+        return unconsumed(self._transitory_intents(), self._stores, self._worker.consumers)
 
     def _pending(self) -> dict[str, int]:
         return pending_work(self._router, self._consumer_streams())
@@ -510,7 +547,16 @@ class Persistio:
     def status(self) -> dict[str, Any]:
         """Backends' health, queue depth and oldest age per priority, streams, spool, counters."""
         self._check_open()
-        found = collect_status(self._router, self.urls, self._transitory_intents())
+        intents = self._transitory_intents()
+        found = collect_status(self._router, self.urls, intents)
+        found["data_dir"] = str(self.data_dir)
+        found["data_dir_found_data"] = self.found_data
+        here = self._worker.consumers
+        found["consumers"] = sorted(here)  # registered in this process
+        try:  # streams with entries that none of them reads
+            found["unconsumed"] = unconsumed(intents, self._stores, here)
+        except PersistioError as exc:
+            found["unconsumed"] = {"error": str(exc)}
         found["clock"] = self._clock_sync.status()
         found["hooks"] = {"errors": self._events.errors}
         return found
