@@ -28,7 +28,7 @@ def local_files(urls: Iterable[str], spool: Path) -> list[Path]:
     """The files an embedded store keeps: its spool and each ``sqlite:///`` tier's file."""
     found = [spool]
     for url in urls:
-        if url.startswith("sqlite:///"):
+        if isinstance(url, str) and url.startswith("sqlite:///"):  # checked later
             found.append(Path(url.removeprefix("sqlite:///").partition("?")[0]))
     return found
 
