@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .codec import KEY_KINDS, Codec, fields_of
+from .collisions import acid_keys, check_identity
 from .counts import Count
 from .errors import IntentError
-from .intents import Intent, Priority, Tier, Volatile
+from .intents import Amorphous, Intent, Priority, Tier, Volatile
 from .limits import Check, checker
 from .tally import CountPlan, build
 
@@ -144,8 +145,12 @@ def plan_of(model: type) -> Plan:
     return plan
 
 
-def persist(*intents: Intent) -> Callable[[type[T]], type[T]]:
+def persist(*intents: Intent, strict: bool = False) -> Callable[[type[T]], type[T]]:
     """Declare why each piece of a model is stored; attach the checked plan to the class.
+
+    An Amorphous intent whose ``partition + order`` (the row's identity) holds no field that
+    identifies the object (one named ``id``, or the model's Acid key) warns with
+    ``KeyCollisionWarning``: equal values would be one row. ``strict=True`` refuses it.
 
     Raises:
         IntentError: at decoration time, naming the model, the intent and the fix.
@@ -158,7 +163,7 @@ def persist(*intents: Intent) -> Callable[[type[T]], type[T]]:
                 f"@persist on {model.__qualname__!r}: the model is already decorated with "
                 "@persist; declare all of its intents in one @persist(...)"
             )
-        plan = _build_plan(model, intents)
+        plan = _build_plan(model, intents, strict)
         REGISTRY.add(plan)
         setattr(model, PLAN_ATTRIBUTE, plan)
         return model
@@ -166,7 +171,7 @@ def persist(*intents: Intent) -> Callable[[type[T]], type[T]]:
     return decorate
 
 
-def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
+def _build_plan(model: type, intents: tuple[Intent, ...], strict: bool = False) -> Plan:
     where = f"@persist on {getattr(model, '__qualname__', model)!r}"
     if not isinstance(model, type) or fields_of(model) is None:
         raise IntentError(f"{where}: decorate a msgspec.Struct (or a dataclass)")
@@ -198,6 +203,10 @@ def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
             continue
         codec = Codec(stored)
         _check_fields(codec, intent, label)
+        if isinstance(intent, Amorphous):
+            names = [c.name for c in codec.columns]
+            keys = acid_keys(intents)
+            check_identity(label, intent, names, stored is model, keys, strict=strict)
         bound.append(BoundIntent(intent, model, stored, codec))
     by_name = {b.name: b for b in bound}
     for b in bound:

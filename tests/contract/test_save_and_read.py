@@ -90,7 +90,8 @@ def test_every_field_kind_round_trips_exactly(store: pio.Persistio) -> None:
 def test_get_returns_none_when_absent(store: pio.Persistio) -> None:
     assert store.get(Checkin, "checkins", id=uuid.uuid4()) is None
     assert store.get(Checkin, "here_now", venue_id=-1, user_id=-1) is None
-    assert store.get(Checkin, "activity", user_id=-1, at=datetime.now(UTC)) is None
+    when = datetime.now(UTC)
+    assert store.get(Checkin, "activity", user_id=-1, at=when, id=uuid.uuid4()) is None
 
 
 def test_query_is_newest_first_and_limited(store: pio.Persistio) -> None:
