@@ -80,9 +80,31 @@ class AsyncPersistio:
         return await self._run(self.sync.get, model, intent, **key)
 
     async def query(
-        self, model: type[T], intent: str, *, limit: int = 20, **partition: Any
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+        **partition: Any,
     ) -> list[T]:
-        return await self._run(self.sync.query, model, intent, limit=limit, **partition)
+        return await self._run(
+            self.sync.query,
+            model,
+            intent,
+            limit=limit,
+            since=since,
+            until=until,
+            oldest_first=oldest_first,
+            **partition,
+        )
+
+    async def find(
+        self, model: type[T], intent: str, *, limit: int = 100, **fields: Any
+    ) -> list[T]:
+        return await self._run(self.sync.find, model, intent, limit=limit, **fields)
 
     async def count(
         self,

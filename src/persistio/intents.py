@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import IntEnum, StrEnum
@@ -305,12 +305,14 @@ class Acid(Intent):
     default_on_outage = "fail"
 
     key: tuple[str, ...]
+    index: tuple[tuple[str, ...], ...]
 
     def __init__(
         self,
         name: str,
         *,
         key: tuple[str, ...] | str = (),
+        index: Sequence[tuple[str, ...] | str] = (),
         priority: Priority | None = None,
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
@@ -320,12 +322,29 @@ class Acid(Intent):
         prio, outage = _shared(priority, on_outage, Acid)
         _init(self, name, prio, outage, project, when, tuple(other))
         object.__setattr__(self, "key", _as_fields(key) or key)
+        indexes: Any = index
+        if isinstance(index, list | tuple):
+            indexes = tuple(_as_fields(i) or i for i in index)
+        object.__setattr__(self, "index", indexes)
 
     def key_fields(self) -> tuple[str, ...]:
         return self.key
 
+    def index_fields(self) -> tuple[str, ...]:
+        """Every field an index names (each must be a column usable as a key)."""
+        return tuple(dict.fromkeys(f for i in self.index for f in i))
+
     def problems(self) -> list[str]:
-        return [*super().problems(), *_key_problems("key", self.key)]
+        found = [*super().problems(), *_key_problems("key", self.key)]
+        index: object = self.index
+        if not isinstance(index, tuple) or not all(
+            isinstance(i, tuple) and i and all(isinstance(f, str) for f in i) for i in index
+        ):
+            found.append(
+                "index= must list field tuples, one per index, e.g. index=[('owner_id',), "
+                "('owner_id', 'created')]"
+            )
+        return found
 
 
 @dataclass(frozen=True, eq=False, init=False)

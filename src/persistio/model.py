@@ -16,7 +16,7 @@ from .codec import KEY_KINDS, Codec, fields_of
 from .collisions import acid_keys, check_identity
 from .counts import Count
 from .errors import IntentError
-from .intents import Amorphous, Intent, Priority, Tier, Volatile
+from .intents import Acid, Amorphous, Intent, Priority, Tier, Volatile
 from .limits import Check, checker
 from .tally import CountPlan, build
 
@@ -246,6 +246,15 @@ def _return_annotation(project: Callable[..., Any], label: str) -> Any:
 def _check_fields(codec: Codec, intent: Intent, label: str) -> None:
     by_name = {c.name: c for c in codec.columns}
     stored = codec.model.__qualname__
+    if isinstance(intent, Acid):
+        for name in intent.index_fields():
+            found = by_name.get(name)
+            if found is None or found.kind not in KEY_KINDS:
+                raise IntentError(
+                    f"{label}: index field {name!r} must be a field of {stored} holding an int, "
+                    f"str, bool, datetime, date, UUID, Decimal or bytes; its fields are "
+                    f"{tuple(by_name)}"
+                )
     if intent.tier in (Tier.ACID, Tier.AMORPHOUS):
         for column in codec.columns:
             if not FIELD_PATTERN.fullmatch(column.name):

@@ -11,6 +11,7 @@ from .backends.base import CountValues, Put, key_text
 from .errors import ValidationError
 from .events import Events
 from .intents import Tier, Volatile
+from .lookups import range_bounds
 from .model import BoundIntent
 from .singleflight import SingleFlight
 from .tally import aware, cover, from_micros, micros, series_range, value
@@ -96,7 +97,15 @@ class Reader:
         # a storm of misses on one key runs one rebuild; the others wait for its result
         return self.rebuilds.do((bound.name, text), rebuild)
 
-    def query(self, bound: BoundIntent, given: dict[str, Any], limit: int) -> list[Any]:
+    def query(
+        self,
+        bound: BoundIntent,
+        given: dict[str, Any],
+        limit: int,
+        since: object = None,
+        until: object = None,
+        oldest_first: bool = False,
+    ) -> list[Any]:
         where = f"query({bound.model.__qualname__}, {bound.name!r})"
         _not_a_count(bound, where)
         if bound.tier is not Tier.AMORPHOUS:
@@ -113,9 +122,17 @@ class Reader:
             )
         spec = self._backends.ops.table(bound)
         partition = bound.codec.check_key(given, spec.key, where)
-        return [
-            bound.codec.decode(d) for d in self._backends.amorphous.query(spec, partition, limit)
-        ]
+        lo, hi = range_bounds(bound, since, until, where)
+        if not isinstance(oldest_first, bool):
+            raise ValidationError(f"{where}: oldest_first={oldest_first!r}: use True or False")
+        amorphous = self._backends.amorphous
+        if lo is None and hi is None and not oldest_first:
+            found = amorphous.query(spec, partition, limit)
+        else:
+            found = amorphous.query(
+                spec, partition, limit, since=lo, until=hi, oldest_first=oldest_first
+            )
+        return [bound.codec.decode(d) for d in found]
 
     # -- counts ---------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from .errors import (
 from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
+from .lookups import find
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, plan_save
 from .reads import Reader
@@ -341,11 +342,37 @@ class Persistio:
         plan = plan_of(model)
         return self._reader.get(plan.intent(intent), key)  # type: ignore[no-any-return]
 
-    def query(self, model: type[T], intent: str, *, limit: int = 20, **partition: Any) -> list[T]:
-        """One partition of an amorphous intent, newest first by its ``order`` fields."""
+    def query(
+        self,
+        model: type[T],
+        intent: str,
+        *,
+        limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+        **partition: Any,
+    ) -> list[T]:
+        """One partition of an amorphous intent, newest first by its ``order`` fields.
+
+        ``since`` (included) and ``until`` (excluded) bound the first order field, e.g. the
+        ``at`` of ``order=("at", "id")``; ``oldest_first=True`` reads the other way.
+        """
         self._check_open()
         plan = plan_of(model)
-        return self._reader.query(plan.intent(intent), partition, limit)
+        return self._reader.query(plan.intent(intent), partition, limit, since, until, oldest_first)
+
+    def find(self, model: type[T], intent: str, *, limit: int = 100, **fields: Any) -> list[T]:
+        """Rows of an Acid intent whose ``fields`` equal the values given, by primary key.
+
+        The fields must be those of a declared index (``Acid(..., index=[("owner_id",)])``),
+        or its first ones, so the database answers from that index.
+
+        Raises:
+            ValidationError: not an Acid intent; no index serves the fields; a bad value.
+        """
+        self._check_open()
+        return find(self._stores, plan_of(model).intent(intent), fields, limit)
 
     def count(
         self,

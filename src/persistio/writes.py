@@ -99,7 +99,7 @@ def base_streams(bound: BoundIntent) -> Streams:
 def table_spec(bound: BoundIntent) -> TableSpec:
     intent = bound.intent
     if isinstance(intent, Acid):
-        return TableSpec(intent.name, tuple(bound.codec.columns), intent.key)
+        return TableSpec(intent.name, tuple(bound.codec.columns), intent.key, indexes=intent.index)
     assert isinstance(intent, Amorphous)
     by_name = {c.name: c for c in bound.codec.columns}
     keyed = tuple(by_name[n] for n in (*intent.partition, *intent.order))

@@ -45,6 +45,7 @@ class TableSpec:
     order: tuple[str, ...] = ()  # amorphous clustering columns, queried newest first
     ttl_seconds: int | None = None
     consistency: str | None = None
+    indexes: tuple[tuple[str, ...], ...] = ()  # acid: secondary indexes, for find()
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,10 @@ class AcidBackend(Backend, Protocol):
     def take_outbox(
         self, limit: int, older_than_seconds: float
     ) -> list[tuple[str, bytes, float]]: ...
+    def find(self, table: TableSpec, fields: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows whose ``fields`` equal the values given, by primary key."""
+        ...
+
     def finish_outbox(self, keys: Sequence[str]) -> None: ...
 
 
@@ -289,7 +294,20 @@ class AmorphousBackend(Backend, Protocol):
     def setup(self, tables: Sequence[TableSpec]) -> None: ...
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> bytes | None: ...
     def get_stamped(self, table: TableSpec, key: tuple[Any, ...]) -> tuple[bytes, int] | None: ...
-    def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
+    def query(
+        self,
+        table: TableSpec,
+        partition: tuple[Any, ...],
+        limit: int,
+        *,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+    ) -> list[bytes]:
+        """Up to ``limit`` payloads of one partition, newest first by the order columns (or
+        oldest first); ``since`` (included) and ``until`` (excluded) bound the first one."""
+        ...
+
     def setup_counts(self, counts: Sequence[CountSpec]) -> None: ...
     def read_counts(
         self, count: CountSpec, key: tuple[Any, ...], ranges: CountRanges
