@@ -70,11 +70,30 @@ class AsyncPersistio:
     async def setup(self) -> None:
         await self._run(self.sync.setup)
 
-    async def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
-        return await self._run(self.sync.save, obj, idempotency_key=idempotency_key)
+    async def save(
+        self,
+        obj: Any,
+        *,
+        idempotency_key: str | None = None,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> Receipt:
+        return await self._run(
+            self.sync.save,
+            obj,
+            idempotency_key=idempotency_key,
+            delay=delay,
+            not_before=not_before,
+        )
 
-    async def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
-        return await self._run(self.sync.save_many, list(objs))
+    async def save_many(
+        self,
+        objs: Iterable[Any],
+        *,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> list[Receipt]:
+        return await self._run(self.sync.save_many, list(objs), delay=delay, not_before=not_before)
 
     async def get(self, model: type[T], intent: str, **key: Any) -> T | None:
         return await self._run(self.sync.get, model, intent, **key)

@@ -9,6 +9,8 @@ oldest_first=)``) bounds the first ``order`` field: ``since`` included, ``until`
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import ValidationError
@@ -82,4 +84,22 @@ def range_bounds(bound: BoundIntent, since: object, until: object, where: str) -
     return out[0], out[1]
 
 
-__all__ = ["MAX_FIND_LIMIT", "find", "range_bounds", "served_by"]
+def not_before_of(delay: object, not_before: object, where: str) -> float:
+    """A delayed save's due time (epoch seconds; 0: not delayed), from one of its two forms."""
+    if delay is not None and not_before is not None:
+        raise ValidationError(f"{where}(delay=, not_before=): give one of the two")
+    if delay is not None:
+        if not isinstance(delay, timedelta) or delay < timedelta(0):
+            raise ValidationError(f"{where}(delay={delay!r}): use a timedelta >= 0")
+        return time.time() + delay.total_seconds()
+    if not_before is not None:
+        if not isinstance(not_before, datetime) or not_before.tzinfo is None:
+            raise ValidationError(
+                f"{where}(not_before={not_before!r}): use an aware datetime, e.g. "
+                "datetime.now(UTC) + timedelta(minutes=10)"
+            )
+        return not_before.timestamp()
+    return 0.0
+
+
+__all__ = ["MAX_FIND_LIMIT", "find", "not_before_of", "range_bounds", "served_by"]

@@ -22,6 +22,9 @@ class Task(msgspec.Struct, array_like=True, frozen=True):
     priority: int
     ts: int  # microseconds since the epoch; last write wins by this
     payload: bytes  # msgpack of the stored (projected) object
+    # epoch seconds before which its stream entry or deferred task is not handed out (a
+    # delayed save); 0: at once. Last, with a default: tasks encoded before it still decode
+    not_before: float = 0.0
 
 
 TASK_ENCODER = msgspec.msgpack.Encoder()
@@ -63,10 +66,12 @@ def plan_save(
     clock: WriteClock,
     where: str,
     stamp: tuple[str, int] | None = None,
+    not_before: float = 0.0,
 ) -> SavePlan:
     """Validate ``obj`` and turn it into one task per intent; nothing is written here.
 
-    ``stamp`` (write id, timestamp) replays an earlier attempt's identity (an idempotency key).
+    ``stamp`` (write id, timestamp) replays an earlier attempt's identity (an idempotency key);
+    ``not_before`` (epoch seconds) delays its stream entries and deferred tasks.
     """
     model_payload = plan.codec.validate(obj, where)
     if stamp is None:
@@ -91,7 +96,16 @@ def plan_save(
             payload = bound.codec.validate_for(stored, where, bound.name)
         if bound.limits is not None:
             bound.limits(stored, where, bound.name)
-        task = Task(write_id, model_name, bound.name, bound.tier.value, bound.priority, ts, payload)
+        task = Task(
+            write_id,
+            model_name,
+            bound.name,
+            bound.tier.value,
+            bound.priority,
+            ts,
+            payload,
+            not_before,
+        )
         work.append(Work(task, bound, stored))
     return SavePlan(write_id, ts, work, skipped)
 

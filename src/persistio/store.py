@@ -34,7 +34,7 @@ from .errors import (
 from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
-from .lookups import find
+from .lookups import find, not_before_of
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .plan import SavePlan, plan_save
 from .reads import Reader
@@ -273,16 +273,30 @@ class Persistio:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def _plan(self, obj: Any, where: str, stamp: tuple[str, int] | None = None) -> SavePlan:
+    def _plan(
+        self,
+        obj: Any,
+        where: str,
+        stamp: tuple[str, int] | None = None,
+        not_before: float = 0.0,
+    ) -> SavePlan:
         self._check_open()
         # no setup here: each intent's first write sets it up, within the save's deadline
         try:
             plan = plan_of(type(obj))
         except IntentError as exc:
             raise IntentError(f"{where}: {exc}") from None
-        return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})", stamp)
+        name = f"{where}({type(obj).__qualname__})"
+        return plan_save(plan, obj, self._clock, name, stamp, not_before)
 
-    def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
+    def save(
+        self,
+        obj: Any,
+        *,
+        idempotency_key: str | None = None,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> Receipt:
         """Validate ``obj``, run its REALTIME intents now and queue the rest.
 
         Args:
@@ -291,6 +305,10 @@ class Persistio:
                 the same key within ``dedup_window`` (after a timeout, a crash, in another
                 process) writes exactly what the first attempt wrote: the same write id and
                 timestamp, so no store keeps anything newer and a consumer sees one entry.
+            delay: Delayed work: its stream entries and deferred tasks are handed to consumers
+                and workers only after this long (they are stored now, so they survive
+                restarts); its other REALTIME writes happen now.
+            not_before: The same, as an aware datetime (give one of the two).
 
         Raises:
             ValidationError: ``obj`` does not fit its model; nothing was written.
@@ -298,10 +316,11 @@ class Persistio:
                 ``on_outage="fail"`` could not be (the exception's ``written`` and
                 ``not_written`` name the intents).
         """
+        due = not_before_of(delay, not_before, "save")
         stamp = None
         if idempotency_key is not None:
             stamp = self._first_attempt(type(obj), idempotency_key)
-        return self._router.dispatch([self._plan(obj, "save", stamp)])[0]
+        return self._router.dispatch([self._plan(obj, "save", stamp, due)])[0]
 
     def _first_attempt(self, model: type, key: str) -> tuple[str, int]:
         """(write id, timestamp) of the first save made with ``key``: this one's, if it is."""
@@ -319,14 +338,21 @@ class Persistio:
         write_id, _, stamp = stored.partition(" ")
         return write_id, int(stamp)
 
-    def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
+    def save_many(
+        self,
+        objs: Iterable[Any],
+        *,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> list[Receipt]:
         """Save many objects through batched writes; every object is validated before any write.
 
         Raises:
             ValidationError: an object does not fit its model (the message names its index,
                 ``save_many[3](Model): ...``); nothing was written.
         """
-        plans = [self._plan(obj, f"save_many[{i}]") for i, obj in enumerate(objs)]
+        due = not_before_of(delay, not_before, "save_many")
+        plans = [self._plan(obj, f"save_many[{i}]", None, due) for i, obj in enumerate(objs)]
         return self._router.dispatch(plans) if plans else []
 
     def transaction(self) -> Transaction:

@@ -175,7 +175,13 @@ class OpBuilder:
                 # the same write always picks the same partition: a replay meets its dedup marker
                 by = key_of(bound, work.obj) if bound.key else task.write_id
                 at = pick(by, len(streams))
-            return Append(streams[at], work.dedup_key, task.payload, copies=copies[at])
+            return Append(
+                streams[at],
+                work.dedup_key,
+                task.payload,
+                copies=copies[at],
+                not_before=task.not_before,
+            )
         if tier is Tier.ACID:
             row = bound.codec.to_key_row(work.obj, bound.key)
             return Upsert(self.table(bound), row, task.ts, task.write_id)
@@ -211,7 +217,13 @@ class OpBuilder:
         """The op that puts ``work`` on its priority's task queue (no dedup: see Append)."""
         queue = self.queues[work.bound.priority]
         stream = queue[0] if len(queue) == 1 else queue[pick(work.dedup_key, len(queue))]
-        return Append(stream, work.dedup_key, TASK_ENCODER.encode(work.task), dedupe=False)
+        return Append(
+            stream,
+            work.dedup_key,
+            TASK_ENCODER.encode(work.task),
+            dedupe=False,
+            not_before=work.task.not_before,
+        )
 
 
 def key_of(bound: BoundIntent, obj: Any) -> str:

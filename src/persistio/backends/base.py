@@ -115,9 +115,10 @@ class DeadEntry(NamedTuple):
 
 
 class StreamStats(NamedTuple):
-    pending: int  # enqueued and not yet acknowledged (includes in-flight ones)
+    pending: int  # enqueued and not yet acknowledged (includes in-flight and delayed ones)
     oldest_age_seconds: float | None
     dead_letters: int
+    delayed: int = 0  # of the pending: not due yet (a delayed save), never handed out so far
 
 
 class Append(NamedTuple):
@@ -132,6 +133,8 @@ class Append(NamedTuple):
     # a stream with several consumer groups: the entry goes to each group's stream instead of
     # ``stream`` (whose dedup marker still decides, once, whether it is added to all of them)
     copies: tuple[StreamSpec, ...] = ()
+    # epoch seconds: the entry is not handed out before (a delayed save); 0: at once
+    not_before: float = 0.0
 
     def targets(self) -> tuple[StreamSpec, ...]:
         """The streams that receive the entry."""

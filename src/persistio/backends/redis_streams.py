@@ -136,7 +136,9 @@ class RedisStreams:
             PENDING_ROUNDS,
         ]
         with unavailable_on_outage("transitory", self._where):
-            rows = self._claim(keys=[key, f"{key}:dead"], args=args, client=self._redis())
+            rows = self._claim(
+                keys=[key, f"{key}:dead", f"{key}:delayed"], args=args, client=self._redis()
+            )
         return [
             Delivery(_text(i), _text(d), bytes(p), int(n), float(t) if t else _id_seconds(i))
             for i, d, p, n, t in rows
@@ -260,10 +262,10 @@ class RedisStreams:
         key = stream_key(stream.name)
         with unavailable_on_outage("transitory", self._where):
             # ages on the server's clock, the one that stamped the ids
-            pending, first, dead, seconds, micros = self._stats(
-                keys=[key, f"{key}:dead"], args=[], client=self._redis()
+            pending, first, dead, seconds, micros, delayed = self._stats(
+                keys=[key, f"{key}:dead", f"{key}:delayed"], args=[], client=self._redis()
             )
         age = None
         if first:
             age = max(0.0, int(seconds) + int(micros) / 1e6 - _id_seconds(first))
-        return StreamStats(int(pending), age, int(dead))
+        return StreamStats(int(pending) + int(delayed), age, int(dead), int(delayed))

@@ -139,7 +139,10 @@ class SQLiteQueue:
                 cur.executemany(
                     "INSERT INTO items (stream, dedup, payload, enqueued_at, visible_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    [(s.name, op.item_id, op.payload, now, now) for s in op.targets()],
+                    [
+                        (s.name, op.item_id, op.payload, now, max(now, op.not_before))
+                        for s in op.targets()
+                    ],
                 )
                 added.append(True)
             self._enqueues_since_purge += len(ops)
@@ -322,15 +325,19 @@ class SQLiteQueue:
             )
 
     def stats(self, stream: StreamSpec) -> StreamStats:
+        now = time.time()
         with self._lock:
-            pending, oldest = self._db.execute(
-                "SELECT count(*), min(enqueued_at) FROM items WHERE stream = ?", (stream.name,)
+            pending, oldest, delayed = self._db.execute(
+                "SELECT count(*), min(enqueued_at),"
+                " coalesce(sum(deliveries = 0 AND visible_at > ?), 0)"
+                " FROM items WHERE stream = ?",
+                (now, stream.name),
             ).fetchone()
             (dead,) = self._db.execute(
                 "SELECT count(*) FROM dead_letters WHERE stream = ?", (stream.name,)
             ).fetchone()
-        age = None if oldest is None else max(0.0, time.time() - oldest)
-        return StreamStats(pending, age, dead)
+        age = None if oldest is None else max(0.0, now - oldest)
+        return StreamStats(pending, age, dead, delayed)
 
     def ping(self) -> None:
         with self._lock:
