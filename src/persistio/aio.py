@@ -160,9 +160,9 @@ class AsyncPersistio:
         return AsyncTransaction(self.sync.transaction())
 
     def consumer(
-        self, intent: str, *, name: str | None = None, batch: int = 64
+        self, intent: str, *, name: str | None = None, batch: int = 64, replace: bool = False
     ) -> Callable[[F], F]:
-        return self.sync.consumer(intent, name=name, batch=batch)
+        return self.sync.consumer(intent, name=name, batch=batch, replace=replace)
 
     def _bind_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -19,7 +19,9 @@ def consumer_key(intent: str, name: str | None) -> str:
     return intent if name is None else f"{intent}{GROUP_MARK}{name}"
 
 
-def check_consumer(bound: BoundIntent, name: str | None, taken: object) -> str:
+def check_consumer(
+    bound: BoundIntent, name: str | None, taken: object, replace: bool = False
+) -> str:
     """The consumer's key, once the name is known to fit the intent and is free here.
 
     Raises:
@@ -45,11 +47,11 @@ def check_consumer(bound: BoundIntent, name: str | None, taken: object) -> str:
             f"consumers={names!r}), so each save reaches all of them"
         )
     key = consumer_key(intent.name, name)
-    if key in taken:  # type: ignore[operator]
+    if key in taken and not replace:  # type: ignore[operator]
         raise IntentError(
             f"{where}: a consumer is already registered under this name in this store; give "
             "each handler its own name= (declared in the intent's consumers=) so each receives "
-            "every entry, or combine them in one handler"
+            "every entry, or combine them in one handler (replace=True swaps it on purpose)"
         )
     return key
 

@@ -441,7 +441,7 @@ class Persistio:
     # -- deferred work --------------------------------------------------------------------------
 
     def consumer(
-        self, intent: str, *, name: str | None = None, batch: int = 64
+        self, intent: str, *, name: str | None = None, batch: int = 64, replace: bool = False
     ) -> Callable[[F], F]:
         """Register a handler for a transitory intent (at-least-once; return = ack = expunged).
 
@@ -451,7 +451,7 @@ class Persistio:
         A stream with several consumers declares them, ``pio.Transitory("evts",
         consumers=("email", "sms"))``, and each handler names its own: ``name="email"``. Each
         is a consumer group of its own: it receives every entry, with its own retries and dead
-        letters.
+        letters. ``replace=True`` swaps the handler registered under that name on purpose.
 
         Raises:
             ValidationError: no model declares a Transitory intent of that name; a bad batch.
@@ -466,11 +466,11 @@ class Persistio:
         if not isinstance(batch, int) or batch < 1:
             raise ValidationError(f"consumer({intent!r}): batch={batch!r}: use an int >= 1")
 
-        key = check_consumer(bound, name, self._worker.consumers)
+        key = check_consumer(bound, name, self._worker.consumers, replace)
 
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
-            check_consumer(bound, name, self._worker.consumers)
+            check_consumer(bound, name, self._worker.consumers, replace)
             streams = self._stores.ops.consumer_streams(bound, name)
             self._worker.consumers[key] = Consumer(
                 bound, streams, handler, batch, takes_delivery(handler), name

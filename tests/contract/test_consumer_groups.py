@@ -108,6 +108,8 @@ def test_a_second_unnamed_consumer_is_refused(store: pio.Persistio) -> None:
     # Then a second one is refused instead of silently replacing the first
     with pytest.raises(pio.IntentError, match=r"already registered.*own name="):
         store.consumer("jobs")
+    # unless the swap is asked for
+    store.consumer("jobs", replace=True)(seen.append)
     store.save(Job(1))
     store.drain(timeout=30)
     assert seen == [Job(1)]

@@ -16,7 +16,7 @@ from tests.contract.conftest import REAL_REDIS_DB
 from tests.models import Job
 from tests.newcomer_models import ChatLine
 
-DELAY = timedelta(seconds=2)
+DELAY = timedelta(seconds=3)
 
 
 def raw_waiting(request: pytest.FixtureRequest, kind: str, stream: str) -> tuple[int, int]:
@@ -61,7 +61,8 @@ def test_a_delayed_entry_reaches_its_consumer_after_the_delay_even_after_a_resta
     second = make_store()
     second.consumer("jobs")(seen.append)
     second.drain(timeout=30)
-    assert seen == []  # not yet due
+    if time.monotonic() - saved_at < DELAY.total_seconds() - 0.5:  # (a loaded machine: late)
+        assert seen == []  # not yet due
     time.sleep(max(0.0, DELAY.total_seconds() - (time.monotonic() - saved_at)) + 0.2)
     second.drain(timeout=30)
 

@@ -42,8 +42,8 @@ def test_an_unknown_option_lists_only_the_user_facing_ones() -> None:
     with pytest.raises(pio.IntentError) as caught:
         pio.persist(pio.Acid("pointed_acid", key=("id",), indx=("id",)))(Point)
     text = str(caught.value)
-    assert "does not fit an Acid intent" in text
-    assert "it takes: key, priority, on_outage, project, when" in text
+    assert "does not fit an Acid intent (did you mean 'index'?" in text
+    assert "it takes: key, index, priority, on_outage, project, when" in text
     for internal in ("tier", "default_priority", "default_on_outage", "unknown_options"):
         assert internal not in text.split("it takes:")[1]
 
