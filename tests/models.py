@@ -15,7 +15,10 @@ import persistio as pio
     pio.Transitory("notify_friends"),
     pio.Volatile("here_now", key=("venue_id", "user_id"), ttl=timedelta(hours=3)),
     pio.Acid("checkins", key=("id",)),
-    pio.Amorphous("activity", partition=("user_id",), order=("at",), retain=timedelta(days=365)),
+    # partition + order is the row's identity: "id" keeps two check-ins of one instant apart
+    pio.Amorphous(
+        "activity", partition=("user_id",), order=("at", "id"), retain=timedelta(days=365)
+    ),
 )
 class Checkin(msgspec.Struct, frozen=True):
     """The DESIGN.md section 2 example, as written."""

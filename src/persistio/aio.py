@@ -96,11 +96,30 @@ class AsyncPersistio:
     async def setup(self) -> None:
         await self._run(self.sync.setup)
 
-    async def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
-        return await self._run(self.sync.save, obj, idempotency_key=idempotency_key)
+    async def save(
+        self,
+        obj: Any,
+        *,
+        idempotency_key: str | None = None,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> Receipt:
+        return await self._run(
+            self.sync.save,
+            obj,
+            idempotency_key=idempotency_key,
+            delay=delay,
+            not_before=not_before,
+        )
 
-    async def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
-        return await self._run(self.sync.save_many, list(objs))
+    async def save_many(
+        self,
+        objs: Iterable[Any],
+        *,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> list[Receipt]:
+        return await self._run(self.sync.save_many, list(objs), delay=delay, not_before=not_before)
 
     @overload
     async def get(
@@ -145,7 +164,16 @@ class AsyncPersistio:
 
     @overload
     async def query(
-        self, model: type[Any], intent: str, *, as_type: type[S], limit: int = 20, **partition: Any
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[S],
+        limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+        **partition: Any,
     ) -> list[S]: ...
     @overload
     async def query(
@@ -155,6 +183,9 @@ class AsyncPersistio:
         *,
         as_type: None = None,
         limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
         **partition: Any,
     ) -> list[T]: ...
     async def query(
@@ -164,11 +195,27 @@ class AsyncPersistio:
         *,
         as_type: type[Any] | None = None,
         limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
         **partition: Any,
     ) -> list[Any]:
         return await self._run(
-            self.sync.query, model, intent, as_type=as_type, limit=limit, **partition
+            self.sync.query,
+            model,
+            intent,
+            as_type=as_type,
+            limit=limit,
+            since=since,
+            until=until,
+            oldest_first=oldest_first,
+            **partition,
         )
+
+    async def find(
+        self, model: type[T], intent: str, *, limit: int = 100, **fields: Any
+    ) -> list[T]:
+        return await self._run(self.sync.find, model, intent, limit=limit, **fields)
 
     @overload
     def pages(
@@ -258,8 +305,10 @@ class AsyncPersistio:
     def transaction(self) -> AsyncTransaction:
         return AsyncTransaction(self.sync.transaction())
 
-    def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
-        return self.sync.consumer(intent, batch=batch)
+    def consumer(
+        self, intent: str, *, name: str | None = None, batch: int = 64, replace: bool = False
+    ) -> Callable[[F], F]:
+        return self.sync.consumer(intent, name=name, batch=batch, replace=replace)
 
     def _bind_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -269,9 +318,10 @@ class AsyncPersistio:
 
         self.sync._worker.run_coroutine = run_on_loop
 
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, timeout: float = 30.0) -> dict[str, int]:
         self._bind_loop()
-        await self._run(self.sync.drain, timeout)
+        found: dict[str, int] = await self._run(self.sync.drain, timeout)
+        return found
 
     async def run_worker(self, *, poll_interval: float = 0.05) -> None:
         self._bind_loop()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -16,9 +18,12 @@ from typing import Any
 import msgspec
 
 from .aio import AsyncPersistio
+from .datadir import empty_warning
 from .errors import PersistioError
 from .intents import Tier
 from .store import Persistio
+from .unconsumed import unconsumed_text
+from .urls import masked
 
 
 def load_store(target: str) -> Persistio:
@@ -34,24 +39,57 @@ def load_store(target: str) -> Persistio:
     found: Any = getattr(module, attribute, None)
     if found is None:
         raise PersistioError(f"{target!r}: module {module_name!r} has no {attribute!r}")
+    if isinstance(found, type):  # a model class, the Persistio class itself, ...
+        raise PersistioError(
+            f"{target!r} is the class {found.__qualname__}, not a store: name a Persistio "
+            "instance (app.db:store) or a function that returns one (app.db:make_store)"
+        )
     if callable(found) and not isinstance(found, Persistio | AsyncPersistio):
-        found = found()
+        found = _call_factory(target, found)
     if isinstance(found, AsyncPersistio):
         found = found.sync
     if not isinstance(found, Persistio):
-        raise PersistioError(f"{target!r} is a {type(found).__name__}, not a Persistio store")
+        raise PersistioError(
+            f"{target!r} is a {type(found).__name__}, not a Persistio store: name a Persistio "
+            "instance (app.db:store) or a function that returns one (app.db:make_store)"
+        )
     return found
 
 
+def _call_factory(target: str, factory: Any) -> Any:
+    """A factory target's store: it is called with no arguments."""
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise PersistioError(
+            f"{target!r} is a function that needs arguments ({exc}); a factory target is "
+            "called with none"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): just call it
+        pass
+    try:
+        return factory()
+    except PersistioError:
+        raise
+    except Exception as exc:
+        raise PersistioError(f"{target!r}: calling it raised {type(exc).__name__}: {exc}") from exc
+
+
 def _worker(store: Persistio, args: argparse.Namespace) -> int:
+    stopping: list[int] = []
+
     def stop(signum: int, frame: FrameType | None) -> None:
         # finish the step in progress (its tasks are acked), then return
         logging.getLogger("persistio.worker").info("signal %d: stopping after this step", signum)
+        stopping.append(signum)
         store.stop_worker()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     store.setup()
+    log_startup(store)
+    if stopping:  # a signal during start-up: run_worker would clear its stop request
+        return 0
     stop_serving = None
     if args.metrics_port is not None:
         from .metrics import serve
@@ -72,6 +110,23 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
     return 0
 
 
+def log_startup(store: Persistio) -> None:
+    """What this worker serves, and what it leaves waiting: its URLs (passwords masked), its
+    data directory, its consumers and their streams, and streams nobody here consumes."""
+    log = logging.getLogger("persistio.worker")
+    urls = ", ".join(f"{t.value}={masked(u)}" for t, u in store.urls.items())
+    log.info("persistio worker %s: %s", os.getpid(), urls)
+    log.info("data directory: %s", store.data_dir)
+    consumers = store.consumers
+    if consumers:
+        log.info("consumers: %s", ", ".join(consumers))
+    else:
+        log.info("consumers: none registered in this process (deferred tasks only)")
+    waiting = store.unconsumed()
+    if waiting:
+        log.warning("%s", unconsumed_text(waiting))
+
+
 def _status(store: Persistio, args: argparse.Namespace) -> int:
     if args.rates_over > 0:  # rates need two looks at the queues and the workers' counters
         store.load()
@@ -85,7 +140,8 @@ def _status(store: Persistio, args: argparse.Namespace) -> int:
 
 
 def format_status(status: dict[str, Any]) -> str:
-    lines = [f"{'tier':<11} {'healthy':<8} {'circuit':<9} url"]
+    lines = [f"data directory: {status['data_dir']}", ""]
+    lines += [f"{'tier':<11} {'healthy':<8} {'circuit':<9} url"]
     for tier, b in status["backends"].items():
         lines.append(
             f"{tier:<11} {'yes' if b['healthy'] else 'NO':<8} {b['circuit']:<9} {b['url']}"
@@ -112,6 +168,12 @@ def format_status(status: dict[str, Any]) -> str:
         for name, n in sorted(status.get(label, {}).items()):
             lines.append(f"{label} {name}: {n}")
     lines += [f"warning: {w}" for w in status.get("warnings", ())]
+    waiting = status.get("unconsumed") or {}
+    lines += [
+        f"stream {name}: {n} entries, no consumer in this process"
+        for name, n in sorted(waiting.items())
+        if name != "error"
+    ]
     return "\n".join(lines)
 
 
@@ -282,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PersistioError as exc:
         print(f"persistio: {exc}", file=sys.stderr)
         return 2
+    if not store.found_data:
+        print(f"persistio: warning: {empty_warning(store.data_dir)}", file=sys.stderr)
     try:
         return COMMANDS[args.command](store, args)
     finally:

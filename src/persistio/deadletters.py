@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from .backends.base import DeadEntry, StreamSpec
+from .backends.base import GROUP_MARK, DeadEntry, StreamSpec
 from .errors import ValidationError
 from .intents import Tier
 from .model import REGISTRY, BoundIntent
@@ -61,7 +61,14 @@ class DeadLetters:
         """Every stream partition and task queue partition: ``stream:<intent>`` and
         ``queue:<priority>``, with ``.<partition>`` after them when there are several."""
         found = [
-            Place(_named(f"stream:{b.name}", i, len(specs)), spec, b)
+            Place(
+                # a consumer group's stream is named by itself (<intent>[.<partition>]~<name>)
+                f"stream:{spec.name}"
+                if GROUP_MARK in spec.name
+                else _named(f"stream:{b.name}", i, len(specs)),
+                spec,
+                b,
+            )
             for b in self._streams()
             for specs in (self._stores.ops.streams(b),)
             for i, spec in enumerate(specs)

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -23,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import BackendUnavailable, DrainTimeout, ValidationError
+from .errors import BackendUnavailable, DrainTimeout, KeyCollisionWarning, ValidationError
 from .intents import Acid, Amorphous, Tier, Transitory, Volatile
 from .model import persist
 from .store import Persistio
@@ -41,7 +42,11 @@ _declared = threading.Lock()
 def _declare() -> None:
     """Give DrillEvent its intents, once, when a drill first runs."""
     with _declared:
-        if "__persistio_plan__" not in DrillEvent.__dict__:
+        if "__persistio_plan__" in DrillEvent.__dict__:
+            return
+        with warnings.catch_warnings():
+            # seq counts a run's events, so (run, seq) does identify each one
+            warnings.simplefilter("ignore", KeyCollisionWarning)
             persist(
                 Transitory("pio_drill_events"),
                 Volatile("pio_drill_cache", key=("id",), ttl=timedelta(minutes=30)),

@@ -71,12 +71,19 @@ class NotFound(PersistioError):
     """A value an API promises to return is absent."""
 
 
+class KeyCollisionWarning(UserWarning):
+    """An Amorphous intent whose ``partition + order`` holds no field that identifies the
+    object: two objects with equal values would be one row (``@persist(..., strict=True)``
+    raises ``IntentError`` instead)."""
+
+
 __all__ = [
     "BackendUnavailable",
     "Busy",
     "ConfigError",
     "DrainTimeout",
     "IntentError",
+    "KeyCollisionWarning",
     "NotFound",
     "PersistioError",
     "ValidationError",

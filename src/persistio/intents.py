@@ -7,8 +7,10 @@ error can name both the model and the intent.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import IntEnum, StrEnum
@@ -118,11 +120,7 @@ class Intent:
         if when is not None and not callable(when):
             found.append("when= must be a callable predicate taking the object")
         found.extend(self._promise_problems())
-        found.extend(
-            f"option {opt!r} does not fit a {type(self).__name__} intent "
-            f"(it takes: {', '.join(self.option_names())})"
-            for opt in self.unknown_options
-        )
+        found.extend(self._unknown_option(opt) for opt in self.unknown_options)
         return found
 
     def _promise_problems(self) -> list[str]:
@@ -146,13 +144,22 @@ class Intent:
             )
         return found
 
+    def _unknown_option(self, option: str) -> str:
+        kind = type(self).__name__
+        article = "an" if kind[0] in "AEIOU" else "a"
+        names = self.option_names()
+        close = difflib.get_close_matches(option, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"option {option!r} does not fit {article} {kind} intent ({hint}it takes: "
+            f"{', '.join(names)})"
+        )
+
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        shared = ("priority", "on_outage", "project", "when", "within", "on_lag")
-        own = tuple(
-            f for f in cls.__dataclass_fields__ if f not in (*shared, "name", "unknown_options")
-        )
-        return (*own, *shared)
+        """The keyword options a user passes to the intent's constructor."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 Encoding = Literal["msgpack", "json"]
@@ -198,11 +205,13 @@ class Transitory(Intent):
     order_by: tuple[str, ...]
     replicas: int
     encoding: Encoding
+    consumers: tuple[str, ...]
 
     def __init__(
         self,
         name: str,
         *,
+        consumers: tuple[str, ...] | str = (),
         max_age: timedelta | None = None,
         max_len: int | None = 1_000_000,
         max_deliveries: int = 5,
@@ -235,6 +244,7 @@ class Transitory(Intent):
         object.__setattr__(self, "order_by", _as_fields(order_by) or order_by)
         object.__setattr__(self, "replicas", replicas)
         object.__setattr__(self, "encoding", encoding)
+        object.__setattr__(self, "consumers", _as_fields(consumers) or consumers)
 
     def key_fields(self) -> tuple[str, ...]:
         """The fields whose values pick an entry's partition (``order_by``)."""
@@ -271,12 +281,28 @@ class Transitory(Intent):
             found.append("order_by= must name fields of the object, e.g. order_by=('user_id',)")
         elif len(set(order_by)) != len(order_by):
             found.append(f"order_by={order_by!r} names a field twice")
+        found.extend(_consumer_problems(self.consumers))
         if not _int_in(self.replicas, 0, MAX_REPLICAS):
             found.append(
                 f"replicas={self.replicas!r}: use an int from 0 to {MAX_REPLICAS} (replicas "
                 "that must hold an entry before its save returns)"
             )
         return found
+
+
+def _consumer_problems(consumers: object) -> list[str]:
+    """``consumers=``: the names of the stream's consumer groups, each a safe identifier."""
+    if not isinstance(consumers, tuple) or not all(isinstance(c, str) for c in consumers):
+        return ["consumers= must name the stream's consumers, e.g. consumers=('email', 'sms')"]
+    found = [
+        f"consumers: {c!r} is not a safe identifier: use 1-48 characters of [a-z0-9_], "
+        "starting with a letter"
+        for c in consumers
+        if not is_safe_name(c)
+    ]
+    if len(set(consumers)) != len(consumers):
+        found.append(f"consumers={consumers!r} names a consumer twice")
+    return found
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -341,12 +367,14 @@ class Acid(Intent):
     sheddable = False
 
     key: tuple[str, ...]
+    index: tuple[tuple[str, ...], ...]
 
     def __init__(
         self,
         name: str,
         *,
         key: tuple[str, ...] | str = (),
+        index: Sequence[tuple[str, ...] | str] = (),
         priority: Priority | None = None,
         on_outage: OnOutage | None = None,
         project: Callable[[Any], Any] | None = None,
@@ -358,12 +386,29 @@ class Acid(Intent):
         prio, outage = _shared(priority, on_outage, Acid)
         _init(self, name, prio, outage, project, when, tuple(other), within, on_lag)
         object.__setattr__(self, "key", _as_fields(key) or key)
+        indexes: Any = index
+        if isinstance(index, list | tuple):
+            indexes = tuple(_as_fields(i) or i for i in index)
+        object.__setattr__(self, "index", indexes)
 
     def key_fields(self) -> tuple[str, ...]:
         return self.key
 
+    def index_fields(self) -> tuple[str, ...]:
+        """Every field an index names (each must be a column usable as a key)."""
+        return tuple(dict.fromkeys(f for i in self.index for f in i))
+
     def problems(self) -> list[str]:
-        return [*super().problems(), *_key_problems("key", self.key)]
+        found = [*super().problems(), *_key_problems("key", self.key)]
+        index: object = self.index
+        if not isinstance(index, tuple) or not all(
+            isinstance(i, tuple) and i and all(isinstance(f, str) for f in i) for i in index
+        ):
+            found.append(
+                "index= must list field tuples, one per index, e.g. index=[('owner_id',), "
+                "('owner_id', 'created')]"
+            )
+        return found
 
 
 @dataclass(frozen=True, eq=False, init=False)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .codec import KEY_KINDS, Codec, fields_of
+from .collisions import acid_keys, check_identity
 from .counts import Count
 from .errors import IntentError
-from .intents import Intent, Priority, Tier, Volatile
+from .intents import Acid, Amorphous, Intent, Priority, Tier, Volatile
 from .limits import Check, checker
 from .tally import CountPlan, build
 
@@ -148,15 +149,25 @@ def plan_of(model: type) -> Plan:
     return plan
 
 
-def persist(*intents: Intent) -> Callable[[type[T]], type[T]]:
+def persist(*intents: Intent, strict: bool = False) -> Callable[[type[T]], type[T]]:
     """Declare why each piece of a model is stored; attach the checked plan to the class.
+
+    An Amorphous intent whose ``partition + order`` (the row's identity) holds no field that
+    identifies the object (one named ``id``, or the model's Acid key) warns with
+    ``KeyCollisionWarning``: equal values would be one row. ``strict=True`` refuses it.
 
     Raises:
         IntentError: at decoration time, naming the model, the intent and the fix.
     """
 
     def decorate(model: type[T]) -> type[T]:
-        plan = _build_plan(model, intents)
+        if isinstance(getattr(model, "__dict__", {}).get(PLAN_ATTRIBUTE), Plan):
+            # two plans for one model: one would silently win over the other
+            raise IntentError(
+                f"@persist on {model.__qualname__!r}: the model is already decorated with "
+                "@persist; declare all of its intents in one @persist(...)"
+            )
+        plan = _build_plan(model, intents, strict)
         REGISTRY.add(plan)
         setattr(model, PLAN_ATTRIBUTE, plan)
         return model
@@ -164,7 +175,7 @@ def persist(*intents: Intent) -> Callable[[type[T]], type[T]]:
     return decorate
 
 
-def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
+def _build_plan(model: type, intents: tuple[Intent, ...], strict: bool = False) -> Plan:
     where = f"@persist on {getattr(model, '__qualname__', model)!r}"
     if not isinstance(model, type) or fields_of(model) is None:
         raise IntentError(f"{where}: decorate a msgspec.Struct (or a dataclass)")
@@ -196,6 +207,10 @@ def _build_plan(model: type, intents: tuple[Intent, ...]) -> Plan:
             continue
         codec = Codec(stored, getattr(intent, "encoding", "msgpack"))
         _check_fields(codec, intent, label)
+        if isinstance(intent, Amorphous):
+            names = [c.name for c in codec.columns]
+            keys = acid_keys(intents)
+            check_identity(label, intent, names, stored is model, keys, strict=strict)
         bound.append(BoundIntent(intent, model, stored, codec))
     by_name = {b.name: b for b in bound}
     for b in bound:
@@ -235,6 +250,15 @@ def _return_annotation(project: Callable[..., Any], label: str) -> Any:
 def _check_fields(codec: Codec, intent: Intent, label: str) -> None:
     by_name = {c.name: c for c in codec.columns}
     stored = codec.model.__qualname__
+    if isinstance(intent, Acid):
+        for name in intent.index_fields():
+            found = by_name.get(name)
+            if found is None or found.kind not in KEY_KINDS:
+                raise IntentError(
+                    f"{label}: index field {name!r} must be a field of {stored} holding an int, "
+                    f"str, bool, datetime, date, UUID, Decimal or bytes; its fields are "
+                    f"{tuple(by_name)}"
+                )
     if intent.tier in (Tier.ACID, Tier.AMORPHOUS):
         for column in codec.columns:
             if not FIELD_PATTERN.fullmatch(column.name):

@@ -25,8 +25,14 @@ class Task(msgspec.Struct, array_like=True, frozen=True):
 
     @property
     def delete(self) -> bool:
-        """A tombstone of the key (see ``DeleteTask``)."""
+        """A tombstone of the key (see ``AnyTask``)."""
         return False
+
+    @property
+    def not_before(self) -> float:
+        """Epoch seconds before which its stream entry or deferred task is not handed out (a
+        delayed save); 0: at once (see ``AnyTask``)."""
+        return 0.0
 
 
 class TracedTask(Task, frozen=True):
@@ -38,46 +44,56 @@ class TracedTask(Task, frozen=True):
 
 
 class AnyTask(TracedTask, frozen=True):
-    """What a worker decodes: a plain task (7 fields), a traced one (8) or a delete (9, the
-    trace empty when the delete was not traced). Saves' tasks keep their earlier encodings, so
-    a worker of an earlier version still reads them; a delete it cannot read is set aside
-    rather than run as a save."""
+    """What a worker decodes: a plain task (7 fields), a traced one (8: its trace), or one that
+    is a delete or delayed (10: the trace, empty when not traced, the delete flag and the time
+    it is due). A plain or traced save keeps the encoding of earlier versions, so their workers
+    still read it; a delete or a delay they cannot read is set aside rather than run wrongly."""
 
     is_delete: bool = False
+    due: float = 0.0
 
     @property
     def delete(self) -> bool:
         return self.is_delete
 
+    @property
+    def not_before(self) -> float:
+        return self.due
 
-TASK_FIELDS = len(Task.__struct_fields__)
+
 TASK_ENCODER = msgspec.msgpack.Encoder()
 TASK_DECODER = msgspec.msgpack.Decoder(AnyTask)
 
 
-def delete_task(task: Task, trace: str = "") -> AnyTask:
+def make_task(
+    base: Task, *, trace: str = "", delete: bool = False, not_before: float = 0.0
+) -> Task:
+    """``base``'s identity and payload in the smallest encoding that carries the rest."""
+    t = base
+    fields = (t.write_id, t.model, t.intent, t.tier, t.priority, t.ts, t.payload)
+    if delete or not_before:
+        return AnyTask(*fields, trace, delete, not_before)
+    if trace:
+        return TracedTask(*fields, trace)
+    return t if type(t) is Task else Task(*fields)
+
+
+def delete_task(task: Task, trace: str = "") -> Task:
     """``task`` as a delete (a tombstone of its key), with the save's trace context if any."""
-    t = task
-    return AnyTask(t.write_id, t.model, t.intent, t.tier, t.priority, t.ts, t.payload, trace, True)
+    return make_task(task, trace=trace, delete=True, not_before=task.not_before)
 
 
 def traced(task: Task, trace: str) -> Task:
-    """``task`` carrying a trace context, a delete staying a delete."""
-    if task.delete:
-        return delete_task(task, trace)
-    t = task
-    return TracedTask(t.write_id, t.model, t.intent, t.tier, t.priority, t.ts, t.payload, trace)
+    """``task`` carrying a trace context, a delete staying a delete, a delay a delay."""
+    return make_task(task, trace=trace, delete=task.delete, not_before=task.not_before)
 
 
 def _plain(task: Task) -> Task:
     """A decoded task as the type it was written as (re-encoded, e.g. spooled again by a worker,
     it keeps that encoding)."""
-    if type(task) is not AnyTask or task.delete:
+    if type(task) is not AnyTask:
         return task
-    fields = msgspec.structs.astuple(task)
-    if task.trace:
-        return TracedTask(*fields[: TASK_FIELDS + 1])
-    return Task(*fields[:TASK_FIELDS])
+    return make_task(task, trace=task.trace, delete=task.delete, not_before=task.not_before)
 
 
 class Work:
@@ -115,10 +131,12 @@ def plan_save(
     clock: WriteClock,
     where: str,
     stamp: tuple[str, int] | None = None,
+    not_before: float = 0.0,
 ) -> SavePlan:
     """Validate ``obj`` and turn it into one task per intent; nothing is written here.
 
-    ``stamp`` (write id, timestamp) replays an earlier attempt's identity (an idempotency key).
+    ``stamp`` (write id, timestamp) replays an earlier attempt's identity (an idempotency key);
+    ``not_before`` (epoch seconds) delays its stream entries and deferred tasks.
     """
     model_payload = plan.codec.validate(obj, where)
     if stamp is None:
@@ -143,6 +161,8 @@ def plan_save(
         if bound.limits is not None:
             bound.limits(stored, where, bound.name)
         task = Task(write_id, model_name, bound.name, bound.tier.value, bound.priority, ts, payload)
+        if not_before:
+            task = make_task(task, not_before=not_before)
         work.append(Work(task, bound, stored))
     return SavePlan(write_id, ts, work, skipped)
 

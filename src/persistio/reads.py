@@ -11,6 +11,7 @@ from .backends.base import TOMBSTONE, CountValues, Put, key_text
 from .errors import ValidationError
 from .events import Events
 from .intents import Tier, Volatile
+from .lookups import range_bounds
 from .model import BoundIntent
 from .pages import Page, check_size, unwrap, wrap
 from .singleflight import SingleFlight
@@ -158,7 +159,15 @@ class Reader:
                 out.append(None)
         return out
 
-    def query(self, bound: BoundIntent, given: dict[str, Any], limit: int) -> list[Any]:
+    def query(
+        self,
+        bound: BoundIntent,
+        given: dict[str, Any],
+        limit: int,
+        since: object = None,
+        until: object = None,
+        oldest_first: bool = False,
+    ) -> list[Any]:
         where = f"query({bound.model.__qualname__}, {bound.name!r})"
         _not_a_count(bound, where)
         if bound.tier is not Tier.AMORPHOUS:
@@ -175,7 +184,16 @@ class Reader:
             )
         spec = self._backends.ops.table(bound)
         partition = bound.codec.check_key(given, spec.key, where)
-        found = self._backends.amorphous.query(spec, partition, limit)
+        lo, hi = range_bounds(bound, since, until, where)
+        if not isinstance(oldest_first, bool):
+            raise ValidationError(f"{where}: oldest_first={oldest_first!r}: use True or False")
+        amorphous = self._backends.amorphous
+        if lo is None and hi is None and not oldest_first:
+            found = amorphous.query(spec, partition, limit)
+        else:
+            found = amorphous.query(
+                spec, partition, limit, since=lo, until=hi, oldest_first=oldest_first
+            )
         return [bound.codec.decode(d) for d in found if d != TOMBSTONE]
 
     def page(

@@ -36,11 +36,15 @@ def _stream(backend: Any, specs: Sequence[Any]) -> dict[str, Any]:
     except PersistioError as exc:
         return {"error": str(exc)}
     ages = [s.oldest_age_seconds for s in found if s.oldest_age_seconds is not None]
-    return {
+    figures = {
         "pending": sum(s.pending for s in found),
         "oldest_age_s": max(ages) if ages else None,
         "dead_letters": sum(s.dead_letters for s in found),
     }
+    delayed = sum(s.delayed for s in found)
+    if delayed:  # of the pending: a delayed save's, not due yet
+        figures["delayed"] = delayed
+    return figures
 
 
 def _warnings(backends: Sequence[Any]) -> list[str]:
@@ -165,19 +169,29 @@ def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
     return {k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)}
 
 
-def pending_work(router: Router, consumer_streams: Sequence[BoundIntent]) -> dict[str, int]:
-    """Work ``drain()`` still waits for, by place; empty when everything is done."""
+def _due(stats: Any) -> int:
+    """Entries a worker could take now or soon: a delayed save's are not waited for."""
+    return int(stats.pending - stats.delayed)
+
+
+def pending_work(
+    router: Router, consumer_streams: Sequence[tuple[str, Sequence[Any]]]
+) -> dict[str, int]:
+    """Work ``drain()`` still waits for, by place; empty when everything is done.
+
+    ``consumer_streams``: this process's consumers, each with the streams it reads.
+    """
     backends = router.stores
     found: dict[str, int] = {}
     transitory = backends.transitory
     for priority, queue in backends.queues.items():
-        n = sum(transitory.stats(spec).pending for spec in queue)
+        n = sum(_due(transitory.stats(spec)) for spec in queue)
         if n:
             found[f"queue:{priority.name.lower()}"] = n
-    for bound in consumer_streams:
-        n = sum(transitory.stats(spec).pending for spec in backends.ops.streams(bound))
+    for name, specs in consumer_streams:
+        n = sum(_due(transitory.stats(spec)) for spec in specs)
         if n:
-            found[f"stream:{bound.name}"] = n
+            found[f"stream:{name}"] = n
     for tier, (n, _age) in router.spool.depth().items():
         found[f"spool:{tier}"] = n
     if backends.acid.take_outbox(1, 0.0):

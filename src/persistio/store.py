@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 import time
@@ -20,12 +21,22 @@ from .breaker import CircuitBreaker
 from .clock import WriteClock
 from .clock_sync import ClockSync
 from .config import ENV, default_urls, environ_settings, open_backends
+from .consumers import check_consumer
+from .datadir import local_files, resolve_data_dir
 from .deadletters import DeadLetter, DeadLetters
 from .delivery import takes_delivery
-from .errors import BackendUnavailable, ConfigError, DrainTimeout, PersistioError, ValidationError
+from .errors import (
+    BackendUnavailable,
+    ConfigError,
+    DrainTimeout,
+    IntentError,
+    PersistioError,
+    ValidationError,
+)
 from .events import Events, Hook
 from .intents import Tier, Transitory, is_safe_name
 from .lanes import Lanes
+from .lookups import find, not_before_of
 from .model import REGISTRY, BoundIntent, Plan, plan_of
 from .pages import Page
 from .plan import SavePlan, plan_delete, plan_save, plan_uncount
@@ -47,11 +58,14 @@ from .settings import (
 from .spool import Spool
 from .status import GRACE, collect_status, pending_work
 from .transaction import Transaction
+from .unconsumed import unconsumed, unconsumed_text
 from .urls import masked
 from .wiring import Stores
 from .worker import Consumer, Handler, Worker
+from .writes import Streams
 from .writes import task_queues as queue_specs
 
+log = logging.getLogger("persistio")
 T = TypeVar("T")
 S = TypeVar("S")
 F = TypeVar("F", bound=Handler)
@@ -74,7 +88,7 @@ class Persistio:
         amorphous: str | None = None,
         spool: str | Path | None = None,
         *,
-        data_dir: str | Path = ".persistio",
+        data_dir: str | Path | None = None,
         namespace: str = "",
         timeouts: Timeouts | None = None,
         pools: Pools | None = None,
@@ -116,7 +130,8 @@ class Persistio:
                 f"Persistio(tombstone_window={tombstone_window!r}): use a positive timedelta"
             )
         self._tombstone_window = tombstone_window
-        data = Path(data_dir)
+        data = resolve_data_dir(data_dir)
+        self.data_dir = data  # absolute: a later chdir does not move the store
         given = {
             Tier.TRANSITORY: _joined(transitory),
             Tier.VOLATILE: _joined(volatile),
@@ -125,13 +140,16 @@ class Persistio:
         }
         defaults = default_urls(data)
         self.urls = {t: u if u is not None else defaults[t] for t, u in given.items()}
+        spool_path = Path(spool) if spool else data / "spool.db"
+        # before anything is opened (opening creates the files): did this store find data?
+        self.found_data = any(p.exists() for p in local_files(self.urls.values(), spool_path))
         self._namespace = namespace
         self._events = Events()
         self._stores = self._wire(settings, data, namespace)
         try:
             limits = settings.spool_limits
             self._spool = Spool(
-                Path(spool) if spool else data / "spool.db",
+                spool_path,
                 max_items=limits.max_items,
                 max_bytes=limits.max_bytes,
                 full_timeout=limits.full_timeout,
@@ -280,13 +298,30 @@ class Persistio:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def _plan(self, obj: Any, where: str, stamp: tuple[str, int] | None = None) -> SavePlan:
+    def _plan(
+        self,
+        obj: Any,
+        where: str,
+        stamp: tuple[str, int] | None = None,
+        not_before: float = 0.0,
+    ) -> SavePlan:
         self._check_open()
         # no setup here: each intent's first write sets it up, within the save's deadline
-        plan = self._plan_of(type(obj), where)
-        return plan_save(plan, obj, self._clock, f"{where}({type(obj).__qualname__})", stamp)
+        try:
+            plan = self._plan_of(type(obj), where)
+        except IntentError as exc:
+            raise IntentError(f"{where}: {exc}") from None
+        name = f"{where}({type(obj).__qualname__})"
+        return plan_save(plan, obj, self._clock, name, stamp, not_before)
 
-    def save(self, obj: Any, *, idempotency_key: str | None = None) -> Receipt:
+    def save(
+        self,
+        obj: Any,
+        *,
+        idempotency_key: str | None = None,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> Receipt:
         """Validate ``obj``, run its REALTIME intents now and queue the rest.
 
         Args:
@@ -295,6 +330,10 @@ class Persistio:
                 the same key within ``dedup_window`` (after a timeout, a crash, in another
                 process) writes exactly what the first attempt wrote: the same write id and
                 timestamp, so no store keeps anything newer and a consumer sees one entry.
+            delay: Delayed work: its stream entries and deferred tasks are handed to consumers
+                and workers only after this long (they are stored now, so they survive
+                restarts); its other REALTIME writes happen now.
+            not_before: The same, as an aware datetime (give one of the two).
 
         Raises:
             ValidationError: ``obj`` does not fit its model; nothing was written.
@@ -302,10 +341,11 @@ class Persistio:
                 ``on_outage="fail"`` could not be (the exception's ``written`` and
                 ``not_written`` name the intents).
         """
+        due = not_before_of(delay, not_before, "save")
         stamp = None
         if idempotency_key is not None:
             stamp = self._first_attempt(type(obj), idempotency_key)
-        return self._router.dispatch([self._plan(obj, "save", stamp)])[0]
+        return self._router.dispatch([self._plan(obj, "save", stamp, due)])[0]
 
     def _first_attempt(self, model: type, key: str) -> tuple[str, int]:
         """(write id, timestamp) of the first save made with ``key``: this one's, if it is."""
@@ -323,9 +363,21 @@ class Persistio:
         write_id, _, stamp = stored.partition(" ")
         return write_id, int(stamp)
 
-    def save_many(self, objs: Iterable[Any]) -> list[Receipt]:
-        """Save many objects through batched writes; every object is validated before any write."""
-        plans = [self._plan(obj, "save_many") for obj in objs]
+    def save_many(
+        self,
+        objs: Iterable[Any],
+        *,
+        delay: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> list[Receipt]:
+        """Save many objects through batched writes; every object is validated before any write.
+
+        Raises:
+            ValidationError: an object does not fit its model (the message names its index,
+                ``save_many[3](Model): ...``); nothing was written.
+        """
+        due = not_before_of(delay, not_before, "save_many")
+        plans = [self._plan(obj, f"save_many[{i}]", None, due) for i, obj in enumerate(objs)]
         return self._router.dispatch(plans) if plans else []
 
     @overload
@@ -450,7 +502,16 @@ class Persistio:
 
     @overload
     def query(
-        self, model: type[Any], intent: str, *, as_type: type[S], limit: int = 20, **partition: Any
+        self,
+        model: type[Any],
+        intent: str,
+        *,
+        as_type: type[S],
+        limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+        **partition: Any,
     ) -> list[S]: ...
     @overload
     def query(
@@ -460,6 +521,9 @@ class Persistio:
         *,
         as_type: None = None,
         limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
         **partition: Any,
     ) -> list[T]: ...
     def query(
@@ -469,12 +533,31 @@ class Persistio:
         *,
         as_type: type[Any] | None = None,
         limit: int = 20,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
         **partition: Any,
     ) -> list[Any]:
-        """One partition of an amorphous intent, newest first by its ``order`` fields."""
+        """One partition of an amorphous intent, newest first by its ``order`` fields.
+
+        ``since`` (included) and ``until`` (excluded) bound the first order field, e.g. the
+        ``at`` of ``order=("at", "id")``; ``oldest_first=True`` reads the other way.
+        """
         self._check_open()
         bound = _typed(self._plan_of(model, "query").intent(intent), as_type, "query")
-        return self._reader.query(bound, partition, limit)
+        return self._reader.query(bound, partition, limit, since, until, oldest_first)
+
+    def find(self, model: type[T], intent: str, *, limit: int = 100, **fields: Any) -> list[T]:
+        """Rows of an Acid intent whose ``fields`` equal the values given, by primary key.
+
+        The fields must be those of a declared index (``Acid(..., index=[("owner_id",)])``),
+        or its first ones, so the database answers from that index.
+
+        Raises:
+            ValidationError: not an Acid intent; no index serves the fields; a bad value.
+        """
+        self._check_open()
+        return find(self._stores, self._plan_of(model, "find").intent(intent), fields, limit)
 
     @overload
     def pages(
@@ -592,11 +675,23 @@ class Persistio:
 
     # -- deferred work --------------------------------------------------------------------------
 
-    def consumer(self, intent: str, *, batch: int = 64) -> Callable[[F], F]:
+    def consumer(
+        self, intent: str, *, name: str | None = None, batch: int = 64, replace: bool = False
+    ) -> Callable[[F], F]:
         """Register a handler for a transitory intent (at-least-once; return = ack = expunged).
 
         ``handler(obj)``, or ``handler(obj, delivery)`` to get a ``pio.Delivery`` (write id,
         attempt, enqueue time) whose ``key`` makes the handler's own effects idempotent.
+
+        A stream with several consumers declares them, ``pio.Transitory("evts",
+        consumers=("email", "sms"))``, and each handler names its own: ``name="email"``. Each
+        is a consumer group of its own: it receives every entry, with its own retries and dead
+        letters. ``replace=True`` swaps the handler registered under that name on purpose.
+
+        Raises:
+            ValidationError: no model declares a Transitory intent of that name; a bad batch.
+            IntentError: a name the intent does not declare (or none where it declares
+                several); a second handler under one name.
         """
         bound = REGISTRY.intent(Tier.TRANSITORY, intent)
         if bound is None or not isinstance(bound.intent, Transitory):
@@ -607,22 +702,30 @@ class Persistio:
         if not isinstance(batch, int) or batch < 1:
             raise ValidationError(f"consumer({intent!r}): batch={batch!r}: use an int >= 1")
 
+        key = check_consumer(bound, name, self._worker.consumers, replace)
+
         def register(handler: F) -> F:
             self._ensure(plan_of(bound.model))
-            streams = self._stores.ops.streams(bound)
-            self._worker.consumers[intent] = Consumer(
-                bound, streams, handler, batch, takes_delivery(handler)
+            check_consumer(bound, name, self._worker.consumers, replace)
+            streams = self._stores.ops.consumer_streams(bound, name)
+            self._worker.consumers[key] = Consumer(
+                bound, streams, handler, batch, takes_delivery(handler), name
             )
             return handler
 
         return register
 
-    def drain(self, timeout: float = 30.0) -> None:
+    def drain(self, timeout: float = 30.0) -> dict[str, int]:
         """Run deferred tasks, spool replay, the outbox and this process's consumers until none
         has pending work.
 
+        Streams that no consumer of this process reads are not waited on: they are returned
+        (and logged), ``{consumer: pending entries}``, e.g. ``{"evts~sms": 50}``; empty when
+        every stream with entries has a consumer here.
+
         Raises:
-            DrainTimeout: work was still pending after ``timeout`` seconds.
+            DrainTimeout: work was still pending after ``timeout`` seconds (the message lists
+                it, and the streams with no consumer here).
         """
         self._check_open()
         deadline = time.monotonic() + timeout
@@ -630,18 +733,42 @@ class Persistio:
             if not self._worker.step(outbox_age=0.0):
                 pending = self._pending()
                 if not pending:
-                    return
+                    return self._report_unconsumed()
                 if time.monotonic() >= deadline:
-                    raise DrainTimeout(f"drain({timeout}) timed out; still pending: {pending}")
+                    raise self._timed_out(timeout, pending)
                 time.sleep(0.01)
             elif time.monotonic() >= deadline:
-                raise DrainTimeout(f"drain({timeout}) timed out; still pending: {self._pending()}")
+                raise self._timed_out(timeout, self._pending())
+
+    def _timed_out(self, timeout: float, pending: dict[str, int]) -> DrainTimeout:
+        text = f"drain({timeout}) timed out; still pending: {pending}"
+        waiting = self.unconsumed()
+        if waiting:
+            text += f"; not waited on: {unconsumed_text(waiting)}"
+        return DrainTimeout(text)
+
+    def _report_unconsumed(self) -> dict[str, int]:
+        waiting = self.unconsumed()
+        if waiting:
+            log.warning("drain(): %s", unconsumed_text(waiting))
+        return waiting
+
+    @property
+    def consumers(self) -> list[str]:
+        """The consumers registered in this process: ``<intent>`` or ``<intent>~<name>``."""
+        return sorted(self._worker.consumers)
+
+    def unconsumed(self) -> dict[str, int]:
+        """``{consumer: pending entries}`` for the streams that hold entries and that no
+        consumer of this process reads (``drain()`` does not wait on them)."""
+        self._check_open()
+        return unconsumed(self._transitory_intents(), self._stores, self._worker.consumers)
 
     def _pending(self) -> dict[str, int]:
         return pending_work(self._router, self._consumer_streams())
 
-    def _consumer_streams(self) -> list[BoundIntent]:
-        return [c.bound for c in self._worker.consumers.values()]
+    def _consumer_streams(self) -> list[tuple[str, Streams]]:
+        return [(k, c.streams) for k, c in self._worker.consumers.items()]
 
     def step(self) -> bool:
         """One round of the worker's work (the outbox, the spool, one batch of the highest
@@ -735,14 +862,23 @@ class Persistio:
         """Backends' health, queue depth and oldest age per priority, streams, spool, counters."""
         self._check_open()
         looking = in_daemon_thread(self._pressure.load, "persistio-load")  # beside the rest
-        found = collect_status(self._router, self.urls, self._transitory_intents())
+        intents = self._transitory_intents()
+        found = collect_status(self._router, self.urls, intents)
         found["promises"] = self._promises.report(
-            [b for p in REGISTRY.plans() for b in p.intents], self._spool.counters()
+            [b for p in self._plans() for b in p.intents], self._spool.counters()
         )
         found["load"] = self._answer(looking)
         counters = self._spool.counters()
         found["shed"] = {k[5:]: v for k, v in counters.items() if k.startswith("shed:")}
         found["slowed"] = {k[7:]: v for k, v in counters.items() if k.startswith("slowed:")}
+        found["data_dir"] = str(self.data_dir)
+        found["data_dir_found_data"] = self.found_data
+        here = self._worker.consumers
+        found["consumers"] = sorted(here)  # registered in this process
+        try:  # streams with entries that none of them reads
+            found["unconsumed"] = unconsumed(intents, self._stores, here)
+        except PersistioError as exc:
+            found["unconsumed"] = {"error": str(exc)}
         found["clock"] = self._clock_sync.status()
         found["hooks"] = {"errors": self._events.errors}
         return found

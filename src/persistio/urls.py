@@ -29,6 +29,7 @@ def masked(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
+    original = parts
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
         parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hosts}")
@@ -37,4 +38,5 @@ def masked(url: str) -> str:
         if any(k.lower() in SECRET_PARAMETERS for k, _ in pairs):
             shown = [(k, "***" if k.lower() in SECRET_PARAMETERS else v) for k, v in pairs]
             parts = parts._replace(query=urlencode(shown, safe="*"))
-    return urlunsplit(parts)
+    # unchanged: as given (urlunsplit turns sqlite:////abs/path into sqlite://abs/path)
+    return url if parts == original else urlunsplit(parts)

@@ -49,6 +49,7 @@ class Consumer:
     handler: Handler
     batch: int
     with_delivery: bool = False  # the handler takes (obj, Delivery)
+    group: str | None = None  # its name, one of the intent's declared consumers
 
 
 def backoff(deliveries: int, base: float = 0.2, cap: float = 30.0) -> float:

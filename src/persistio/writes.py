@@ -7,12 +7,14 @@ and every store keeps the newest.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import msgspec
 
 from .backends.base import (
+    GROUP_MARK,
     TOMBSTONE,
     Append,
     Contribution,
@@ -59,7 +61,23 @@ def _seconds(value: timedelta | None) -> float | None:
 
 
 def stream_specs(bound: BoundIntent) -> Streams:
-    """A transitory intent's streams: one per partition."""
+    """Every stream of a transitory intent: one per partition, or, when it declares several
+    consumers, one per consumer and partition (``<partition>~<consumer>``)."""
+    intent = bound.intent
+    assert isinstance(intent, Transitory)
+    base = base_streams(bound)
+    if not intent.consumers:
+        return base
+    return tuple(s for c in intent.consumers for s in group_streams(base, c))
+
+
+def group_streams(base: Streams, consumer: str) -> Streams:
+    """One consumer group's streams: a copy of each partition's entries."""
+    return tuple(replace(s, name=f"{s.name}{GROUP_MARK}{consumer}") for s in base)
+
+
+def base_streams(bound: BoundIntent) -> Streams:
+    """A transitory intent's partitions (where its entries are deduplicated)."""
     intent = bound.intent
     assert isinstance(intent, Transitory)
     return tuple(
@@ -82,7 +100,7 @@ def stream_specs(bound: BoundIntent) -> Streams:
 def table_spec(bound: BoundIntent) -> TableSpec:
     intent = bound.intent
     if isinstance(intent, Acid):
-        return TableSpec(intent.name, tuple(bound.codec.columns), intent.key)
+        return TableSpec(intent.name, tuple(bound.codec.columns), intent.key, indexes=intent.index)
     assert isinstance(intent, Amorphous)
     by_name = {c.name: c for c in bound.codec.columns}
     keyed = tuple(by_name[n] for n in (*intent.partition, *intent.order))
@@ -103,6 +121,7 @@ class OpBuilder:
     def __init__(self, queues: dict[Priority, Streams]) -> None:
         self.queues = queues
         self._streams: dict[BoundIntent, Streams] = {}
+        self._bases: dict[BoundIntent, tuple[Streams, tuple[Streams, ...]]] = {}
         self._tables: dict[BoundIntent, TableSpec] = {}
         self._ttls: dict[BoundIntent, int] = {}
 
@@ -111,6 +130,24 @@ class OpBuilder:
         found = self._streams.get(bound)
         if found is None:
             found = self._streams[bound] = stream_specs(bound)
+        return found
+
+    def consumer_streams(self, bound: BoundIntent, consumer: str | None) -> Streams:
+        """The streams one consumer reads: its group's, or the intent's when it has one."""
+        if consumer is None:
+            return self.streams(bound)
+        return group_streams(base_streams(bound), consumer)
+
+    def _partitions(self, bound: BoundIntent) -> tuple[Streams, tuple[Streams, ...]]:
+        """The partitions, and per partition its consumer groups' streams (empty for one)."""
+        found = self._bases.get(bound)
+        if found is None:
+            intent = bound.intent
+            assert isinstance(intent, Transitory)
+            base = base_streams(bound)
+            groups = [group_streams(base, c) for c in intent.consumers]
+            copies = tuple(tuple(g[i] for g in groups) for i in range(len(base)))
+            found = self._bases[bound] = (base, copies)
         return found
 
     def table(self, bound: BoundIntent) -> TableSpec:
@@ -135,12 +172,19 @@ class OpBuilder:
             key = key_of(bound, work.obj)
             return Put(bound.name, key, task.ts, task.ts + ttl_us, task.payload, task.write_id)
         if tier is Tier.TRANSITORY:
-            streams = self.streams(bound)
-            if len(streams) == 1:
-                return Append(streams[0], work.dedup_key, task.payload)
-            # the same write always picks the same partition: a replay meets its dedup marker
-            by = key_of(bound, work.obj) if bound.key else task.write_id
-            return Append(streams[pick(by, len(streams))], work.dedup_key, task.payload)
+            streams, copies = self._partitions(bound)
+            at = 0
+            if len(streams) > 1:
+                # the same write always picks the same partition: a replay meets its dedup marker
+                by = key_of(bound, work.obj) if bound.key else task.write_id
+                at = pick(by, len(streams))
+            return Append(
+                streams[at],
+                work.dedup_key,
+                task.payload,
+                copies=copies[at],
+                not_before=task.not_before,
+            )
         if tier is Tier.ACID:
             row = bound.codec.to_key_row(work.obj, bound.key)
             return Upsert(self.table(bound), row, task.ts, task.write_id)
@@ -195,7 +239,13 @@ class OpBuilder:
         """The op that puts ``work`` on its priority's task queue (no dedup: see Append)."""
         queue = self.queues[work.bound.priority]
         stream = queue[0] if len(queue) == 1 else queue[pick(work.dedup_key, len(queue))]
-        return Append(stream, work.dedup_key, TASK_ENCODER.encode(work.task), dedupe=False)
+        return Append(
+            stream,
+            work.dedup_key,
+            TASK_ENCODER.encode(work.task),
+            dedupe=False,
+            not_before=work.task.not_before,
+        )
 
 
 def key_of(bound: BoundIntent, obj: Any) -> str:

@@ -292,7 +292,7 @@ def test_entry_deleted_while_pending_is_cleaned(streams: RedisStreams, raw: redi
 
 def test_stats(streams: RedisStreams) -> None:
     # Given an empty stream
-    assert tuple(streams.stats(spec())) == (0, None, 0)
+    assert tuple(streams.stats(spec())) == (0, None, 0, 0)
 
     # When three items are enqueued, one claimed (in flight), one acknowledged
     enqueue(streams, spec(), items("a", "b", "c"))

@@ -62,7 +62,7 @@ def test_hostile_values_round_trip_in_every_store(
     # When it is saved and drained
     store.save(odd)
     delivered: list[Oddity] = []
-    store.consumer("odd_events")(delivered.append)
+    store.consumer("odd_events", replace=True)(delivered.append)  # once per example
     store.drain(timeout=30)
 
     # Then every store returns it unchanged, and the consumer got it once

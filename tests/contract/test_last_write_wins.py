@@ -44,7 +44,7 @@ def test_any_order_any_repeats_converges_to_last_write(
 
     # And the stream got each save exactly once, however often it was replayed
     delivered: list[Versioned] = []
-    store.consumer("lww_events", batch=100)(delivered.append)
+    store.consumer("lww_events", batch=100, replace=True)(delivered.append)  # per example
     store.drain(timeout=30)
     assert sorted(delivered, key=repr) == sorted(objs, key=repr)
 

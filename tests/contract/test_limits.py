@@ -25,7 +25,7 @@ class LimRow(msgspec.Struct, frozen=True):
 
 @pio.persist(
     pio.Volatile("lim_doc_now", key=("id",), ttl=timedelta(hours=1)),
-    pio.Amorphous("lim_docs", partition=("tag",), order=("n",)),
+    pio.Amorphous("lim_docs", partition=("tag",), order=("n", "id")),
 )
 class LimDoc(msgspec.Struct, frozen=True):
     id: int

@@ -174,7 +174,7 @@ def test_replayed_tasks_keep_counts_exact_and_the_ledger_balanced(
             redelivered.add(c.id)
             raise RuntimeError("worker died before acknowledging")
 
-    game.store.consumer("game_badge_jobs")(dies_before_ack)
+    game.store.consumer("game_badge_jobs", replace=True)(dies_before_ack)  # swaps the game's
     for start in range(0, len(checkins), 64):
         game.check_in_many(checkins[start : start + 64], nearby=False)
     game.store.drain(timeout=60)

@@ -104,6 +104,7 @@ def test_public_names_are_pinned() -> None:
             "InDoubt",
             "Intent",
             "IntentError",
+            "KeyCollisionWarning",
             "NotFound",
             "Page",
             "Persistio",

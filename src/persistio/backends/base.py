@@ -48,6 +48,7 @@ class TableSpec:
     order: tuple[str, ...] = ()  # amorphous clustering columns, queried newest first
     ttl_seconds: int | None = None
     consistency: str | None = None
+    indexes: tuple[tuple[str, ...], ...] = ()  # acid: secondary indexes, for find()
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,14 @@ class StreamSpec:
     replicas: int = 0
 
 
+GROUP_MARK = "~"  # <stream>~<consumer>: the stream of one consumer group of a stream
+
+
+def hash_tag(name: str) -> str:
+    """The stream a (group) stream name belongs to: a group's stream shares its keys' slot."""
+    return name.partition(GROUP_MARK)[0]
+
+
 class Delivery(NamedTuple):
     id: str
     dedup: str
@@ -109,9 +118,10 @@ class DeadEntry(NamedTuple):
 
 
 class StreamStats(NamedTuple):
-    pending: int  # enqueued and not yet acknowledged (includes in-flight ones)
+    pending: int  # enqueued and not yet acknowledged (includes in-flight and delayed ones)
     oldest_age_seconds: float | None
     dead_letters: int
+    delayed: int = 0  # of the pending: not due yet (a delayed save), never handed out so far
 
 
 class Append(NamedTuple):
@@ -123,6 +133,15 @@ class Append(NamedTuple):
     # only entries a consumer sees are deduplicated (by item_id, within the dedup window); a
     # deferred task's effect is a last-write-wins write, so a duplicate costs work, not data
     dedupe: bool = True
+    # a stream with several consumer groups: the entry goes to each group's stream instead of
+    # ``stream`` (whose dedup marker still decides, once, whether it is added to all of them)
+    copies: tuple[StreamSpec, ...] = ()
+    # epoch seconds: the entry is not handed out before (a delayed save); 0: at once
+    not_before: float = 0.0
+
+    def targets(self) -> tuple[StreamSpec, ...]:
+        """The streams that receive the entry."""
+        return self.copies or (self.stream,)
 
 
 class Put(NamedTuple):
@@ -294,6 +313,10 @@ class AcidBackend(Backend, Protocol):
     def take_outbox(
         self, limit: int, older_than_seconds: float
     ) -> list[tuple[str, bytes, float]]: ...
+    def find(self, table: TableSpec, fields: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows whose ``fields`` equal the values given, by primary key."""
+        ...
+
     def finish_outbox(self, keys: Sequence[str]) -> None: ...
 
 
@@ -310,7 +333,20 @@ class AmorphousBackend(Backend, Protocol):
         """``get_stamped`` of every key (partition + order values), aligned with ``keys``."""
         ...
 
-    def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]: ...
+    def query(
+        self,
+        table: TableSpec,
+        partition: tuple[Any, ...],
+        limit: int,
+        *,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+    ) -> list[bytes]:
+        """Up to ``limit`` payloads of one partition, newest first by the order columns (or
+        oldest first); ``since`` (included) and ``until`` (excluded) bound the first one."""
+        ...
+
     def page(
         self, table: TableSpec, partition: tuple[Any, ...], size: int, after: str | None
     ) -> tuple[list[bytes], str | None]:

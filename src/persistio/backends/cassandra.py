@@ -243,7 +243,7 @@ class CassandraDocuments:
         self._lock = threading.Lock()
         self._cluster: Any = None
         self._session: Any = None
-        self._prepared: dict[tuple[str, TableSpec], Any] = {}
+        self._prepared: dict[tuple[Any, ...], Any] = {}
         self._counts = self._new_counts()
 
     def _new_counts(self) -> CassandraCounts:
@@ -537,14 +537,33 @@ class CassandraDocuments:
                 out.append(None if row is None else (unstamped(bytes(row[0])), int(row[1])))
         return out
 
-    def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
-        """Up to ``limit`` payloads of one partition, newest first by the order columns."""
+    def query(
+        self,
+        table: TableSpec,
+        partition: tuple[Any, ...],
+        limit: int,
+        *,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+    ) -> list[bytes]:
+        """Up to ``limit`` payloads of one partition, newest first by the order columns (or
+        oldest first); ``since`` (included) and ``until`` (excluded) bound the first one."""
         with self._mapped(f"read from {table.name}"):
-            stmt = self._statement("query", table)
             if len(partition) != len(table.key):
                 raise ValidationError(f"{table.name}: expected {len(table.key)} partition values")
+            if since is None and until is None and not oldest_first:
+                stmt = self._statement("query", table)
+                bounds: list[Any] = []
+            else:
+                shape = (since is not None, until is not None, oldest_first)
+                stmt = self._range_statement(table, shape)
+                kind = _key_columns(table)[len(table.key)].kind
+                bounds = [
+                    _micros(v) if kind == "datetime" else v for v in (since, until) if v is not None
+                ]
             try:
-                bound = self._bind(stmt, table, partition, limit)
+                bound = self._bind(stmt, table, partition, *bounds, limit)
             except ValidationError:
                 return []
             return [unstamped(bytes(r[0])) for r in self._connect().execute(bound)]
@@ -568,6 +587,30 @@ class CassandraDocuments:
             rows = [unstamped(bytes(r[0])) for r in result.current_rows]
             resume = result.paging_state
         return rows, None if resume is None else base64.urlsafe_b64encode(resume).decode()
+
+    def _range_statement(self, spec: TableSpec, shape: tuple[bool, bool, bool]) -> Any:
+        """A partition read bounded on the first clustering column, either way round."""
+        key = ("range", spec, shape)
+        found = self._prepared.get(key)
+        if found is not None:
+            return found
+        since, until, oldest_first = shape
+        table = f"{_quote_name(self.endpoint.keyspace)}.{_quote_name(spec.name)}"
+        where = [f"{_quote(n)} = ?" for n in spec.key]
+        first = _quote(spec.order[0]) if spec.order else ""
+        if since:
+            where.append(f"{first} >= ?")
+        if until:
+            where.append(f"{first} < ?")
+        way = "ASC" if oldest_first else "DESC"
+        order = ", ".join(f"{_quote(n)} {way}" for n in spec.order)
+        cql = f"SELECT {BLOB} FROM {table} WHERE {' AND '.join(where)}"
+        cql += f" ORDER BY {order} LIMIT ?" if order else " LIMIT ?"
+        prepared = self._connect().prepare(cql)
+        level = spec.consistency or self.endpoint.consistency
+        prepared.consistency_level = ConsistencyLevel.name_to_value[level]
+        with self._lock:
+            return self._prepared.setdefault(key, prepared)
 
     def ping(self) -> None:
         with self._mapped("ping"):

@@ -39,7 +39,7 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from ..errors import BackendUnavailable, InDoubt
 from ..partitions import slot as slot_of
-from .base import Append, Op, Options, Put
+from .base import Append, Op, Options, Put, hash_tag
 from .redis_client import unavailable_on_outage
 from .redis_scripts import WRITE_SCRIPT
 from .redis_writes import (
@@ -151,7 +151,7 @@ class ClusterWrites(ScriptWrites):
     def _stream_slot(self, name: str) -> int:
         found = self._stream_slots.get(name)
         if found is None:
-            found = self._stream_slots[name] = slot_of(name)
+            found = self._stream_slots[name] = slot_of(hash_tag(name))
         return found
 
     def _send(

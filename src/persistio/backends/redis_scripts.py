@@ -11,6 +11,11 @@ from __future__ import annotations
 # one op after another, each starting with its kind:
 #   'a' deduplicated append: KEYS stream, seen-marker; ARGV item id, payload
 #   'q' plain append:        KEYS stream;              ARGV item id, payload
+#   'f' fanned-out append:   KEYS seen-marker, n streams (one per consumer group);
+#                            ARGV n, item id, payload
+#   'A', 'Q', 'F': the same three, delayed: each stream key is its delayed set instead, and one
+#                            more ARGV, the due time (ms since the epoch); the entry waits there
+#                            (msgpack of item id, payload, enqueue time) until a claim moves it
 #   'v' volatile put:        KEYS hash;                ARGV write ts (us), expire-at (ms), payload,
 #                                                      write id (breaks a tie: the larger wins)
 #   't' trim a stream:       KEYS stream;              ARGV max length ('' none), oldest id kept
@@ -61,6 +66,39 @@ while a <= #ARGV do
       out[#out + 1] = 0
     end
     k, a = k + 2, a + 3
+  elseif kind == 'A' then
+    if redis.call('SET', KEYS[k + 1], '1', 'NX', 'PX', window) then
+      redis.call('ZADD', KEYS[k], ARGV[a + 3], cmsgpack.pack(ARGV[a + 1], ARGV[a + 2], now))
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    k, a = k + 2, a + 4
+  elseif kind == 'Q' then
+    redis.call('ZADD', KEYS[k], ARGV[a + 3], cmsgpack.pack(ARGV[a + 1], ARGV[a + 2], now))
+    out[#out + 1] = 1
+    k, a = k + 1, a + 4
+  elseif kind == 'F' then
+    local n = tonumber(ARGV[a + 1])
+    if redis.call('SET', KEYS[k], '1', 'NX', 'PX', window) then
+      local member = cmsgpack.pack(ARGV[a + 2], ARGV[a + 3], now)
+      for i = 1, n do redis.call('ZADD', KEYS[k + i], ARGV[a + 4], member) end
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    k, a = k + 1 + n, a + 5
+  elseif kind == 'f' then
+    local n = tonumber(ARGV[a + 1])
+    if redis.call('SET', KEYS[k], '1', 'NX', 'PX', window) then
+      for i = 1, n do
+        redis.call('XADD', KEYS[k + i], '*', 'd', ARGV[a + 2], 'p', ARGV[a + 3], 't', now)
+      end
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    k, a = k + 1 + n, a + 4
   else
     redis.call('XADD', KEYS[k], '*', 'd', ARGV[a + 1], 'p', ARGV[a + 2], 't', now)
     out[#out + 1] = 1
@@ -70,13 +108,24 @@ end
 return out
 """
 
-# KEYS[1] the stream, KEYS[2] its dead letters; ARGV: group, consumer, count, visibility (ms),
-# max age (ms, or '' for none), now (epoch seconds, the dead letters' `at`), the expiry reason,
-# EXPIRE_BATCH, PENDING_ROUNDS.
-# Returns {id, dedup, payload, deliveries, enqueued_at} per entry handed out.
+# KEYS[1] the stream, KEYS[2] its dead letters, KEYS[3] its delayed entries; ARGV: group,
+# consumer, count, visibility (ms), max age (ms, or '' for none), now (epoch seconds, the dead
+# letters' `at`), the expiry reason, EXPIRE_BATCH, PENDING_ROUNDS.
+# Delayed entries now due join the stream first. Returns {id, dedup, payload, deliveries,
+# enqueued_at} per entry handed out.
 CLAIM_SCRIPT = """
 local stream, dead, group, consumer = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local count = tonumber(ARGV[3])
+do
+  local t = redis.call('TIME')
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms, 'LIMIT', 0, 1000)
+  for _, m in ipairs(due) do
+    local d, p, enqueued = cmsgpack.unpack(m)
+    redis.call('XADD', stream, '*', 'd', d, 'p', p, 't', enqueued)
+    redis.call('ZREM', KEYS[3], m)
+  end
+end
 local cutoff = nil
 if ARGV[5] ~= '' then
   local t = redis.call('TIME')  -- the clock that stamped the ids
@@ -224,14 +273,15 @@ return redis.call('XDEL', KEYS[1], unpack(ids))
 """
 
 # A stream's figures in one call, with the clock of the server that stamped its ids.
-# KEYS[1] the stream, KEYS[2] its dead letters. Returns {length, first id or '', dead letters,
-# server seconds, microseconds}.
+# KEYS[1] the stream, KEYS[2] its dead letters, KEYS[3] its delayed entries. Returns {length,
+# first id or '', dead letters, server seconds, microseconds, delayed entries}.
 STATS_SCRIPT = """
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local t = redis.call('TIME')
 local id = ''
 if first[1] then id = first[1][1] end
-return {redis.call('XLEN', KEYS[1]), id, redis.call('XLEN', KEYS[2]), t[1], t[2]}
+return {redis.call('XLEN', KEYS[1]), id, redis.call('XLEN', KEYS[2]), t[1], t[2],
+  redis.call('ZCARD', KEYS[3])}
 """
 
 # Forget consumers that hold nothing and have been idle longer than ARGV[2] ms (worker processes

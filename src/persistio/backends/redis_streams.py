@@ -38,7 +38,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
-from .base import DeadEntry, Delivery, StreamSpec, StreamStats
+from .base import GROUP_MARK, DeadEntry, Delivery, StreamSpec, StreamStats
 from .redis_client import script, unavailable_on_outage
 from .redis_scripts import (
     ACK_SCRIPT,
@@ -55,8 +55,10 @@ GROUP = "persistio"
 EXPIRED = "expired: older than max_age"
 # an intent name, or an internal task queue (tasks.high, tasks.normal, tasks.low), either one
 # possibly a partition of it (notify.3, tasks.high.1.17: see persistio.partitions)
+# and a consumer group's copy of one (notify~email, notify.3~email)
 STREAM_NAME = re.compile(
     r"(?:[a-z][a-z0-9_]*|(?:[a-z][a-z0-9_]*\.)?tasks\.[a-z]+)(?:\.[0-9]{1,3}(?:\.[0-9]{1,6})?)?"
+    r"(?:~[a-z][a-z0-9_]*)?"
 )
 EXPIRE_BATCH = 500  # expired entries dead-lettered per claim, bounding that script's run time
 PENDING_ROUNDS = 10  # XAUTOCLAIM calls per claim; each scans up to 10 x COUNT pending entries
@@ -64,10 +66,13 @@ ACK_CHUNK = 1000  # ids per ack call (Lua's unpack() takes a few thousand at mos
 
 
 def stream_key(name: str) -> str:
-    """``pio:{<name>}``; only an intent name or an internal queue name is accepted."""
+    """``pio:{<name>}``, or ``pio:{<name>}:g:<consumer>`` for a consumer group's copy of a
+    stream (in the stream's slot, so one script writes both); only an intent name or an
+    internal queue name is accepted."""
     if not STREAM_NAME.fullmatch(name):
         raise ValueError(f"not a stream name: {name!r}")
-    return f"pio:{{{name}}}"
+    stream, _, group = name.partition(GROUP_MARK)
+    return f"pio:{{{stream}}}:g:{group}" if group else f"pio:{{{stream}}}"
 
 
 def _text(value: Any) -> str:
@@ -131,7 +136,9 @@ class RedisStreams:
             PENDING_ROUNDS,
         ]
         with unavailable_on_outage("transitory", self._where):
-            rows = self._claim(keys=[key, f"{key}:dead"], args=args, client=self._redis())
+            rows = self._claim(
+                keys=[key, f"{key}:dead", f"{key}:delayed"], args=args, client=self._redis()
+            )
         return [
             Delivery(_text(i), _text(d), bytes(p), int(n), float(t) if t else _id_seconds(i))
             for i, d, p, n, t in rows
@@ -255,10 +262,10 @@ class RedisStreams:
         key = stream_key(stream.name)
         with unavailable_on_outage("transitory", self._where):
             # ages on the server's clock, the one that stamped the ids
-            pending, first, dead, seconds, micros = self._stats(
-                keys=[key, f"{key}:dead"], args=[], client=self._redis()
+            pending, first, dead, seconds, micros, delayed = self._stats(
+                keys=[key, f"{key}:dead", f"{key}:delayed"], args=[], client=self._redis()
             )
         age = None
         if first:
             age = max(0.0, int(seconds) + int(micros) / 1e6 - _id_seconds(first))
-        return StreamStats(int(pending), age, int(dead))
+        return StreamStats(int(pending) + int(delayed), age, int(dead), int(delayed))

@@ -40,9 +40,10 @@ def trims_of(ops: Sequence[Op]) -> list[Trim]:
     seen: dict[str, Trim] = {}
     now_ms = time.time() * 1000
     for op in ops:
-        if type(op) is Append and op.stream.name not in seen:
-            spec = op.stream
-            if spec.max_len is None and spec.max_age_seconds is None:
+        if type(op) is not Append:
+            continue
+        for spec in op.targets():
+            if spec.name in seen or (spec.max_len is None and spec.max_age_seconds is None):
                 continue
             min_id: int | str = ""
             if spec.max_age_seconds is not None:
@@ -76,6 +77,7 @@ class ScriptWrites:
         args: list[EncodableT] = [self._window_ms, now]
         known = self._keys
         replicas = 0
+        wall = float(now)
         for op in ops:
             if type(op) is Append:
                 stream = op.stream
@@ -83,7 +85,13 @@ class ScriptWrites:
                 key = known.get(name) or known.setdefault(name, stream_key(name))
                 if stream.replicas > replicas:  # noqa: PLR1730 - a compare beats max() here
                     replicas = stream.replicas
-                if op.dedupe:
+                if op.not_before > wall:  # delayed: a sorted set holds it until it is due
+                    _delayed(op, key, keys, args)
+                elif op.copies:  # one marker, then the entry in every consumer group's stream
+                    keys.append(f"{key}:seen:{op.item_id}")
+                    keys += (stream_key(c.name) for c in op.copies)
+                    args += ("f", len(op.copies), op.item_id, op.payload)
+                elif op.dedupe:
                     keys += (key, f"{key}:seen:{op.item_id}")
                     args += ("a", op.item_id, op.payload)
                 else:
@@ -115,6 +123,21 @@ class ScriptWrites:
             if n:
                 name = trim.stream.name
                 self.trimmed[name] = self.trimmed.get(name, 0) + n
+
+
+def _delayed(op: Append, key: str, keys: list[str], args: list[EncodableT]) -> None:
+    """A delayed append's keys and arguments (see WRITE_SCRIPT's 'A', 'Q' and 'F')."""
+    due = int(op.not_before * 1000)
+    if op.copies:
+        keys.append(f"{key}:seen:{op.item_id}")
+        keys += (f"{stream_key(c.name)}:delayed" for c in op.copies)
+        args += ("F", len(op.copies), op.item_id, op.payload, due)
+    elif op.dedupe:
+        keys += (f"{key}:delayed", f"{key}:seen:{op.item_id}")
+        args += ("A", op.item_id, op.payload, due)
+    else:
+        keys.append(f"{key}:delayed")
+        args += ("Q", op.item_id, op.payload, due)
 
 
 def wait_ms(deadline: float | None, request_timeout: float) -> int:

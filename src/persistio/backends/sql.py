@@ -24,6 +24,7 @@ from ..errors import BackendUnavailable, PersistioError
 from . import sql_tombstones as tombstones
 from .base import Op, TableSpec, Upsert, key_text, refuse
 from .sql_errors import mapped_errors
+from .sql_index import create_indexes, find_query
 from .sql_types import WRITE_ID, WRITE_TS, sa_type
 
 OUTBOX = "_persistio_outbox"
@@ -330,6 +331,7 @@ class SQLAcid:
                 table.create(conn, checkfirst=True)
                 evolve(conn, table, {c.name: c.kind for c in spec.columns})
                 tombstones.create(conn, spec)
+                create_indexes(conn, table, spec)
 
     def write(self, ops: Sequence[Op], deadline: float | None = None) -> list[bool]:
         """Upsert every row in one transaction; True for each row that took effect.
@@ -413,6 +415,20 @@ class SQLAcid:
         if result.rowcount == len(ops):
             return [True] * len(ops)
         return stored_is_ours(conn, table, values)
+
+    def find(self, table: TableSpec, fields: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows whose ``fields`` equal the values given, by primary key (an
+        index of the table serves it: see ``sql_index``)."""
+        query = find_query(self._tables.table(table), table, fields, limit)
+        deadline = time.monotonic() + self.request_timeout
+
+        def read() -> Any:
+            with self._bounded(deadline=deadline) as conn:
+                return conn.execute(query).mappings().all()
+
+        with mapped_errors("acid", f"read from {table.name}"):
+            rows = _once_more_on_disconnect(read, deadline)
+        return [{k: v for k, v in r.items() if k not in (WRITE_TS, WRITE_ID)} for r in rows]
 
     def get(self, table: TableSpec, key: tuple[Any, ...]) -> dict[str, Any] | None:
         stamped = self.get_stamped(table, key)

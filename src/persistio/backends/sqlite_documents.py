@@ -174,10 +174,25 @@ class SQLiteDocuments:
         found = {tuple(r[n] for n in names): (r[BLOB], int(r[WRITE_TS])) for r in rows}
         return [found.get(tuple(key)) for key in keys]
 
-    def query(self, table: TableSpec, partition: tuple[Any, ...], limit: int) -> list[bytes]:
+    def query(
+        self,
+        table: TableSpec,
+        partition: tuple[Any, ...],
+        limit: int,
+        *,
+        since: Any = None,
+        until: Any = None,
+        oldest_first: bool = False,
+    ) -> list[bytes]:
         t = self._table(table)
         where = [t.c[n] == v for n, v in zip(table.key, partition, strict=True)]
-        order = [t.c[n].desc() for n in table.order]
+        if table.order:
+            first = t.c[table.order[0]]
+            if since is not None:
+                where.append(first >= since)
+            if until is not None:
+                where.append(first < until)
+        order = [t.c[n].asc() if oldest_first else t.c[n].desc() for n in table.order]
         return self._select(t, where, limit, order)
 
     def page(

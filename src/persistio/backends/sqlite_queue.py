@@ -136,10 +136,13 @@ class SQLiteQueue:
                     if not cur.rowcount:
                         added.append(False)
                         continue
-                cur.execute(
+                cur.executemany(
                     "INSERT INTO items (stream, dedup, payload, enqueued_at, visible_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (op.stream.name, op.item_id, op.payload, now, now),
+                    [
+                        (s.name, op.item_id, op.payload, now, max(now, op.not_before))
+                        for s in op.targets()
+                    ],
                 )
                 added.append(True)
             self._enqueues_since_purge += len(ops)
@@ -151,7 +154,8 @@ class SQLiteQueue:
 
     def _trim(self, cur: sqlite3.Cursor, ops: Sequence[Op], now: float) -> None:
         """Keep each stream within its max_len / max_age (checked every TRIM_EVERY appends)."""
-        for spec in {op.stream.name: op.stream for op in ops if type(op) is Append}.values():
+        targets = {s.name: s for op in ops if type(op) is Append for s in op.targets()}
+        for spec in targets.values():
             n = 0
             if spec.max_age_seconds is not None:
                 n += cur.execute(
@@ -321,15 +325,19 @@ class SQLiteQueue:
             )
 
     def stats(self, stream: StreamSpec) -> StreamStats:
+        now = time.time()
         with self._lock:
-            pending, oldest = self._db.execute(
-                "SELECT count(*), min(enqueued_at) FROM items WHERE stream = ?", (stream.name,)
+            pending, oldest, delayed = self._db.execute(
+                "SELECT count(*), min(enqueued_at),"
+                " coalesce(sum(deliveries = 0 AND visible_at > ?), 0)"
+                " FROM items WHERE stream = ?",
+                (now, stream.name),
             ).fetchone()
             (dead,) = self._db.execute(
                 "SELECT count(*) FROM dead_letters WHERE stream = ?", (stream.name,)
             ).fetchone()
-        age = None if oldest is None else max(0.0, time.time() - oldest)
-        return StreamStats(pending, age, dead)
+        age = None if oldest is None else max(0.0, now - oldest)
+        return StreamStats(pending, age, dead, delayed)
 
     def ping(self) -> None:
         with self._lock:
