@@ -49,7 +49,7 @@ def _item(r: ContractRecord) -> ContractItem:
 @persist(
     Acid("pio_contract_rows", key=("id",)),
     Volatile("pio_contract_cache", key=("id",), ttl=timedelta(hours=1)),
-    Amorphous("pio_contract_docs", partition=("owner",), order=("at", "n")),
+    Amorphous("pio_contract_docs", partition=("owner",), order=("at", "n", "id")),
     Amorphous("pio_contract_items", partition=("owner",), order=("at",), project=_item),
 )
 class ContractRecord(msgspec.Struct, frozen=True):
@@ -100,7 +100,7 @@ class BackendContract:
         keys = [{"id": recs[2].id}, {"id": "absent"}, {"id": recs[0].id}]
         for intent in KEYED:
             assert store.get_many(ContractRecord, intent, keys) == [recs[2], None, recs[0]]
-        doc_keys = [{"owner": owner, "at": r.at, "n": r.n} for r in (recs[1], recs[0])]
+        doc_keys = [{"owner": owner, "at": r.at, "n": r.n, "id": r.id} for r in (recs[1], recs[0])]
         assert store.get_many(ContractRecord, "pio_contract_docs", doc_keys) == [recs[1], recs[0]]
 
     def test_delete_wins_over_a_late_older_save(self, store: Persistio) -> None:
@@ -111,7 +111,7 @@ class BackendContract:
         replay(store, older)  # arrives after the delete, older than it
         for intent in KEYED:
             assert store.get(ContractRecord, intent, id=rec.id) is None
-        key: dict[str, Any] = {"owner": rec.owner, "at": rec.at, "n": rec.n}
+        key: dict[str, Any] = {"owner": rec.owner, "at": rec.at, "n": rec.n, "id": rec.id}
         assert store.get(ContractRecord, "pio_contract_docs", **key) is None
         newer = msgspec.structs.replace(rec, balance=2)
         store.save(newer)
