@@ -25,7 +25,7 @@ import persistio as pio
     pio.Transitory("bench_notify"),
     pio.Volatile("bench_here", key=("venue_id", "user_id"), ttl=timedelta(hours=3)),
     pio.Acid("bench_checkins", key=("id",)),
-    pio.Amorphous("bench_activity", partition=("user_id",), order=("at",)),
+    pio.Amorphous("bench_activity", partition=("user_id",), order=("at", "id")),
 )
 class BenchCheckin(msgspec.Struct, frozen=True):
     id: uuid.UUID

@@ -14,7 +14,7 @@ import persistio as pio
 @pio.persist(
     pio.Volatile("peek_now", key=("venue", "user"), ttl=timedelta(minutes=10)),
     pio.Transitory("peek_events"),
-    pio.Amorphous("peek_docs", partition=("venue",), order=("at",)),  # NORMAL: a queued task
+    pio.Amorphous("peek_docs", partition=("venue",), order=("at", "id")),  # NORMAL: a queued task
 )
 class Visit(msgspec.Struct, frozen=True):
     id: uuid.UUID
