@@ -259,7 +259,7 @@ def _inspect(store: Persistio, args: argparse.Namespace) -> int:
         return 2
     client = redis_client(url)
     try:
-        found = inspect_key(client, args.key, args.id, args.count)
+        found = inspect_key(client, args.key, store.stored_intent, args.id, args.count)
     except PersistioError as exc:
         print(f"persistio inspect: {exc}", file=sys.stderr)
         return 1

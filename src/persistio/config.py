@@ -225,6 +225,7 @@ def _sql_acid(url: str, options: Options, setting: str) -> Any:
             connect_timeout=options.connect_timeout,
             request_timeout=options.request_timeout,
             tombstone_window=options.tombstone_window_seconds,
+            namespace=options.namespace,
         )
     except ImportError:
         raise

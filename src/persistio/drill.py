@@ -2,11 +2,11 @@
 
 ``persistio drill module:store --tier amorphous --seconds 30`` runs one against a real deployment.
 The drill touches nothing of the application's: it runs a store of its own on the same servers,
-with a namespace of its own (so its worker takes only the drill's tasks from the task queues,
-never the application's), a spool of its own (in a temporary directory), circuit breakers of
-its own (the one it opens is not the application's), and a model of its own (intents named
-``pio_drill_*``, declared when the first drill runs, not when this module is imported). It
-reads every acknowledged save back afterwards.
+covering only its own model (intents named ``pio_drill_*``, declared when the first drill runs,
+not when this module is imported), in the namespace ``pio_drill`` (tables, streams, keys and
+task queues of its own, so its worker takes only the drill's tasks), with a spool of its own
+(in a temporary directory) and circuit breakers of its own (the one it opens is not the
+application's). It reads every acknowledged save back afterwards.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class DrillEvent(msgspec.Struct, frozen=True):
 
 
 _declared = threading.Lock()
+# the drill's tables, streams, keys and task queues: beside the application's, never shared
+DRILL_NAMESPACE = "pio_drill"
 
 
 def _declare() -> None:
@@ -110,7 +112,8 @@ def run_drill(
             acid=urls[Tier.ACID],
             amorphous=urls[Tier.AMORPHOUS],
             data_dir=data_dir,
-            namespace=f"drill_{run}",
+            namespace=DRILL_NAMESPACE,
+            models=[DrillEvent],
             timeouts=store.settings.timeouts,
             pools=store.settings.pools,
             breaker=store.settings.breaker,

@@ -95,30 +95,23 @@ class Plan:
 
 
 class Registry:
-    """Every model decorated in this process; intents looked up by tier and name."""
+    """Every model decorated in this process, by name.
+
+    Two models may declare intents of one name: which store keeps them apart is the store's
+    business (``persistio.catalog``). ``version`` changes with every declaration, so a store
+    knows when to look again.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._plans: dict[str, Plan] = {}
-        self._by_tier_name: dict[tuple[Tier, str], BoundIntent] = {}
+        self.version = 0
 
     def add(self, plan: Plan) -> None:
         with self._lock:
-            for bound in plan.intents:
-                other = self._by_tier_name.get((bound.tier, bound.name))
-                if other is not None and _name(other.model) != plan.model_name:
-                    raise IntentError(
-                        f"@persist on {plan.model.__qualname__}: intent {bound.name!r}: "
-                        f"{_name(other.model)} already declares a {bound.tier} intent with "
-                        "this name, and both would share one table/stream: rename one"
-                    )
-            old = self._plans.get(plan.model_name)
-            if old is not None:  # re-decoration (a module reload) replaces the old plan
-                for bound in old.intents:
-                    self._by_tier_name.pop((bound.tier, bound.name), None)
+            # re-decoration (a module reload) replaces the old plan
             self._plans[plan.model_name] = plan
-            for bound in plan.intents:
-                self._by_tier_name[(bound.tier, bound.name)] = bound
+            self.version += 1
 
     def plans(self) -> list[Plan]:
         with self._lock:
@@ -126,9 +119,6 @@ class Registry:
 
     def plan_named(self, model_name: str) -> Plan | None:
         return self._plans.get(model_name)
-
-    def intent(self, tier: Tier, name: str) -> BoundIntent | None:
-        return self._by_tier_name.get((tier, name))
 
 
 REGISTRY = Registry()

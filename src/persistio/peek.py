@@ -12,6 +12,7 @@ library: see docs/operations.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,13 @@ def redis_client(url: str) -> Any:
     return open_client(first, Options(Path(".")), "inspect")
 
 
-def inspect_key(client: Any, key: str, entry_id: str | None = None, count: int = 10) -> Any:
+Intents = Callable[[Tier, str], "BoundIntent | None"]
+"""The intent a stored name belongs to, in the inspecting store (``Catalog.stored_intent``)."""
+
+
+def inspect_key(
+    client: Any, key: str, intents: Intents, entry_id: str | None = None, count: int = 10
+) -> Any:
     """What ``key`` holds, decoded: a dict for a volatile value, a list of entries for a
     stream (``entry_id``: that entry only; else the oldest ``count``).
 
@@ -57,7 +64,7 @@ def inspect_key(client: Any, key: str, entry_id: str | None = None, count: int =
     """
     volatile = _VOLATILE.fullmatch(key)
     if volatile is not None:
-        return _volatile(client, key, volatile["intent"])
+        return _volatile(client, key, volatile["intent"], intents)
     stream = _STREAM.fullmatch(key)
     if stream is None:
         raise PersistioError(
@@ -73,16 +80,16 @@ def inspect_key(client: Any, key: str, entry_id: str | None = None, count: int =
     if entry_id is not None and not entries:
         raise PersistioError(f"{key!r}: no entry {entry_id!r}")
     name = stream["name"]
-    bound = None if _TASKS.fullmatch(name) else _intent(Tier.TRANSITORY, name)
+    bound = None if _TASKS.fullmatch(name) else _intent(intents, Tier.TRANSITORY, name)
     return [_entry(entry, bound, bool(stream["dead"])) for entry in entries]
 
 
-def _volatile(client: Any, key: str, intent: str) -> dict[str, Any]:
+def _volatile(client: Any, key: str, intent: str, intents: Intents) -> dict[str, Any]:
     fields = client.hgetall(key)
     if not fields:
         raise PersistioError(f"{key!r}: no such volatile value (absent or expired)")
     ttl_ms = client.pttl(key)
-    bound = _intent(Tier.VOLATILE, intent)
+    bound = _intent(intents, Tier.VOLATILE, intent)
     return {
         "key": key,
         "intent": intent,
@@ -150,12 +157,12 @@ def _decoded(payload: bytes, bound: BoundIntent | None) -> Any:
         return {"undecodable": str(exc), "bytes": payload.hex()}
 
 
-def _intent(tier: Tier, name: str) -> BoundIntent | None:
-    found = REGISTRY.intent(tier, name)
+def _intent(intents: Intents, tier: Tier, name: str) -> BoundIntent | None:
+    found = intents(tier, name)
     if found is None:
         base = _PARTITION.fullmatch(name)
         if base is not None:
-            found = REGISTRY.intent(tier, base["base"])
+            found = intents(tier, base["base"])
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,13 +221,19 @@ class UnknownModel(LookupError):
     """A task names a model this process has not imported."""
 
 
-def work_from_task(task: Task) -> Work:
-    """Rebuild a Work from its encoded task (in a worker, a replay, or an outbox dispatch)."""
-    plan = REGISTRY.plan_named(task.model)
+def work_from_task(
+    task: Task, plan_named: Callable[[str], Plan | None] = REGISTRY.plan_named
+) -> Work:
+    """Rebuild a Work from its encoded task (in a worker, a replay, or an outbox dispatch).
+
+    ``plan_named``: the models the running store covers (``Persistio(models=...)``); a task of
+    another model is left for a store that covers it.
+    """
+    plan = plan_named(task.model)
     if plan is None or task.intent not in plan.by_name:
         raise UnknownModel(
             f"task for {task.model} intent {task.intent!r}: import the module that declares "
-            "the model in the worker process"
+            "the model in the worker process, and run it with a store that covers the model"
         )
     bound = plan.by_name[task.intent]
     task = _plain(task)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .intents import Priority, Tier
-from .model import REGISTRY
+from .model import REGISTRY, Plan
 from .plan import Work
 from .spool import Spool
 from .wiring import Stores
@@ -57,8 +57,10 @@ class Pressure:
         factor: float,
         max_wait: float,
         refresh: float,
+        plans: Callable[[], list[Plan]] = REGISTRY.plans,
     ) -> None:
         self.stores = stores
+        self.plans = plans  # the models whose intents may slow or shed saves
         self.spool = spool
         self.factor = factor
         self.max_wait = max_wait
@@ -135,7 +137,7 @@ class Pressure:
 
     def _slow_or_shed_bounds(self) -> dict[Priority, float]:
         bounds: dict[Priority, float] = {}
-        for plan in REGISTRY.plans():
+        for plan in self.plans():
             for bound in plan.intents:
                 intent = bound.intent
                 if intent.on_lag == "accept" or intent.within is None:

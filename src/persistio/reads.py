@@ -70,7 +70,7 @@ class Reader:
 
     def _get_volatile(self, bound: BoundIntent, key: tuple[Any, ...]) -> tuple[Any, int] | None:
         text = key_text(key)
-        data = self._backends.volatile.get_stamped(bound.name, text)
+        data = self._backends.volatile.get_stamped(self._backends.ops.volatile_name(bound), text)
         if data is not None:
             self._observe(data[1], bound.name)
             if data[0] == TOMBSTONE:
@@ -95,7 +95,8 @@ class Reader:
                 # racing this rebuild is newer than what it read, so it wins in the cache too
                 # (it lives a whole TTL from now, however old the source row is)
                 expires_at = time.time_ns() // 1000 + int(ttl.total_seconds() * 1_000_000)
-                put = Put(bound.name, text, ts, expires_at, bound.codec.encode(obj))
+                name = self._backends.ops.volatile_name(bound)
+                put = Put(name, text, ts, expires_at, bound.codec.encode(obj))
                 self._backends.volatile.write([put])  # already inside the guard
             return found
 
@@ -144,7 +145,8 @@ class Reader:
                 hits = list(stores.amorphous.get_many_stamped(stores.ops.table(bound), keys))
             case _:
                 texts = [key_text(k) for k in keys]
-                hits = list(stores.volatile.get_many_stamped(bound.name, texts))
+                name = stores.ops.volatile_name(bound)
+                hits = list(stores.volatile.get_many_stamped(name, texts))
         out: list[Any] = []
         rebuilds = bound.tier is Tier.VOLATILE and getattr(bound.intent, "rebuild_from", None)
         for key, hit in zip(keys, hits, strict=True):
@@ -291,7 +293,8 @@ class Reader:
         assert bound.counting is not None
         with self._backends.guard(bound.tier):
             self._backends.prepare(bound)
-            return self._backends.amorphous.read_counts(bound.counting.spec, key, runs)
+            spec = self._backends.ops.count(bound)
+            return self._backends.amorphous.read_counts(spec, key, runs)
 
     @staticmethod
     def _now() -> datetime:

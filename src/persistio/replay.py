@@ -52,12 +52,13 @@ class Replay:
         does not know waits UNKNOWN_MODEL_GRACE (another process, or this one after a deploy,
         may know it) before it is set aside. Nothing behind such a task waits for it."""
         spool = self.router.spool
+        plans = self.router.plan_named
         progressed = False
         for tier in spool.depth():
             works: list[tuple[int, Work]] = []
             for item in spool.peek(tier, self.batch):
                 try:
-                    works.append((item.seq, work_from_task(TASK_DECODER.decode(item.task))))
+                    works.append((item.seq, work_from_task(TASK_DECODER.decode(item.task), plans)))
                 except UnknownModel as exc:
                     if time.time() - item.spooled_at > self.unknown_model_grace:
                         progressed |= spool.failed(item.seq, str(exc), max_attempts=1)
@@ -140,7 +141,7 @@ class Replay:
         aside: list[tuple[str, bytes]] = []
         for key, data, created_at in rows:
             try:
-                works.append(work_from_task(TASK_DECODER.decode(data)))
+                works.append(work_from_task(TASK_DECODER.decode(data), self.router.plan_named))
                 keys.append(key)
             except UnknownModel as exc:
                 self._unknown_model(exc)

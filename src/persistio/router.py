@@ -34,7 +34,7 @@ from .errors import BackendUnavailable, InDoubt, PersistioError
 from .events import Events
 from .intents import Priority, Tier
 from .lanes import Lanes
-from .model import BoundIntent
+from .model import REGISTRY, BoundIntent, Plan
 from .plan import TASK_ENCODER, SavePlan, Work
 from .probes import CallEnd, Probe
 from .spool import Spool
@@ -129,6 +129,8 @@ class Router:
     ) -> None:
         self.stores = stores
         self.spool = spool
+        # the models whose tasks this store runs: Persistio(models=...) narrows it
+        self.plan_named: Callable[[str], Plan | None] = REGISTRY.plan_named
         self.events = events or Events()  # state changes, for logs and store.on() hooks
         self.spooling = False  # something was buffered since the spool was last drained
         self.deadline = deadline  # seconds a save waits for its REALTIME writes

@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar, overload
 from .backends.base import Options
 from .backends.watchdog import in_daemon_thread
 from .breaker import CircuitBreaker
+from .catalog import Catalog, check_namespace
 from .clock import WriteClock
 from .clock_sync import ClockSync
 from .config import ENV, default_urls, environ_settings, open_backends
@@ -34,7 +35,7 @@ from .errors import (
     ValidationError,
 )
 from .events import Events, Hook
-from .intents import Tier, Transitory, is_safe_name
+from .intents import Tier, Transitory
 from .lanes import Lanes
 from .lookups import find, not_before_of
 from .model import REGISTRY, BoundIntent, Plan, plan_of
@@ -118,13 +119,9 @@ class Persistio:
             dedup_window,
             max_clock_skew,
         )
-        if namespace and not is_safe_name(namespace):
-            raise ConfigError(
-                f"Persistio(namespace={namespace!r}): use [a-z][a-z0-9_]{{0,47}} (it prefixes "
-                "the task queue names)"
-            )
+        check_namespace(namespace)
         self.settings = settings
-        self._scope = _scope_of(models)
+        scope = _scope_of(models)
         if not isinstance(tombstone_window, timedelta) or tombstone_window <= timedelta(0):
             raise ConfigError(
                 f"Persistio(tombstone_window={tombstone_window!r}): use a positive timedelta"
@@ -140,7 +137,11 @@ class Persistio:
         }
         defaults = default_urls(data)
         self.urls = {t: u if u is not None else defaults[t] for t, u in given.items()}
-        spool_path = Path(spool) if spool else data / "spool.db"
+        self._catalog = Catalog(scope, namespace, self.urls)
+        # a namespace's writes wait in a spool of their own: another namespace's store would
+        # replay them into its own tables
+        default_spool = f"spool-{namespace}.db" if namespace else "spool.db"
+        spool_path = Path(spool) if spool else data / default_spool
         # before anything is opened (opening creates the files): did this store find data?
         self.found_data = any(p.exists() for p in local_files(self.urls.values(), spool_path))
         self._namespace = namespace
@@ -167,6 +168,7 @@ class Persistio:
             settings.pools.group_max,
             self._events,
         )
+        self._router.plan_named = self._catalog.plan_named
         self._worker = Worker(
             self._router,
             batch=settings.pools.worker_batch,
@@ -181,6 +183,7 @@ class Persistio:
             factor=queues.lag_factor,
             max_wait=queues.slow_wait,
             refresh=queues.pressure_refresh,
+            plans=self._catalog.plans,
         )
         self._clock = WriteClock(int(settings.max_clock_skew.total_seconds() * 1_000_000))
         self._clock_sync = ClockSync(
@@ -213,6 +216,7 @@ class Persistio:
             request_timeout=settings.timeouts.realtime,
             dedup_window_seconds=settings.dedup_window.total_seconds(),
             tombstone_window_seconds=self._tombstone_window.total_seconds(),
+            namespace=namespace,
         )
         policy = settings.breaker
         queues = settings.task_queues
@@ -239,6 +243,7 @@ class Persistio:
             opened[Tier.AMORPHOUS],
             queues=queue_specs(namespace, queues.partitions, queues.replicas, queues.visibility),
             breaker_factory=breaker,
+            namespace=namespace,
         )
 
     def _circuit_changed(self, tier: str, before: str, after: str) -> None:
@@ -267,9 +272,12 @@ class Persistio:
         self._check_open()
         stores = self._stores
         with self._setup_lock:
+            self._catalog.check()  # before anything is created
+            plans = self._plans()
+            for plan in plans:
+                self._catalog.claim(plan)
             with stores.guard(Tier.TRANSITORY):
                 stores.transitory.setup(stores.all_queues())
-            plans = self._plans()
             for tier in Tier:
                 bounds = [b for p in plans for b in p.intents if b.tier is tier]
                 stores.ready.difference_update((tier, b.name) for b in bounds)
@@ -288,6 +296,7 @@ class Persistio:
         with self._setup_lock:
             if plan.model_name in self._set_up:
                 return
+            self._catalog.claim(plan)
             for bound in plan.intents:
                 try:
                     with stores.guard(bound.tier):
@@ -693,7 +702,12 @@ class Persistio:
             IntentError: a name the intent does not declare (or none where it declares
                 several); a second handler under one name.
         """
-        bound = REGISTRY.intent(Tier.TRANSITORY, intent)
+        bound = self._catalog.intent(Tier.TRANSITORY, intent)
+        if bound is None:  # declared, but by a model this store does not cover?
+            for plan in REGISTRY.plans():
+                found = plan.by_name.get(intent)
+                if found is not None and found.tier is Tier.TRANSITORY:
+                    self._plan_of(plan.model, "consumer")  # raises, saying why
         if bound is None or not isinstance(bound.intent, Transitory):
             raise ValidationError(
                 f"consumer({intent!r}): no model declares a Transitory intent with this name"
@@ -705,7 +719,7 @@ class Persistio:
         key = check_consumer(bound, name, self._worker.consumers, replace)
 
         def register(handler: F) -> F:
-            self._ensure(plan_of(bound.model))
+            self._ensure(self._plan_of(bound.model, "consumer"))
             check_consumer(bound, name, self._worker.consumers, replace)
             streams = self._stores.ops.consumer_streams(bound, name)
             self._worker.consumers[key] = Consumer(
@@ -903,22 +917,18 @@ class Persistio:
     def _transitory_intents(self) -> list[BoundIntent]:
         return [b for p in self._plans() for b in p.intents if b.tier is Tier.TRANSITORY]
 
+    def stored_intent(self, tier: Tier, stored: str) -> BoundIntent | None:
+        """The intent of this store's models that is stored under ``stored`` (a table, stream
+        or volatile name as it is in the store, namespace included); None when none is."""
+        return self._catalog.stored_intent(tier, stored)
+
     def _plans(self) -> list[Plan]:
         """The plans this store covers: those of ``models=``, or every declared model."""
-        plans = REGISTRY.plans()
-        if self._scope is None:
-            return plans
-        return [p for p in plans if p.model_name in self._scope]
+        return self._catalog.plans()
 
     def _plan_of(self, model: type, verb: str) -> Plan:
-        """``model``'s plan, if this store covers it."""
-        plan = plan_of(model)
-        if self._scope is not None and plan.model_name not in self._scope:
-            raise ValidationError(
-                f"{verb}({model.__qualname__}): this store covers only the models given as "
-                f"Persistio(models=...): {sorted(self._scope)}"
-            )
-        return plan
+        """``model``'s plan, if this store covers it (and can keep it apart from the others)."""
+        return self._catalog.plan_of(model, verb)
 
     def _after_fork(self) -> None:
         """In a forked child: connections, pools, locks and the replay thread of its own."""
@@ -948,6 +958,7 @@ class Persistio:
         self._lanes.shutdown()
         self._stores.close()
         self._spool.close()
+        self._catalog.release()
 
     def _check_open(self) -> None:
         if self._closed:

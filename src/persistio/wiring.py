@@ -51,9 +51,10 @@ class Stores:
     breaker_factory: Callable[[str], CircuitBreaker] = CircuitBreaker
     # intents whose table/stream this process has created (or found): see prepare()
     ready: set[tuple[Tier, str]] = field(default_factory=set)
+    namespace: str = ""  # prefixes every table, stream and key name (see catalog.stored_name)
 
     def __post_init__(self) -> None:
-        self.ops = OpBuilder(self.queues)
+        self.ops = OpBuilder(self.queues, self.namespace)
         self.by_tier: dict[Tier, Backend] = {
             Tier.TRANSITORY: self.transitory,
             Tier.VOLATILE: self.volatile,
@@ -94,7 +95,7 @@ class Stores:
             case Tier.ACID:
                 self.acid.setup([self.ops.table(bound)])
             case Tier.AMORPHOUS if bound.counting is not None:
-                self.amorphous.setup_counts([bound.counting.spec])
+                self.amorphous.setup_counts([self.ops.count(bound)])
             case Tier.AMORPHOUS:
                 self.amorphous.setup([self.ops.table(bound)])
             case Tier.VOLATILE:

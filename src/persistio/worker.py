@@ -171,7 +171,7 @@ class Worker:
         taken: list[Delivery] = []
         for d in deliveries:
             try:
-                work = work_from_task(TASK_DECODER.decode(d.payload))
+                work = work_from_task(TASK_DECODER.decode(d.payload), self.router.plan_named)
             except UnknownModel as exc:  # retried: a worker that knows the model may take it
                 self.replay._unknown_model(exc)
                 self._failed(stream, d, exc, quiet=True)

@@ -27,6 +27,7 @@ from .backends.base import (
     Upsert,
     key_text,
 )
+from .catalog import stored_name
 from .intents import Acid, Amorphous, Priority, Tier, Transitory, Volatile
 from .model import BoundIntent
 from .partitions import partition_names, pick
@@ -60,12 +61,12 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
-def stream_specs(bound: BoundIntent) -> Streams:
+def stream_specs(bound: BoundIntent, namespace: str = "") -> Streams:
     """Every stream of a transitory intent: one per partition, or, when it declares several
     consumers, one per consumer and partition (``<partition>~<consumer>``)."""
     intent = bound.intent
     assert isinstance(intent, Transitory)
-    base = base_streams(bound)
+    base = base_streams(bound, namespace)
     if not intent.consumers:
         return base
     return tuple(s for c in intent.consumers for s in group_streams(base, c))
@@ -76,7 +77,7 @@ def group_streams(base: Streams, consumer: str) -> Streams:
     return tuple(replace(s, name=f"{s.name}{GROUP_MARK}{consumer}") for s in base)
 
 
-def base_streams(bound: BoundIntent) -> Streams:
+def base_streams(bound: BoundIntent, namespace: str = "") -> Streams:
     """A transitory intent's partitions (where its entries are deduplicated)."""
     intent = bound.intent
     assert isinstance(intent, Transitory)
@@ -93,20 +94,21 @@ def base_streams(bound: BoundIntent) -> Streams:
             dead_max_age_seconds=intent.dead_max_age.total_seconds(),
             replicas=intent.replicas,
         )
-        for name in partition_names(intent.name, intent.partitions)
+        for name in partition_names(stored_name(namespace, intent.name), intent.partitions)
     )
 
 
-def table_spec(bound: BoundIntent) -> TableSpec:
+def table_spec(bound: BoundIntent, namespace: str = "") -> TableSpec:
     intent = bound.intent
+    name = stored_name(namespace, intent.name)
     if isinstance(intent, Acid):
-        return TableSpec(intent.name, tuple(bound.codec.columns), intent.key, indexes=intent.index)
+        return TableSpec(name, tuple(bound.codec.columns), intent.key, indexes=intent.index)
     assert isinstance(intent, Amorphous)
     by_name = {c.name: c for c in bound.codec.columns}
     keyed = tuple(by_name[n] for n in (*intent.partition, *intent.order))
     retain = intent.retain
     return TableSpec(
-        intent.name,
+        name,
         keyed,
         intent.partition,
         intent.order,
@@ -116,10 +118,13 @@ def table_spec(bound: BoundIntent) -> TableSpec:
 
 
 class OpBuilder:
-    """Builds each intent's op; the specs an intent needs are built once and kept."""
+    """Builds each intent's op; the specs an intent needs are built once and kept. Every name
+    is the intent's stored name: prefixed by the store's namespace when it has one."""
 
-    def __init__(self, queues: dict[Priority, Streams]) -> None:
+    def __init__(self, queues: dict[Priority, Streams], namespace: str = "") -> None:
         self.queues = queues
+        self.namespace = namespace
+        self._counts: dict[BoundIntent, CountSpec] = {}
         self._streams: dict[BoundIntent, Streams] = {}
         self._bases: dict[BoundIntent, tuple[Streams, tuple[Streams, ...]]] = {}
         self._tables: dict[BoundIntent, TableSpec] = {}
@@ -129,14 +134,14 @@ class OpBuilder:
         """The partitions of a transitory intent's stream."""
         found = self._streams.get(bound)
         if found is None:
-            found = self._streams[bound] = stream_specs(bound)
+            found = self._streams[bound] = stream_specs(bound, self.namespace)
         return found
 
     def consumer_streams(self, bound: BoundIntent, consumer: str | None) -> Streams:
         """The streams one consumer reads: its group's, or the intent's when it has one."""
         if consumer is None:
             return self.streams(bound)
-        return group_streams(base_streams(bound), consumer)
+        return group_streams(base_streams(bound, self.namespace), consumer)
 
     def _partitions(self, bound: BoundIntent) -> tuple[Streams, tuple[Streams, ...]]:
         """The partitions, and per partition its consumer groups' streams (empty for one)."""
@@ -144,7 +149,7 @@ class OpBuilder:
         if found is None:
             intent = bound.intent
             assert isinstance(intent, Transitory)
-            base = base_streams(bound)
+            base = base_streams(bound, self.namespace)
             groups = [group_streams(base, c) for c in intent.consumers]
             copies = tuple(tuple(g[i] for g in groups) for i in range(len(base)))
             found = self._bases[bound] = (base, copies)
@@ -153,8 +158,12 @@ class OpBuilder:
     def table(self, bound: BoundIntent) -> TableSpec:
         found = self._tables.get(bound)
         if found is None:
-            found = self._tables[bound] = table_spec(bound)
+            found = self._tables[bound] = table_spec(bound, self.namespace)
         return found
+
+    def volatile_name(self, bound: BoundIntent) -> str:
+        """The name a volatile intent's keys are stored under."""
+        return stored_name(self.namespace, bound.name)
 
     def write(self, work: Work) -> Op:
         """The op that writes ``work`` to its intent's own store."""
@@ -170,7 +179,8 @@ class OpBuilder:
                 assert intent.ttl is not None
                 ttl_us = self._ttls[bound] = int(intent.ttl.total_seconds() * 1_000_000)
             key = key_of(bound, work.obj)
-            return Put(bound.name, key, task.ts, task.ts + ttl_us, task.payload, task.write_id)
+            name = self.volatile_name(bound)
+            return Put(name, key, task.ts, task.ts + ttl_us, task.payload, task.write_id)
         if tier is Tier.TRANSITORY:
             streams, copies = self._partitions(bound)
             at = 0
@@ -205,7 +215,8 @@ class OpBuilder:
             assert isinstance(intent, Volatile)
             assert intent.ttl is not None
             expires = task.ts + int(intent.ttl.total_seconds() * 1_000_000)
-            return Put(bound.name, key_text(key), task.ts, expires, TOMBSTONE, task.write_id)
+            name = self.volatile_name(bound)
+            return Put(name, key_text(key), task.ts, expires, TOMBSTONE, task.write_id)
         if bound.tier is Tier.ACID:
             values = dict(zip(bound.key, key, strict=True))
             return Upsert(self.table(bound), values, task.ts, task.write_id, gone=True)
@@ -214,18 +225,23 @@ class OpBuilder:
         return Document(self.table(bound), key, TOMBSTONE, task.ts, task.write_id)
 
     def count(self, bound: BoundIntent) -> CountSpec:
-        assert bound.counting is not None
-        return bound.counting.spec
+        """A Count's tables (under the stored name)."""
+        found = self._counts.get(bound)
+        if found is None:
+            assert bound.counting is not None
+            spec = bound.counting.spec
+            found = replace(spec, name=stored_name(self.namespace, spec.name))
+            self._counts[bound] = found
+        return found
 
-    @staticmethod
-    def contribution(work: Work) -> Contribution:
+    def contribution(self, work: Work) -> Contribution:
         """A counted save's contribution: its tally, named and timed by the save itself unless
         the Count reads both from the object (``identity=``, ``at=``)."""
         bound, task = work.bound, work.task
         assert bound.counting is not None
         *key, at_us, n, f, cid = msgspec.structs.astuple(work.obj)
         return Contribution(
-            bound.counting.spec,
+            self.count(bound),
             tuple(key),
             task.write_id if cid is None else cid,
             task.ts if at_us is None else at_us,

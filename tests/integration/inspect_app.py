@@ -30,3 +30,14 @@ def make_store() -> pio.Persistio:
         volatile=os.environ["PERSISTIO_VOLATILE_URL"],
         data_dir=os.environ["PERSISTIO_DATA_DIR"],
     )
+
+
+def make_namespaced_store() -> pio.Persistio:
+    """The same model in a store of its own namespace: its keys are ``pio:v:peek__peek_now:...``."""
+    return pio.Persistio(
+        transitory=os.environ["PERSISTIO_TRANSITORY_URL"],
+        volatile=os.environ["PERSISTIO_VOLATILE_URL"],
+        data_dir=os.environ["PERSISTIO_DATA_DIR"],
+        namespace="peek",
+        models=[Visit],
+    )

@@ -14,7 +14,7 @@ import pytest
 from persistio.cli import main
 from tests import redis_clients
 
-from .inspect_app import Visit, make_store
+from .inspect_app import Visit, make_namespaced_store, make_store
 
 INSPECT_REDIS_DB = 12  # this suite's own Redis database, flushed first
 APP = "tests.integration.inspect_app:make_store"
@@ -94,3 +94,33 @@ def test_inspect_says_what_is_missing(app_env: str, capsys: pytest.CaptureFixtur
     code, _, err = _inspect(capsys, "app:sessions")
     assert code == 1
     assert "not a key persistio writes" in err
+
+
+def test_inspect_reads_a_namespaced_stores_keys(
+    app_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a save by a store with a namespace: its keys carry the namespace
+    visit = Visit(uuid.uuid4(), 8, 2, datetime(2026, 5, 2, 9, 0, tzinfo=UTC), "namespaced")
+    with make_namespaced_store() as store:
+        store.setup()
+        receipt = store.save(visit)
+    raw = redis_clients.client(app_env)
+    try:
+        assert raw.exists("pio:v:peek__peek_now:{8:2}")
+        assert not raw.exists("pio:v:peek_now:{8:2}")
+    finally:
+        raw.close()
+
+    # When its keys are inspected through that store; Then they decode as the model
+    namespaced = "tests.integration.inspect_app:make_namespaced_store"
+    code = main(["inspect", namespaced, "pio:v:peek__peek_now:{8:2}"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    value = json.loads(out)
+    assert (value["model"], value["write_id"]) == ("Visit", receipt.write_id)
+    assert value["value"] == msgspec.to_builtins(visit)
+    code = main(["inspect", namespaced, "pio:{peek__peek_events}"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    (entry,) = json.loads(out)
+    assert entry["value"] == msgspec.to_builtins(visit)

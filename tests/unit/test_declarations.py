@@ -80,16 +80,18 @@ def test_a_non_record_class_is_refused() -> None:
         declare(pio.Acid("plain", key="id"), model=int)
 
 
-def test_two_models_cannot_share_a_table() -> None:
+def test_two_models_may_declare_one_intent_name() -> None:
     class A(msgspec.Struct):
         id: int
 
     class B(msgspec.Struct):
         id: int
 
+    # which store keeps them apart is the store's business (tests/contract/test_scoped_models)
     pio.persist(pio.Acid("shared_table_name", key="id"))(A)
-    with pytest.raises(pio.IntentError, match=r"already declares a acid intent"):
-        pio.persist(pio.Acid("shared_table_name", key="id"))(B)
+    pio.persist(pio.Acid("shared_table_name", key="id"))(B)
+    assert A.__persistio_plan__.intent("shared_table_name").model is A  # type: ignore[attr-defined]
+    assert B.__persistio_plan__.intent("shared_table_name").model is B  # type: ignore[attr-defined]
 
 
 def test_dataclasses_are_models_too() -> None:

@@ -36,6 +36,9 @@ class Options:
     # how long an acid delete's tombstone is kept (a save older than the delete that arrives
     # within it never lands)
     tombstone_window_seconds: float = 7 * 86_400.0
+    # the store's namespace: a backend that keeps tables of its own (the acid outbox) keeps
+    # one set per namespace; intents' tables come already named (TableSpec.name)
+    namespace: str = ""
 
 
 @dataclass(frozen=True)

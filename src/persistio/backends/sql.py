@@ -257,6 +257,7 @@ class SQLAcid:
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
         tombstone_window: float = tombstones.TOMBSTONE_WINDOW_SECONDS,
+        namespace: str = "",
     ) -> None:
         self.request_timeout = request_timeout
         self.tombstone_window = tombstone_window
@@ -283,7 +284,8 @@ class SQLAcid:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._tables = SQLTables()
         self._outbox = sa.Table(
-            OUTBOX,
+            # one outbox per namespace: a store dispatches its rows into its own streams
+            f"{OUTBOX}__{namespace}" if namespace else OUTBOX,
             self._tables.metadata,
             sa.Column("key", sa.Text, primary_key=True),  # write id : intent
             sa.Column("task", sa.LargeBinary, nullable=False),
