@@ -21,7 +21,7 @@ import persistio as pio
 
 from . import detectors, review
 from .demo_data import GROUND_TRUTH, read_ground_truth, write_demo_data
-from .models import AlarmImage
+from .models import MODELS, AlarmImage
 from .pipeline import DetectionWorker, Settings, ingest_dir, watch
 from .report import accuracy_table, write_report
 
@@ -86,7 +86,9 @@ def _work_options(p: argparse.ArgumentParser, audit_rate: float = 0.1) -> None:
 
 
 def open_store(args: argparse.Namespace) -> pio.Persistio:
-    overrides: dict[str, Any] = {"data_dir": args.data_dir} if args.data_dir else {}
+    overrides: dict[str, Any] = {"models": MODELS}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
     store = pio.Persistio.from_env(**overrides)
     store.setup()
     return store

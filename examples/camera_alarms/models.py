@@ -208,3 +208,8 @@ class Verdict(msgspec.Struct, frozen=True):
     reviewer: str
     decided_at: datetime
     queued_at: datetime | None = None  # None when the image was marked without being queued
+
+
+# What the pipeline's stores cover (Persistio(models=...)): a process that also runs another app
+# keeps that app's models out of the pipeline's setup, status and workers.
+MODELS = (AlarmImage, Detection, ReviewEntry, Verdict)

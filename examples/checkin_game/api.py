@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import persistio as pio
 
 from .game import Game
-from .models import Award, Checkin, FeedItem, Friends, Inbox, Points, User, Venue
+from .models import MODELS, Award, Checkin, FeedItem, Friends, Inbox, Points, User, Venue
 from .presence import here as here_now
 
 PAGE = Path(__file__).with_name("page")
@@ -251,5 +251,5 @@ async def _stop_worker(aio: pio.AsyncPersistio, running: asyncio.Task[None]) -> 
 def open_async_store(*, real: bool, data_dir: str | Path) -> pio.AsyncPersistio:
     """The async twin of ``game.open_store``: embedded defaults, or PERSISTIO_*_URL."""
     if real:
-        return pio.AsyncPersistio.from_env(data_dir=data_dir)
-    return pio.AsyncPersistio(data_dir=data_dir)
+        return pio.AsyncPersistio.from_env(data_dir=data_dir, models=MODELS)
+    return pio.AsyncPersistio(data_dir=data_dir, models=MODELS)

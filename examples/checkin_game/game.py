@@ -11,7 +11,18 @@ from pathlib import Path
 import persistio as pio
 
 from .badges import BadgeEngine
-from .models import Award, Checkin, FeedItem, Friends, Inbox, InboxItem, Points, User, Venue
+from .models import (
+    MODELS,
+    Award,
+    Checkin,
+    FeedItem,
+    Friends,
+    Inbox,
+    InboxItem,
+    Points,
+    User,
+    Venue,
+)
 from .notifier import Notifier
 from .presence import CellCache, nearby_friends, record
 from .presence import here as here_now
@@ -24,8 +35,8 @@ def open_store(*, real: bool, data_dir: str | Path) -> pio.Persistio:
     """Embedded defaults (no servers) under ``data_dir``, or the real services from the
     PERSISTIO_*_URL variables (``data_dir`` then only holds the local spool)."""
     if real:
-        return pio.Persistio.from_env(data_dir=data_dir)
-    return pio.Persistio(data_dir=data_dir)
+        return pio.Persistio.from_env(data_dir=data_dir, models=MODELS)
+    return pio.Persistio(data_dir=data_dir, models=MODELS)
 
 
 @dataclass(frozen=True)

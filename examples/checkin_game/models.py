@@ -279,3 +279,20 @@ class Mayor(msgspec.Struct, frozen=True):
     user_id: int
     checkins: int  # in the MAYOR_WINDOW before ``since``
     since: datetime
+
+
+# What the game's stores cover (Persistio(models=...)): a process that also runs another app
+# keeps that app's models out of the game's setup, status and workers.
+MODELS = (
+    User,
+    Venue,
+    Friends,
+    Checkin,
+    VenueRoster,
+    GeoCell,
+    Inbox,
+    Award,
+    Points,
+    BadgeCheck,
+    Mayor,
+)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections.abc import Mapping
 
 from .errors import ConfigError, IntentError, ValidationError
@@ -74,7 +73,6 @@ class Catalog:
         self._by_name: dict[str, Plan] = {}
         self._by_intent: dict[tuple[Tier, str], BoundIntent] = {}
         self._shared: dict[str, str] = {}  # model name -> why it cannot be stored here
-        weakref.finalize(self, _release, id(self))  # a store dropped unclosed frees its claims
 
     def stored_name(self, name: str) -> str:
         """The name an intent is stored under in this store (see ``stored_name``)."""
@@ -202,10 +200,16 @@ class Catalog:
 
 def _release(owner: int) -> None:
     with _CLAIMS_LOCK:
-        for place, (_, owners) in list(_CLAIMS.items()):
-            owners.discard(owner)
-            if not owners:
-                del _CLAIMS[place]
+        _forget({owner})
+
+
+def _forget(owners: set[int]) -> None:
+    """Drop what ``owners`` claimed; under _CLAIMS_LOCK. (A store that is never closed keeps
+    its claims: its replay thread keeps it, and its names, in use.)"""
+    for place, (_, holders) in list(_CLAIMS.items()):
+        holders.difference_update(owners)
+        if not holders:
+            del _CLAIMS[place]
 
 
 def _model_name(bound: BoundIntent) -> str:

@@ -201,10 +201,16 @@ def test_a_store_whose_models_share_an_intent_name_is_refused(make_store: Any) -
 @pytest.mark.usefixtures("orders")
 def test_two_stores_on_one_server_without_namespaces_are_refused(make_store: Any) -> None:
     # Given a store that keeps ShopOrder's intents under their own names
-    make_store(models=[ShopOrder])
+    shop = make_store(models=[ShopOrder])
     # When another store of the process, on the same servers, would keep GameOrder's there
     with pytest.raises(pio.IntentError, match=r"another store in this process.*namespace"):
         make_store(models=[GameOrder])
+    # Then it may, once the first store is closed
+    shop.close()
+    game = make_store(models=[GameOrder])
+    n = uuid.uuid4().int % 10**9
+    game.save(GameOrder(n, "badge", 3))
+    assert game.get(GameOrder, "ns_orders", id=n) == GameOrder(n, "badge", 3)
 
 
 def test_a_scoped_store_leaves_other_models_tasks_to_their_store(make_store: Any) -> None:
