@@ -44,8 +44,11 @@ class AsyncTransaction:
         call = functools.partial(self._context.run, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
-    def save(self, obj: Any) -> str:
-        return self._tx.save(obj)  # validation and planning only: no I/O
+    def save(
+        self, obj: Any, *, delay: timedelta | None = None, not_before: datetime | None = None
+    ) -> str:
+        # validation and planning only: no I/O
+        return self._tx.save(obj, delay=delay, not_before=not_before)
 
     async def get(
         self, model: type[T], intent: str, *, for_update: bool = False, **key: Any

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +19,7 @@ import msgspec
 from .backends.base import AcidTransaction, Upsert
 from .errors import ValidationError
 from .intents import Tier
+from .lookups import not_before_of
 from .plan import TASK_ENCODER, SavePlan
 from .router import Outcome, Receipt
 
@@ -93,9 +95,18 @@ class Transaction:
         with stack:
             yield db
 
-    def save(self, obj: Any) -> str:
-        """Validate and plan ``obj`` now (raising before any write); return its write id."""
-        plan = self._store._plan(obj, "transaction().save")
+    def save(
+        self, obj: Any, *, delay: timedelta | None = None, not_before: datetime | None = None
+    ) -> str:
+        """Validate and plan ``obj`` now (raising before any write); return its write id.
+
+        ``delay`` / ``not_before``: as in ``store.save``. The acid rows commit with the
+        transaction; the stream entries and deferred tasks, dispatched after the commit, are
+        handed to consumers and workers only when due (if the process dies first, the outbox
+        keeps them, and the due time with them).
+        """
+        due = not_before_of(delay, not_before, "transaction().save")
+        plan = self._store._plan(obj, "transaction().save", None, due)
         self._plans.append(plan)
         return plan.write_id
 

@@ -133,3 +133,44 @@ def test_a_task_encoded_before_delays_existed_still_decodes() -> None:
 
     old = msgspec.msgpack.encode(["w1", "m:M", "jobs", "transitory", 0, 123, b"x"])
     assert TASK_DECODER.decode(old).not_before == 0.0
+
+
+def test_a_delayed_save_in_a_transaction_commits_now_and_delivers_when_due(
+    store: pio.Persistio, backend_kind: str, request: pytest.FixtureRequest
+) -> None:
+    from tests.models import Account
+
+    # Given an account saved with a delay inside a transaction
+    seen: list[Account] = []
+    store.consumer("account_events")(seen.append)
+    n = uuid.uuid4().int % 10**9
+    with store.transaction() as tx:
+        tx.save(Account(n, "ann", 10), delay=DELAY)
+    saved_at = time.monotonic()
+
+    # Then its acid row committed with the transaction, and its stream entry waits
+    assert store.get(Account, "accounts", id=n) == Account(n, "ann", 10)
+    store.drain(timeout=30)
+    if time.monotonic() - saved_at < DELAY.total_seconds() - 0.5:  # (a loaded machine: late)
+        assert seen == []
+        assert raw_waiting(request, backend_kind, "account_events") == (0, 1)
+
+    # And the consumer gets it once it is due
+    time.sleep(max(0.0, DELAY.total_seconds() - (time.monotonic() - saved_at)) + 0.2)
+    store.drain(timeout=30)
+    assert seen == [Account(n, "ann", 10)]
+    assert raw_waiting(request, backend_kind, "account_events") == (0, 0)
+
+
+def test_a_bad_delay_in_a_transaction_is_refused_with_nothing_written(
+    store: pio.Persistio,
+) -> None:
+    from tests.models import Account
+
+    n = uuid.uuid4().int % 10**9
+    with (
+        pytest.raises(pio.ValidationError, match=r"transaction\(\).save\(delay="),
+        store.transaction() as tx,
+    ):
+        tx.save(Account(n, "bob", 1), delay=timedelta(seconds=-1))
+    assert store.get(Account, "accounts", id=n) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import persistio as pio
@@ -34,6 +34,11 @@ def test_async_api_mirrors_the_sync_one(tmp_path: Path) -> None:
             async with aio.transaction() as tx:
                 tx.save(Account(5, "eve", 3))
             assert await aio.get(Account, "accounts", id=5) == Account(5, "eve", 3)
+            # a delayed save in a transaction: the row now, its stream entry when due
+            async with aio.transaction() as tx:
+                tx.save(Account(6, "fay", 4), delay=timedelta(hours=1))
+            assert await aio.get(Account, "accounts", id=6) == Account(6, "fay", 4)
+            assert (await aio.status())["streams"]["account_events"]["delayed"] == 1
             assert (await aio.status())["backends"]["acid"]["healthy"]
 
     asyncio.run(main())
