@@ -74,13 +74,9 @@ class Catalog:
         self._by_intent: dict[tuple[Tier, str], BoundIntent] = {}
         self._shared: dict[str, str] = {}  # model name -> why it cannot be stored here
 
-    def stored_name(self, name: str) -> str:
-        """The name an intent is stored under in this store (see ``stored_name``)."""
-        return stored_name(self.namespace, name)
-
     def check_length(self, bound: BoundIntent) -> None:
         """A table's name must fit Cassandra and PostgreSQL once the namespace prefixes it."""
-        stored = self.stored_name(bound.name)
+        stored = stored_name(self.namespace, bound.name)
         if len(stored) > MAX_STORED_NAME:
             raise ConfigError(
                 f"{bound.model.__qualname__} intent {bound.name!r} in namespace "
@@ -111,7 +107,7 @@ class Catalog:
             self._claimed.add(plan.model_name)
 
     def _place(self, bound: BoundIntent) -> tuple[str, Tier, str]:
-        return (self.urls[bound.tier], bound.tier, self.stored_name(bound.name))
+        return (self.urls[bound.tier], bound.tier, stored_name(self.namespace, bound.name))
 
     def release(self) -> None:
         """This store is closed: what it claimed is free."""
@@ -156,12 +152,10 @@ class Catalog:
 
     def stored_intent(self, tier: Tier, stored: str) -> BoundIntent | None:
         """The intent stored under ``stored`` (as ``stored_name`` gives it) in this store."""
-        if self.namespace:
-            prefix = f"{self.namespace}{SEPARATOR}"
-            if not stored.startswith(prefix):
-                return None
-            stored = stored.removeprefix(prefix)
-        return self.intent(tier, stored)
+        prefix = stored_name(self.namespace, "")
+        if not stored.startswith(prefix):
+            return None
+        return self.intent(tier, stored.removeprefix(prefix))
 
     def _refresh(self) -> None:
         version = REGISTRY.version
