@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 import persistio as pio
-from persistio.codec import Codec
+from persistio.model.codec import Codec
 
 
 class _Checkin(msgspec.Struct, frozen=True):

@@ -55,8 +55,8 @@ from typing import Any
 import redis
 
 from persistio.backends.base import Append, Op, Options, Put, StreamSpec
-from persistio.backends.redis_cluster import RedisClusterStore
-from persistio.partitions import SLOTS, partition_names
+from persistio.backends.redis.cluster import RedisClusterStore
+from persistio.model.partitions import SLOTS, partition_names
 
 HOST = "127.0.0.1"
 KEYS = 100_000

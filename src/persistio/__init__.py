@@ -4,11 +4,11 @@ that fits it (transitory streams, volatile caches, ACID tables, amorphous docume
 Importing this package does no I/O and imports no database driver.
 """
 
-from .aio import AsyncPersistio, AsyncTransaction
-from .counts import Count
-from .deadletters import DeadLetter
-from .delivery import Delivery
-from .errors import (
+from persistio.api.aio import AsyncPersistio, AsyncTransaction
+from persistio.api.store import Persistio
+from persistio.api.transaction import Transaction
+from persistio.config.settings import BreakerPolicy, Pools, SpoolLimits, TaskQueues, Timeouts
+from persistio.errors import (
     BackendUnavailable,
     ConfigError,
     DrainTimeout,
@@ -19,7 +19,9 @@ from .errors import (
     PersistioError,
     ValidationError,
 )
-from .intents import (
+from persistio.model.counts import Count
+from persistio.model.declare import persist
+from persistio.model.intents import (
     HIGH,
     LOW,
     NORMAL,
@@ -32,12 +34,10 @@ from .intents import (
     Transitory,
     Volatile,
 )
-from .model import persist
-from .pages import Page
-from .router import Receipt
-from .settings import BreakerPolicy, Pools, SpoolLimits, TaskQueues, Timeouts
-from .store import Persistio
-from .transaction import Transaction
+from persistio.read.pages import Page
+from persistio.work.deadletters import DeadLetter
+from persistio.work.delivery import Delivery
+from persistio.write.router import Receipt
 
 __version__ = "0.1.0"
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import msgspec
 
-from .aio import AsyncPersistio
-from .datadir import empty_warning
-from .errors import PersistioError
-from .intents import Tier
-from .store import Persistio
-from .unconsumed import unconsumed_text
-from .urls import masked
+from persistio.api.aio import AsyncPersistio
+from persistio.api.store import Persistio
+from persistio.config.datadir import empty_warning
+from persistio.config.urls import masked
+from persistio.errors import PersistioError
+from persistio.model.intents import Tier
+from persistio.work.unconsumed import unconsumed_text
 
 
 def load_store(target: str) -> Persistio:
@@ -92,7 +92,7 @@ def _worker(store: Persistio, args: argparse.Namespace) -> int:
         return 0
     stop_serving = None
     if args.metrics_port is not None:
-        from .metrics import serve
+        from persistio.ops.metrics import serve
 
         try:
             stop_serving = serve(store, args.metrics_port, args.metrics_addr)
@@ -216,7 +216,7 @@ def _setup(store: Persistio, args: argparse.Namespace) -> int:
 
 
 def _drill(store: Persistio, args: argparse.Namespace) -> int:
-    from .drill import run_drill
+    from persistio.ops.drill import run_drill
 
     report = run_drill(store, args.tier, args.seconds, rate=args.rate, timeout=args.timeout)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
@@ -250,7 +250,7 @@ def _dead_letters(store: Persistio, args: argparse.Namespace) -> int:
 
 
 def _inspect(store: Persistio, args: argparse.Namespace) -> int:
-    from .peek import inspect_key, redis_client
+    from persistio.ops.inspect import inspect_key, redis_client
 
     tier = Tier.VOLATILE if args.key.startswith("pio:v:") else Tier.TRANSITORY
     url = store.urls[tier]

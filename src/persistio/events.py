@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ValidationError
+from persistio.errors import ValidationError
 
 log = logging.getLogger("persistio.events")
 

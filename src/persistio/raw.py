@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import msgspec
 
-from .backends.stamps import unstamped
+from persistio.backends.stamps import unstamped
 
 T = TypeVar("T")
 

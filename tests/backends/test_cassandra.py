@@ -22,9 +22,9 @@ import pytest
 from cassandra.cluster import Session
 
 from persistio.backends.base import Document, Options, TableSpec
-from persistio.backends.cassandra import CassandraDocuments, from_url, parse_url
-from persistio.codec import INT64_MAX, INT64_MIN, Column
+from persistio.backends.cassandra.backend import CassandraDocuments, from_url, parse_url
 from persistio.errors import BackendUnavailable, ConfigError, PersistioError, ValidationError
+from persistio.model.codec import INT64_MAX, INT64_MIN, Column
 
 OPTIONS = Options(data_dir=Path("unused"), connect_timeout=5.0, request_timeout=10.0)
 

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from persistio.backends.base import Options, Put, key_text
-from persistio.backends.redis_store import RedisStore as RedisCache
-from persistio.backends.redis_store import volatile_from_url as from_url
+from persistio.backends.redis.server import RedisStore as RedisCache
+from persistio.backends.redis.server import volatile_from_url as from_url
 from persistio.errors import BackendUnavailable, ConfigError
 
 HOUR_US = 3_600_000_000

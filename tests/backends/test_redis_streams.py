@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from persistio.backends.base import Append, Delivery, Options, StreamSpec
-from persistio.backends.redis_store import RedisStore as RedisStreams
-from persistio.backends.redis_store import from_url
-from persistio.backends.redis_streams import GROUP
+from persistio.backends.redis.server import RedisStore as RedisStreams
+from persistio.backends.redis.server import from_url
+from persistio.backends.redis.streams import GROUP
 from persistio.errors import BackendUnavailable, ConfigError
 
 VISIBILITY = 0.2

@@ -15,8 +15,8 @@ import pytest
 
 import persistio as pio
 from persistio.backends.base import TableSpec, Upsert
-from persistio.backends.sql import SQLAcid
-from persistio.codec import Column
+from persistio.backends.sql.acid import SQLAcid
+from persistio.model.codec import Column
 from tests.models import Profile
 
 V1 = TableSpec("evolving", (Column("id", "int", False), Column("name", "str", False)), ("id",))
@@ -229,7 +229,7 @@ def test_a_write_past_its_deadline_is_not_sent(acid: SQLAcid, raw_pg: Any) -> No
 def test_the_server_refuses_a_write_it_runs_after_the_deadline(acid: SQLAcid, raw_pg: Any) -> None:
     # Given the guarded upsert, as a paused server would run it after the pause: its deadline
     # (on the server's clock) already past
-    from persistio.backends.pg_writes import Statements, parameters
+    from persistio.backends.sql.pg_writes import Statements, parameters
 
     acid.setup([V1])
     rows = [Upsert(V1, {"id": 12, "name": "late"}, 1)]

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 import persistio as pio
-from persistio.partitions import partition_names, slot
+from persistio.model.partitions import partition_names, slot
 from tests import redis_clients
 
 from .nodes import RedisNode, master_of, node_client, redis_nodes, replica_of
@@ -147,7 +147,7 @@ def test_writes_follow_a_slot_that_moved_to_another_master(
 
 
 def _partition_of(user: int) -> str:
-    from persistio.partitions import pick
+    from persistio.model.partitions import pick
 
     return partition_names("cl_events", 3)[pick(str(user), 3)]
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import persistio as pio
-from persistio.partitions import partition_names, pick, slot
+from persistio.model.partitions import partition_names, pick, slot
 from tests import redis_clients
 from tests.conftest import cassandra_session
 from tests.faults.checks import (

@@ -129,7 +129,7 @@ def test_a_delayed_entry_reaches_every_consumer_group(
 def test_a_task_encoded_before_delays_existed_still_decodes() -> None:
     import msgspec
 
-    from persistio.plan import TASK_DECODER
+    from persistio.model.tasks import TASK_DECODER
 
     old = msgspec.msgpack.encode(["w1", "m:M", "jobs", "transitory", 0, 123, b"x"])
     assert TASK_DECODER.decode(old).not_before == 0.0

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 import persistio as pio
-from persistio.partitions import partition_names
+from persistio.model.partitions import partition_names
 from persistio.testing import planned_writes, replay
 from tests import redis_clients
 from tests.models import HighWork, LowWork

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from persistio.backends.base import Op, Put
-from persistio.combiner import Combiner
 from persistio.errors import BackendUnavailable
+from persistio.write.group_commit import Combiner
 
 
 def put(caller: int, n: int, *, bad: bool = False) -> Put:

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 import persistio as pio
-from persistio.drill import run_drill
+from persistio.ops.drill import run_drill
 
 REPO = Path(__file__).resolve().parents[2]
 

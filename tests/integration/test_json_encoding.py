@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 import persistio as pio
-from persistio.codec import Codec
+from persistio.model.codec import Codec
 from tests import redis_clients
 
 JSON_REDIS_DB = 13  # this suite's own Redis database, flushed first

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from persistio.partitions import partition_names
+from persistio.model.partitions import partition_names
 from tests import redis_clients
 from tests.conftest import keyspace_url, psycopg_conninfo
 from tests.faults.checks import acid_rows

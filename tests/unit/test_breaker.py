@@ -7,8 +7,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from persistio.breaker import CircuitBreaker, guard_all
 from persistio.errors import BackendUnavailable, Busy
+from persistio.outage.breaker import CircuitBreaker, guard_all
 
 
 class Clock:

@@ -7,7 +7,7 @@ from typing import Any
 from cassandra import ConsistencyLevel
 from cassandra.query import BatchStatement, SimpleStatement
 
-from persistio.backends.cassandra_requests import (
+from persistio.backends.cassandra.requests import (
     BATCH_PARTITIONS,
     BATCH_ROWS,
     batched,

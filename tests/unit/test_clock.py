@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from persistio.clock import WriteClock
+from persistio.model.clock import WriteClock
 
 SKEW = 5_000_000  # us
 

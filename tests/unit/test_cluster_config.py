@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 import persistio as pio
-from persistio.backends.redis_client import parse_cluster_url
-from persistio.config import masked
-from persistio.urls import split_urls
+from persistio.backends.redis.client import parse_cluster_url
+from persistio.config.urls import masked, split_urls
 
 SETTING = "transitory (Persistio(transitory=...) or PERSISTIO_TRANSITORY_URL)"
 

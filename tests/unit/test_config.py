@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import persistio as pio
-from persistio.config import masked
+from persistio.config.urls import masked
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 import persistio as pio
-from persistio.model import plan_of
-from persistio.tally import cover, micros
+from persistio.model.counting import cover, micros
+from persistio.model.declare import plan_of
 from persistio.testing import temporary_store
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)

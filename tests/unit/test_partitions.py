@@ -6,7 +6,7 @@ import redis.crc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from persistio.partitions import SLOTS, partition_names, pick, slot
+from persistio.model.partitions import SLOTS, partition_names, pick, slot
 
 
 def test_one_partition_keeps_the_plain_name() -> None:

@@ -14,7 +14,7 @@ import persistio as pio
 from persistio.testing import BackendContract
 
 PLUGIN = '''
-from persistio.backends.sqlite_documents import SQLiteDocuments
+from persistio.backends.sqlite.documents import SQLiteDocuments
 
 
 class ShelfDocuments(SQLiteDocuments):
@@ -49,7 +49,7 @@ def plugin_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pi
 
 def test_a_plugin_serves_its_scheme(plugin_store: pio.Persistio, tmp_path: Path) -> None:
     # When a record is saved through a store whose amorphous URL has the plugin's scheme
-    from persistio.contract import ContractRecord
+    from persistio.testing.contract import ContractRecord
 
     rec = ContractRecord("r1", "ann", 1, datetime(2026, 1, 1, tzinfo=UTC))
     plugin_store.save(rec)

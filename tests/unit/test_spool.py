@@ -12,7 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from persistio.spool import Spool
+from persistio.outage.spool import Spool
 
 
 class SpoolMachine(RuleBasedStateMachine):

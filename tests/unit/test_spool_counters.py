@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from persistio.spool import Spool
+from persistio.outage.spool import Spool
 
 
 def test_a_count_is_never_out_of_sight_while_it_is_flushed(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from persistio.plan import TASK_DECODER, TASK_ENCODER, Task, delete_task, make_task, traced
+from persistio.model.tasks import TASK_DECODER, TASK_ENCODER, Task, delete_task, make_task, traced
 
 BASE = Task("w1", "m:M", "intent", "acid", 1, 1_700_000_000_000_000, b"\x91\x01")
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

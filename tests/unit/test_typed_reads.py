@@ -57,11 +57,11 @@ EXPECTED = [
     "list[sample.Event | None]",
     "list[sample.Item]",
     "list[sample.Event]",
-    "typing.Iterator[persistio.pages.Page[sample.Item]]",
+    "typing.Iterator[persistio.read.pages.Page[sample.Item]]",
     "sample.Item | None",
     "list[sample.Item]",
     "list[sample.Item | None]",
-    "typing.AsyncIterator[persistio.pages.Page[sample.Item]]",
+    "typing.AsyncIterator[persistio.read.pages.Page[sample.Item]]",
     "sample.Event | None",
 ]
 

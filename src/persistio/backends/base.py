@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import quote
 from uuid import UUID
 
-from ..codec import Column
+from persistio.model.codec import Column
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Generic, TypeVar
 
-from ..breaker import CircuitBreaker
-from ..errors import BackendUnavailable
-from .base import (
+from persistio.backends.base import (
     DeadEntry,
     Delivery,
     Op,
@@ -26,6 +24,8 @@ from .base import (
     TransitoryBackend,
     VolatileBackend,
 )
+from persistio.errors import BackendUnavailable
+from persistio.outage.breaker import CircuitBreaker
 
 T = TypeVar("T")
 M = TypeVar("M", TransitoryBackend, VolatileBackend)

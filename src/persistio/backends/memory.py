@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import ClassVar
 
-from .base import Op, Put, refuse
+from persistio.backends.base import Op, Put, refuse
 
 
 class MemoryVolatile:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from .base import Document
+from persistio.backends.base import Document
 
 STAMP = b"\x01"  # a msgpack object never starts with it: blobs without it predate the stamp
 

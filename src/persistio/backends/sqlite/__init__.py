@@ -1,0 +1,1 @@
+"""The embedded tiers on SQLite: the transitory queue, amorphous documents and counts."""

@@ -1,0 +1,1 @@
+"""Operating a store: metrics, tracing, drills and persistio inspect."""
